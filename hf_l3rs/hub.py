@@ -1,0 +1,217 @@
+"""All Hub I/O: meta-weights as safetensors + ``config.json`` + a model card.
+
+This is the only module that talks to ``huggingface_hub``. Nothing loaded from outside is
+ever unpickled: tensors come from safetensors, everything else from JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from hf_l3rs.optim.components import Component
+from hf_l3rs.optim.config import ConfigError, L3RSConfig
+from hf_l3rs.optim.network import L3RSNet
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+CARD_NAME = "README.md"
+FORMAT = "hf_l3rs/1"
+LIBRARY_NAME = "hf_l3rs"
+# Fields that change the network's shape or meaning and so may not be overridden on load.
+_SHAPE_FIELDS = {
+    "directions",
+    "ema_betas",
+    "relative_time_points",
+    "absolute_time_scales",
+    "embedding",
+    "embedding_dim",
+    "descriptor",
+    "hidden_sizes",
+    "variant",
+    "num_components",
+}
+
+
+class CheckpointError(ValueError):
+    """A meta-weights folder is missing a file or holds a corrupt one."""
+
+
+def _version() -> str:
+    from hf_l3rs import __version__
+
+    return __version__
+
+
+def save_net(
+    net: L3RSNet,
+    save_directory: str | os.PathLike,
+    *,
+    components: list[Component] | None = None,
+    card: dict[str, Any] | None = None,
+    **card_info: Any,
+) -> Path:
+    """Write the meta-weights folder. ``card``/``card_info`` fill the model card
+    (meta-training provenance, evaluation tables)."""
+    out = Path(save_directory)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    meta = {"format": FORMAT, "library_version": _version()}
+    save_file(tensors, str(out / WEIGHTS_NAME), metadata=meta)
+    config = {
+        "format": FORMAT,
+        "library_name": LIBRARY_NAME,
+        "library_version": _version(),
+        "l3rs": net.config.to_dict(),
+        "hyper_parameters": net.hyper_values(),
+        "trained_components": [
+            {"name": c.name, "role": c.role, "depth": round(c.depth, 6), "numel": c.numel} for c in components
+        ]
+        if components
+        else None,
+    }
+    (out / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+    from hf_l3rs.cards import render_card
+
+    info = {**(card or {}), **card_info}
+    (out / CARD_NAME).write_text(render_card(net, info))
+    return out
+
+
+def resolve(
+    name_or_path: str | os.PathLike,
+    *,
+    revision: str | None = None,
+    cache_dir: str | None = None,
+    local_files_only: bool | None = None,
+    token: str | bool | None = None,
+) -> Path:
+    """A local folder as is, or a Hub repo id through the HF cache (``local_files_only``
+    or ``HF_HUB_OFFLINE=1`` never touch the network)."""
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise CheckpointError(f"{path} is a file; from_pretrained expects a folder or a Hub repo id")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    if local_files_only is None:
+        local_files_only = os.environ.get("HF_HUB_OFFLINE", "0") in ("1", "true", "True")
+    try:
+        folder = snapshot_download(
+            repo_id=str(name_or_path),
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            token=token,
+            allow_patterns=[WEIGHTS_NAME, CONFIG_NAME, CARD_NAME],
+        )
+    except HFValidationError as exc:
+        raise CheckpointError(f"{name_or_path!r} is neither a local folder nor a valid Hub repo id") from exc
+    except LocalEntryNotFoundError as exc:
+        raise CheckpointError(
+            f"{name_or_path!r} is not a local folder and is not in the Hugging Face cache "
+            f"({'local_files_only' if local_files_only else 'offline'}): {exc}"
+        ) from exc
+    return Path(folder)
+
+
+def load_config(folder: Path) -> L3RSConfig:
+    path = folder / CONFIG_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{folder}: no {CONFIG_NAME} (not an hf_l3rs meta-weights folder)")
+    try:
+        raw = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(raw, dict) or "l3rs" not in raw:
+        raise CheckpointError(f"{path}: no 'l3rs' object (not an hf_l3rs config)")
+    if raw.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: format {raw.get('format')!r} is not {FORMAT!r}")
+    try:
+        return L3RSConfig.from_json_file(path, require_all=True)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def load_tensors(folder: Path) -> dict[str, torch.Tensor]:
+    path = folder / WEIGHTS_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{folder}: no {WEIGHTS_NAME}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"{path}: not a readable safetensors file ({exc}); the file is corrupt or "
+            "truncated: delete it and download or save it again"
+        ) from exc
+
+
+def load_net(
+    name_or_path: str | os.PathLike,
+    *,
+    revision: str | None = None,
+    cache_dir: str | None = None,
+    local_files_only: bool | None = None,
+    token: str | bool | None = None,
+    **overrides: Any,
+) -> L3RSNet:
+    """Load an :class:`L3RSNet`; ``overrides`` replace non-shape config fields."""
+    folder = resolve(
+        name_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
+    )
+    config = load_config(folder)
+    if overrides:
+        bad = sorted(set(overrides) & _SHAPE_FIELDS)
+        if bad:
+            raise ConfigError(f"cannot override {bad} when loading: they define the saved network's shape")
+        unknown = sorted(set(overrides) - set(config.to_dict()))
+        if unknown:
+            raise ConfigError(f"unknown L3RSConfig field(s) {unknown} in from_pretrained overrides")
+        config = config.replace(**overrides)
+    tensors = load_tensors(folder)
+    net = L3RSNet(config, tensors.get("trained_roles"), tensors.get("trained_depths"))
+    expected = net.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{folder / WEIGHTS_NAME}: tensors do not match the config (missing {missing}, unexpected {unexpected})"
+        )
+    for key, value in tensors.items():
+        if value.shape != expected[key].shape:
+            raise CheckpointError(
+                f"{folder / WEIGHTS_NAME}: tensor {key!r} has shape {tuple(value.shape)}, "
+                f"the config implies {tuple(expected[key].shape)}"
+            )
+    net.load_state_dict(tensors, strict=True)
+    return net
+
+
+def push_to_hub(
+    save_directory: str | os.PathLike,
+    repo_id: str,
+    *,
+    private: bool = False,
+    token: str | None = None,
+    commit_message: str = "Upload L3RS meta-weights",
+) -> str:
+    """Upload a folder written by :func:`save_net` (safetensors, JSON, card only)."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token, library_name=LIBRARY_NAME, library_version=_version())
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    info = api.upload_folder(
+        repo_id=repo_id,
+        folder_path=str(save_directory),
+        allow_patterns=[WEIGHTS_NAME, CONFIG_NAME, CARD_NAME, "*.png", "*.md", "*.json"],
+        commit_message=commit_message,
+    )
+    return str(info)

@@ -1,0 +1,168 @@
+"""Components (one per trainable parameter tensor), their descriptors, and the mapping of
+an unseen architecture's components onto the ones an L3RS was meta-trained on."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from hf_l3rs.optim.config import ROLES
+
+logger = logging.getLogger(__name__)
+
+_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_NORM_WORDS = ("norm", "bn", "ln", "gn")
+
+
+@dataclass(frozen=True)
+class Component:
+    """What L3RS knows about one parameter tensor."""
+
+    name: str
+    role: str
+    depth: float
+    numel: int
+
+
+def _module_roles(model: nn.Module) -> dict[int, str]:
+    """Map ``id(param)`` to a role using the owning module's type."""
+    roles: dict[int, str] = {}
+    for module in model.modules():
+        if isinstance(module, _CONV):
+            kind = "conv"
+        elif isinstance(module, nn.Linear):
+            kind = "linear"
+        elif isinstance(module, nn.Embedding | nn.EmbeddingBag):
+            kind = "embedding"
+        elif "norm" in type(module).__name__.lower():
+            kind = "norm"
+        else:
+            continue
+        for pname, p in module.named_parameters(recurse=False):
+            roles[id(p)] = "bias" if pname.endswith("bias") else kind
+    return roles
+
+
+def infer_role(name: str, p: Tensor, module_roles: dict[int, str] | None = None) -> str:
+    """Role one-hot category of SPEC §1 (conv / linear / norm / bias / embedding / other)."""
+    if module_roles and id(p) in module_roles:
+        return module_roles[id(p)]
+    lname = name.lower()
+    if lname.endswith("bias"):
+        return "bias"
+    if "embed" in lname or "wte" in lname or "wpe" in lname:
+        return "embedding"
+    if p.dim() >= 3:
+        return "conv"
+    if p.dim() == 2:
+        return "linear"
+    if p.dim() == 1 and any(w in lname for w in _NORM_WORDS):
+        return "norm"
+    return "other"
+
+
+def describe(named: list[tuple[str, Tensor]], model: nn.Module | None = None) -> list[Component]:
+    """Descriptors for an ordered list of (name, parameter)."""
+    module_roles = _module_roles(model) if model is not None else None
+    n = len(named)
+    return [
+        Component(
+            name=name,
+            role=infer_role(name, p, module_roles),
+            depth=(i / (n - 1)) if n > 1 else 0.0,
+            numel=p.numel(),
+        )
+        for i, (name, p) in enumerate(named)
+    ]
+
+
+def descriptor_matrix(components: list[Component]) -> Tensor:
+    """[C, len(ROLES) + 2] float32: role one-hot, relative depth, log numel."""
+    rows = []
+    for c in components:
+        onehot = [1.0 if c.role == r else 0.0 for r in ROLES]
+        rows.append([*onehot, c.depth, math.log(max(c.numel, 1))])
+    return torch.tensor(rows, dtype=torch.float32).reshape(len(components), len(ROLES) + 2)
+
+
+def role_indices(components: list[Component]) -> Tensor:
+    return torch.tensor([ROLES.index(c.role) for c in components], dtype=torch.long)
+
+
+class EmbeddingMismatchError(ValueError):
+    """The model's components do not match the checkpoint's and mapping is not allowed."""
+
+
+def map_components(roles: Tensor, depths: Tensor, trained_roles: Tensor, trained_depths: Tensor) -> Tensor:
+    """Index of the trained component each component borrows its embedding from: the
+    trained component of the same role with the nearest relative depth (nearest depth of
+    any role when that role was never trained)."""
+    out = torch.empty(len(roles), dtype=torch.long)
+    for j in range(len(roles)):
+        same = (trained_roles == roles[j]).nonzero().flatten()
+        pool = same if len(same) else torch.arange(len(trained_roles))
+        dist = (trained_depths[pool] - depths[j]).abs()
+        out[j] = pool[int(torch.argmin(dist))]  # argmin returns the first of ties
+    return out
+
+
+def normalize_params(params: Any) -> tuple[list[dict[str, Any]], list[list[str]], nn.Module | None]:
+    """Accept a module, parameters, (name, parameter) pairs or param-group dicts.
+
+    Returns torch-style groups (``params`` plain tensors, requires_grad only), the names
+    per group, and the module when one was given (for role inference).
+    """
+    model = params if isinstance(params, nn.Module) else None
+    if model is not None:
+        params = list(model.named_parameters())
+    if isinstance(params, Tensor):
+        raise TypeError("L3RS params must be an iterable of tensors, not a single tensor")
+    items = list(params) if isinstance(params, Iterable) else None
+    if not items:
+        raise ValueError("L3RS got an empty parameter list")
+    raw_groups = items if isinstance(items[0], dict) else [{"params": items}]
+    groups, names, counter = [], [], 0
+    for g in raw_groups:
+        if not isinstance(g, dict) or "params" not in g:
+            raise TypeError("L3RS param groups must be dicts with a 'params' entry")
+        plist = g["params"]
+        plist = [plist] if isinstance(plist, Tensor) else list(plist)
+        kept, kept_names = [], []
+        for item in plist:
+            if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], Tensor):
+                name, p = item
+            elif isinstance(item, Tensor):
+                name, p = f"param_{counter}", item
+            else:
+                raise TypeError(f"L3RS cannot use {type(item).__name__} as a parameter")
+            counter += 1
+            if p.requires_grad:
+                kept.append(p)
+                kept_names.append(name)
+        group = {k: v for k, v in g.items() if k != "params"}
+        group["params"] = kept
+        groups.append(group)
+        names.append(kept_names)
+    if not any(g["params"] for g in groups):
+        raise ValueError("L3RS got no parameter that requires grad")
+    return groups, names, model
+
+
+def log_mapping(components: list[Component], mapping: Tensor, trained: int) -> None:
+    """Report, once, how an unseen architecture borrows embeddings (never silently)."""
+    lines = [f"  {c.name} ({c.role}, depth {c.depth:.2f}) <- trained #{int(m)}" for c, m in zip(components, mapping)]
+    shown = lines if len(lines) <= 12 else [*lines[:6], f"  ... {len(lines) - 12} more ...", *lines[-6:]]
+    logger.warning(
+        "L3RS: this model has %d components, the checkpoint was meta-trained on %d; "
+        "each component uses the embedding of the trained component of the same role with "
+        "the nearest relative depth:\n%s",
+        len(components),
+        trained,
+        "\n".join(shown),
+    )

@@ -1,0 +1,155 @@
+"""``L3RSConfig``: every choice of SPEC §1 that a checkpoint must remember."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+VARIANTS = ("shared", "global", "per_layer_mlp")
+NORMS = ("rms", "l2")
+ROLES = ("conv", "linear", "norm", "bias", "embedding", "other")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field."""
+
+
+@dataclass(frozen=True)
+class L3RSConfig:
+    """Architecture and defaults of one L3RS meta-network.
+
+    ``directions`` are names from the base-direction registry (``hf_l3rs.optim.directions``).
+    ``variant`` is ``"shared"`` (the paper's L3RS: one MLP for all components),
+    ``"global"`` (one rate and mixing for the whole model) or ``"per_layer_mlp"``.
+    ``num_components`` is the component count of the architecture the embedding table
+    (and per-layer MLPs) were meta-trained on; ``None`` binds to the first model seen.
+    """
+
+    directions: tuple[str, ...] = ("sgd", "adam")
+    norm: str = "rms"
+    ema_betas: tuple[float, ...] = (0.5, 0.9, 0.99)
+    relative_time_points: int = 11
+    relative_time_sharpness: float = 10.0
+    absolute_time_scales: tuple[float, ...] = (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0)
+    embedding: bool = True
+    embedding_dim: int = 16
+    descriptor: bool = True
+    hidden_sizes: tuple[int, ...] = (32, 32)
+    variant: str = "shared"
+    base_lr: float = 1e-3
+    rate_clamp: float = 8.0
+    init_output_scale: float = 0.01
+    init_adam_mix: float = 0.9
+    feature_eps: float = 1e-12
+    num_components: int | None = None
+    hyper_init: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Lists arrive from JSON/YAML: store tuples so the config stays hashable and frozen.
+        for name in ("directions", "ema_betas", "absolute_time_scales", "hidden_sizes"):
+            value = getattr(self, name)
+            if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+                raise ConfigError(f"L3RSConfig.{name} must be a sequence, got {value!r}")
+            object.__setattr__(self, name, tuple(value))
+        self.validate()
+
+    def validate(self) -> None:
+        from hf_l3rs.optim.directions import DIRECTIONS
+
+        if not self.directions:
+            raise ConfigError("L3RSConfig.directions must name at least one base direction")
+        for name in self.directions:
+            if name not in DIRECTIONS:
+                raise ConfigError(
+                    f"L3RSConfig.directions: unknown base direction {name!r}; known: {sorted(DIRECTIONS)}"
+                )
+        if len(set(self.directions)) != len(self.directions):
+            raise ConfigError(f"L3RSConfig.directions has duplicates: {self.directions}")
+        if self.norm not in NORMS:
+            raise ConfigError(f"L3RSConfig.norm must be one of {NORMS}, got {self.norm!r}")
+        if self.variant not in VARIANTS:
+            raise ConfigError(f"L3RSConfig.variant must be one of {VARIANTS}, got {self.variant!r}")
+        for beta in self.ema_betas:
+            if not (isinstance(beta, (int, float)) and 0.0 <= beta < 1.0):
+                raise ConfigError(f"L3RSConfig.ema_betas: each beta must be in [0, 1), got {beta!r}")
+        if self.relative_time_points < 0:
+            raise ConfigError("L3RSConfig.relative_time_points must be >= 0")
+        for scale in self.absolute_time_scales:
+            if not scale > 0:
+                raise ConfigError(f"L3RSConfig.absolute_time_scales must be > 0, got {scale!r}")
+        if not self.hidden_sizes:
+            raise ConfigError("L3RSConfig.hidden_sizes must have at least one layer")
+        for h in self.hidden_sizes:
+            if not (isinstance(h, int) and h > 0):
+                raise ConfigError(f"L3RSConfig.hidden_sizes must be positive integers, got {h!r}")
+        if self.embedding and self.embedding_dim <= 0:
+            raise ConfigError("L3RSConfig.embedding_dim must be > 0 when embedding=True")
+        if not (self.base_lr > 0 and math.isfinite(self.base_lr)):
+            raise ConfigError(f"L3RSConfig.base_lr must be positive, got {self.base_lr!r}")
+        if not self.rate_clamp > 0:
+            raise ConfigError(f"L3RSConfig.rate_clamp must be > 0, got {self.rate_clamp!r}")
+        if not 0.0 < self.init_adam_mix < 1.0:
+            raise ConfigError("L3RSConfig.init_adam_mix must be in (0, 1)")
+        if self.num_components is not None and self.num_components <= 0:
+            raise ConfigError("L3RSConfig.num_components must be > 0 or None")
+        known_hyper = {f"{d}.{h}" for d in self.directions for h in DIRECTIONS[d].hyper_defaults}
+        for key in self.hyper_init:
+            if key not in known_hyper:
+                raise ConfigError(
+                    f"L3RSConfig.hyper_init: unknown hyper-parameter {key!r}; known: {sorted(known_hyper)}"
+                )
+
+    @property
+    def num_features(self) -> int:
+        """Width of one component's feature row."""
+        n = 3 * len(self.ema_betas) + self.relative_time_points + len(self.absolute_time_scales)
+        n += len(self.directions)
+        if self.embedding:
+            n += self.embedding_dim
+        if self.descriptor:
+            n += len(ROLES) + 2
+        return n
+
+    def replace(self, **changes: Any) -> L3RSConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        for k, v in out.items():
+            if isinstance(v, tuple):
+                out[k] = list(v)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> L3RSConfig:
+        """Build from JSON data; unknown fields are an error, missing ones take defaults
+        only if ``strict`` data is not required (see :meth:`from_json_file`)."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"L3RS config must be a JSON object, got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"L3RS config has unknown field(s) {unknown}; known: {sorted(names)}")
+        return cls(**data)
+
+    @classmethod
+    def from_json_file(cls, path: str | Path, *, require_all: bool = True) -> L3RSConfig:
+        """Load a saved ``config.json``; a saved config must list every field."""
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: not valid JSON ({exc})") from exc
+        data = raw.get("l3rs", raw) if isinstance(raw, dict) else raw
+        if require_all and isinstance(data, dict):
+            missing = sorted({f.name for f in dataclasses.fields(cls)} - set(data))
+            if missing:
+                raise ConfigError(f"{path}: missing field(s) {missing} in the L3RS config")
+        try:
+            return cls.from_dict(data)
+        except TypeError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc

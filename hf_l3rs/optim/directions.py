@@ -1,0 +1,210 @@
+"""Base directions (SPEC §1): the update directions L3RS mixes, as a registry by name.
+
+Each direction keeps its own per-parameter state and declares its meta-learned
+hyper-parameters. It is written twice: ``reference`` (one tensor, reads like the paper)
+and ``compute`` (``torch._foreach_*`` over a list). Both return the direction and the
+*new* state without writing it, so L3RS can skip a component whose gradient is not
+finite and leave its state untouched. Adding a direction never touches the L3RS step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+State = dict[str, Tensor]
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """A meta-learned hyper-parameter: stored unconstrained, mapped by ``transform``."""
+
+    transform: str  # "sigmoid" (betas) or "exp" (epsilons, decay rates)
+    default: float
+
+    def to_raw(self, value: float) -> float:
+        if self.transform == "sigmoid":
+            return math.log(value / (1.0 - value))
+        return math.log(value)
+
+    def from_raw(self, raw: Tensor) -> Tensor:
+        return torch.sigmoid(raw) if self.transform == "sigmoid" else torch.exp(raw)
+
+
+class BaseDirection:
+    """One base optimizer's direction ``d`` (the update is ``p -= ...·d``)."""
+
+    name: ClassVar[str]
+    hyper_defaults: ClassVar[dict[str, Hyper]] = {}
+    state_keys: ClassVar[tuple[str, ...]] = ()
+
+    def init_state(self, p: Tensor) -> State:
+        return {k: torch.zeros_like(p, memory_format=torch.preserve_format) for k in self.state_keys}
+
+    def reference(self, p: Tensor, g: Tensor, state: State, hp: dict[str, float], step: int) -> tuple[Tensor, State]:
+        raise NotImplementedError
+
+    def compute(
+        self,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: dict[str, list[Tensor]],
+        hp: dict[str, float],
+        step: int,
+    ) -> tuple[list[Tensor], dict[str, list[Tensor]]]:
+        raise NotImplementedError
+
+
+DIRECTIONS: dict[str, BaseDirection] = {}
+
+
+def register_direction(cls: type[BaseDirection]) -> type[BaseDirection]:
+    """Class decorator: make a direction available to ``L3RSConfig.directions``."""
+    if cls.name in DIRECTIONS:
+        raise ValueError(f"base direction {cls.name!r} is already registered")
+    DIRECTIONS[cls.name] = cls()
+    return cls
+
+
+def get_direction(name: str) -> BaseDirection:
+    try:
+        return DIRECTIONS[name]
+    except KeyError:
+        raise KeyError(f"unknown base direction {name!r}; known: {sorted(DIRECTIONS)}") from None
+
+
+_BETA1 = Hyper("sigmoid", 0.9)
+_BETA2 = Hyper("sigmoid", 0.999)
+_EPS = Hyper("exp", 1e-8)
+
+
+@register_direction
+class SGD(BaseDirection):
+    """Plain gradient (no momentum), as in the paper's L3RS."""
+
+    name = "sgd"
+
+    def reference(self, p, g, state, hp, step):
+        return g.clone(), {}
+
+    def compute(self, params, grads, states, hp, step):
+        return list(grads), {}
+
+
+@register_direction
+class WeightDecay(BaseDirection):
+    """The parameter itself: mixing it in is a learned, per-layer decay."""
+
+    name = "weight_decay"
+
+    def reference(self, p, g, state, hp, step):
+        return p.clone(), {}
+
+    def compute(self, params, grads, states, hp, step):
+        return list(params), {}
+
+
+def _adam_moments(hp: dict[str, float], step: int) -> tuple[float, float, float, float, float]:
+    b1, b2, eps = hp["beta1"], hp["beta2"], hp["eps"]
+    return b1, b2, eps, 1.0 - b1**step, 1.0 - b2**step
+
+
+@register_direction
+class Adam(BaseDirection):
+    """Bias-corrected Adam: m̂ / (√v̂ + ε)."""
+
+    name = "adam"
+    hyper_defaults = {"beta1": _BETA1, "beta2": _BETA2, "eps": _EPS}
+    state_keys = ("exp_avg", "exp_avg_sq")
+
+    def reference(self, p, g, state, hp, step):
+        b1, b2, eps, bc1, bc2 = _adam_moments(hp, step)
+        m = b1 * state["exp_avg"] + (1 - b1) * g
+        v = b2 * state["exp_avg_sq"] + (1 - b2) * g * g
+        d = (m / bc1) / (torch.sqrt(v / bc2) + eps)
+        return d, {"exp_avg": m, "exp_avg_sq": v}
+
+    def compute(self, params, grads, states, hp, step):
+        b1, b2, eps, bc1, bc2 = _adam_moments(hp, step)
+        m = torch._foreach_mul(states["exp_avg"], b1)
+        torch._foreach_add_(m, grads, alpha=1 - b1)
+        v = torch._foreach_mul(states["exp_avg_sq"], b2)
+        torch._foreach_addcmul_(v, grads, grads, value=1 - b2)
+        denom = torch._foreach_sqrt(v)
+        torch._foreach_mul_(denom, 1.0 / math.sqrt(bc2))
+        torch._foreach_add_(denom, eps)
+        d = torch._foreach_mul(m, 1.0 / bc1)
+        torch._foreach_div_(d, denom)
+        return d, {"exp_avg": m, "exp_avg_sq": v}
+
+
+@register_direction
+class Lamb(BaseDirection):
+    """Adam direction plus λ·p (LAMB's trust ratio cancels after normalisation)."""
+
+    name = "lamb"
+    hyper_defaults = {"beta1": _BETA1, "beta2": _BETA2, "eps": Hyper("exp", 1e-6), "weight_decay": Hyper("exp", 0.01)}
+    state_keys = ("exp_avg", "exp_avg_sq")
+
+    def reference(self, p, g, state, hp, step):
+        d, new = DIRECTIONS["adam"].reference(p, g, state, hp, step)
+        return d + hp["weight_decay"] * p, new
+
+    def compute(self, params, grads, states, hp, step):
+        d, new = DIRECTIONS["adam"].compute(params, grads, states, hp, step)
+        torch._foreach_add_(d, params, alpha=hp["weight_decay"])
+        return d, new
+
+
+@register_direction
+class Lion(BaseDirection):
+    """sign(β1·m + (1−β1)·g), then m ← β2·m + (1−β2)·g."""
+
+    name = "lion"
+    hyper_defaults = {"beta1": _BETA1, "beta2": Hyper("sigmoid", 0.99)}
+    state_keys = ("exp_avg",)
+
+    def reference(self, p, g, state, hp, step):
+        b1, b2 = hp["beta1"], hp["beta2"]
+        m = state["exp_avg"]
+        d = torch.sign(b1 * m + (1 - b1) * g)
+        return d, {"exp_avg": b2 * m + (1 - b2) * g}
+
+    def compute(self, params, grads, states, hp, step):
+        b1, b2 = hp["beta1"], hp["beta2"]
+        c = torch._foreach_mul(states["exp_avg"], b1)
+        torch._foreach_add_(c, grads, alpha=1 - b1)
+        d = torch._foreach_sign(c)
+        m = torch._foreach_mul(states["exp_avg"], b2)
+        torch._foreach_add_(m, grads, alpha=1 - b2)
+        return d, {"exp_avg": m}
+
+
+@register_direction
+class Adamax(BaseDirection):
+    """m̂ / (max(β2·u, |g|) + ε)."""
+
+    name = "adamax"
+    hyper_defaults = {"beta1": _BETA1, "beta2": _BETA2, "eps": _EPS}
+    state_keys = ("exp_avg", "exp_inf")
+
+    def reference(self, p, g, state, hp, step):
+        b1, b2, eps = hp["beta1"], hp["beta2"], hp["eps"]
+        m = b1 * state["exp_avg"] + (1 - b1) * g
+        u = torch.maximum(b2 * state["exp_inf"], g.abs())
+        return (m / (1 - b1**step)) / (u + eps), {"exp_avg": m, "exp_inf": u}
+
+    def compute(self, params, grads, states, hp, step):
+        b1, b2, eps = hp["beta1"], hp["beta2"], hp["eps"]
+        m = torch._foreach_mul(states["exp_avg"], b1)
+        torch._foreach_add_(m, grads, alpha=1 - b1)
+        u = torch._foreach_mul(states["exp_inf"], b2)
+        torch._foreach_maximum_(u, torch._foreach_abs(grads))
+        denom = torch._foreach_add(u, eps)
+        d = torch._foreach_mul(m, 1.0 / (1 - b1**step))
+        torch._foreach_div_(d, denom)
+        return d, {"exp_avg": m, "exp_inf": u}

@@ -1,0 +1,60 @@
+"""Just-in-time build of the fused CPU kernels (``csrc/fused_l3rs.cpp``).
+
+The foreach path of L3RS makes ~10 memory passes per step; the fused kernels make two
+(SPEC §1, "State and cost"). The build needs a C++ compiler and ``ninja``; it runs once
+per machine (cached by torch under ``TORCH_EXTENSIONS_DIR``). Any failure falls back to
+the foreach path with one warning, never an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from types import ModuleType
+
+logger = logging.getLogger(__name__)
+
+_SOURCE = Path(__file__).parent / "csrc" / "fused_l3rs.cpp"
+_lock = threading.Lock()
+_module: ModuleType | None = None
+_failed: str | None = None
+
+#: The base directions the fused kernels implement.
+FUSED_DIRECTIONS = frozenset({"sgd", "adam", "weight_decay"})
+
+
+def load_fused(verbose: bool = False) -> ModuleType | None:
+    """Return the compiled kernel module, or ``None`` if it cannot be built here."""
+    global _module, _failed
+    if _module is not None or _failed is not None:
+        return _module
+    if os.environ.get("HF_L3RS_DISABLE_FUSED", "0") == "1":
+        _failed = "disabled by HF_L3RS_DISABLE_FUSED=1"
+        return None
+    with _lock:
+        if _module is not None or _failed is not None:
+            return _module
+        try:
+            from torch.utils.cpp_extension import load
+
+            _module = load(
+                name="hf_l3rs_fused_v2",
+                sources=[str(_SOURCE)],
+                extra_cflags=["-O3", "-fopenmp", "-fno-math-errno", "-fopenmp-simd", "-march=native"],
+                extra_ldflags=["-fopenmp"],
+                verbose=verbose,
+            )
+        except Exception as exc:
+            _failed = f"{type(exc).__name__}: {exc}"
+            logger.warning(
+                "hf_l3rs: fused CPU kernels unavailable (%s); using the foreach path.",
+                _failed.splitlines()[0][:300],
+            )
+    return _module
+
+
+def fused_unavailable_reason() -> str | None:
+    """Why :func:`load_fused` returned ``None`` (``None`` if it has not failed)."""
+    return _failed

@@ -1,0 +1,518 @@
+"""The L3RS optimizer (SPEC §1): per-component learned rate and mixing of base directions."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from hf_l3rs.optim.components import (
+    EmbeddingMismatchError,
+    describe,
+    descriptor_matrix,
+    log_mapping,
+    map_components,
+    normalize_params,
+    role_indices,
+)
+from hf_l3rs.optim.config import L3RSConfig
+from hf_l3rs.optim.directions import get_direction
+from hf_l3rs.optim.features import EMAFeatures, assemble, time_features
+from hf_l3rs.optim.fused import FUSED_DIRECTIONS, load_fused
+from hf_l3rs.optim.network import L3RSNet
+
+IMPLEMENTATIONS = ("auto", "fused", "foreach")
+_NORM_EPS = 1e-12
+
+
+def _dense(t: Tensor) -> bool:
+    """Contiguous in some dimension order (plain or channels-last), no overlap, no gaps."""
+    return t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last)
+
+
+class MissingLossError(RuntimeError):
+    """L3RS.step() was called without the training loss of the step."""
+
+
+_MISSING_LOSS = (
+    "L3RS needs the training loss of every step (it is one of its input features). "
+    "Pass it as opt.step(loss=loss), call opt.observe_loss(loss) before opt.step(), "
+    "or pass a closure that returns the loss. With transformers.Trainer use "
+    "hf_l3rs.trainer_plugins (L3RSTrainer or L3RSCallback), which does this for you."
+)
+
+
+class L3RS(torch.optim.Optimizer):
+    """Learned optimizer mixing base-optimizer directions per parameter tensor.
+
+    Args:
+        params: a module, parameters, ``(name, parameter)`` pairs, or param groups.
+            Components are the tensors that require grad, in this order.
+        net: an :class:`L3RSNet` (meta-weights), an :class:`L3RSConfig` (fresh, untrained
+            weights that behave like normalised Adam), or ``None`` for the default config.
+        total_steps: the number of training steps you will run (time features need it);
+            can also be set later with :meth:`set_total_steps`.
+        lr: per-group multiplier of the learned rate (schedulers may change it).
+        weight_decay: per-group decoupled weight decay, scaled by the learned rate.
+        implementation: ``"fused"`` (two-pass C++ kernels, CPU float32, directions in
+            {sgd, adam, weight_decay}), ``"foreach"``, or ``"auto"`` (fused when possible).
+        map_embeddings: allow a model whose components differ from the checkpoint's to
+            borrow embeddings by role and depth (logged once). ``False`` makes it an error.
+        seed: initialisation seed of a fresh network.
+
+    Call ``step(loss=loss)`` (or ``observe_loss(loss)`` then ``step()``) every step.
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        net: L3RSNet | L3RSConfig | None = None,
+        *,
+        total_steps: int | None = None,
+        lr: float = 1.0,
+        weight_decay: float = 0.0,
+        implementation: str = "auto",
+        map_embeddings: bool = True,
+        seed: int = 0,
+    ) -> None:
+        if not (isinstance(lr, (int, float)) and lr >= 0):
+            raise ValueError(f"L3RS: lr must be a number >= 0, got {lr!r}")
+        if not (isinstance(weight_decay, (int, float)) and weight_decay >= 0):
+            raise ValueError(f"L3RS: weight_decay must be >= 0, got {weight_decay!r}")
+        if implementation not in IMPLEMENTATIONS:
+            raise ValueError(f"L3RS: implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
+        groups, names, model = normalize_params(params)
+        super().__init__(groups, {"lr": float(lr), "weight_decay": float(weight_decay)})
+        self._frozen_groups = True
+        self._params: list[Tensor] = [p for g in self.param_groups for p in g["params"]]
+        self._group_index: list[int] = [gi for gi, g in enumerate(self.param_groups) for _ in g["params"]]
+        named = [(n, p) for ns, g in zip(names, self.param_groups) for n, p in zip(ns, g["params"])]
+        self.components = describe(named, model)
+        num = len(self.components)
+        roles = role_indices(self.components)
+        depths = torch.tensor([c.depth for c in self.components], dtype=torch.float32)
+
+        if net is None:
+            net = L3RSConfig()
+        if isinstance(net, L3RSConfig):
+            config = net if net.num_components is not None else net.replace(num_components=num)
+            if config.num_components == num:
+                net = L3RSNet(config, roles, depths, seed=seed)
+            else:
+                net = L3RSNet(config, seed=seed)
+        if not isinstance(net, L3RSNet):
+            raise TypeError(f"L3RS: net must be an L3RSNet or L3RSConfig, got {type(net).__name__}")
+        self.config: L3RSConfig = net.config
+        self.device = self._params[0].device
+        self.net = net.to(self.device)
+        trained = self.config.num_components
+        if trained == num:
+            mapping = torch.arange(num)
+        elif not map_embeddings:
+            raise EmbeddingMismatchError(
+                f"L3RS: this model has {num} components but the meta-weights were trained on "
+                f"{trained}; pass map_embeddings=True to map each component to the trained one "
+                "of the same role and nearest depth, or use meta-weights trained on this model."
+            )
+        else:
+            mapping = map_components(roles, depths, net.trained_roles.cpu(), net.trained_depths.cpu())
+            log_mapping(self.components, mapping, trained)
+        self.component_map = mapping.to(self.device)
+        self.descriptor = descriptor_matrix(self.components).to(self.device) if self.config.descriptor else None
+        self._numel = torch.tensor([c.numel for c in self.components], dtype=torch.float64)
+
+        self.total_steps = None
+        if total_steps is not None:
+            self.set_total_steps(total_steps)
+        self.implementation = implementation
+        if implementation == "fused":
+            reason = self._fused_blocker(check_grads=False)
+            if reason:
+                raise ValueError(f"L3RS: implementation='fused' is not possible here: {reason}")
+        self._pending_loss: Tensor | None = None
+        self._reset_run_state()
+        self.record_dynamics = False
+        self.dynamics: list[dict[str, Tensor | int]] = []
+        self.last_rate: Tensor | None = None
+        self.last_mix: Tensor | None = None
+
+    # ------------------------------------------------------------------ API
+    def set_total_steps(self, total_steps: int) -> None:
+        """Announce the training length T (time features); stepping past T is allowed."""
+        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps <= 0:
+            raise ValueError(f"L3RS: total_steps must be a positive int, got {total_steps!r}")
+        self.total_steps = total_steps
+
+    def observe_loss(self, loss: Tensor | float) -> None:
+        """Give the loss of the coming ``step()`` (for loops that cannot pass it there)."""
+        self._pending_loss = self._as_loss(loss)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        if getattr(self, "_frozen_groups", False):
+            raise RuntimeError(
+                "L3RS: components are fixed at construction (the meta-network has one row per "
+                "tensor); create a new L3RS with all parameter groups instead."
+            )
+        super().add_param_group(param_group)
+
+    @property
+    def nonfinite_skips(self) -> dict[str, Any]:
+        """How often non-finite values were kept out of the weights: ``loss`` counts
+        steps skipped for a non-finite loss, ``components[j]`` skipped updates of j."""
+        return {"loss": self._skipped_loss, "components": self._nonfinite.clone()}
+
+    @property
+    def num_components(self) -> int:
+        return len(self._params)
+
+    @property
+    def direction_names(self) -> tuple[str, ...]:
+        return self.config.directions
+
+    # --------------------------------------------------------------- state
+    def _reset_run_state(self) -> None:
+        n, k = len(self._params), len(self.config.directions)
+        self._step = 0
+        self._ema = EMAFeatures(self.config, n, self.device)
+        self._pnorm = torch.full((n,), math.nan, dtype=torch.float64)
+        self._dirlog = torch.zeros(n, k, device=self.device)
+        self._nonfinite = torch.zeros(n, dtype=torch.long)
+        self._skipped_loss = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        out = super().state_dict()
+        out["l3rs"] = {
+            "step": self._step,
+            "total_steps": self.total_steps,
+            "config": self.config.to_dict(),
+            "net": {k: v.detach().clone() for k, v in self.net.state_dict().items()},
+            **self._ema.state(),
+            "pnorm": self._pnorm.clone(),
+            "dirlog": self._dirlog.clone(),
+            "nonfinite": self._nonfinite.clone(),
+            "skipped_loss": self._skipped_loss,
+        }
+        return out
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        extra = state_dict.pop("l3rs", None)
+        if extra is None:
+            raise ValueError("L3RS.load_state_dict: this state dict has no 'l3rs' entry (not saved by L3RS)")
+        saved = L3RSConfig.from_dict(dict(extra["config"]))
+        if saved != self.config:
+            raise ValueError(
+                "L3RS.load_state_dict: the saved meta-network config differs from this optimizer's "
+                f"(saved {saved.to_dict()}, here {self.config.to_dict()})"
+            )
+        super().load_state_dict(state_dict)
+        self.net.load_state_dict(extra["net"], strict=True)
+        self._step = int(extra["step"])
+        if extra["total_steps"] is not None:
+            self.total_steps = int(extra["total_steps"])
+        self._ema.load(extra)
+        self._pnorm = extra["pnorm"].to(torch.float64).cpu().clone()
+        self._dirlog = extra["dirlog"].to(self._dirlog).clone()
+        self._nonfinite = extra["nonfinite"].to(torch.long).cpu().clone()
+        self._skipped_loss = int(extra["skipped_loss"])
+
+    # ---------------------------------------------------------------- step
+    @staticmethod
+    def _as_loss(loss: Tensor | float) -> Tensor:
+        t = loss.detach() if isinstance(loss, Tensor) else torch.tensor(float(loss))
+        if t.numel() != 1:
+            raise ValueError(f"L3RS: the loss must be a scalar, got shape {tuple(t.shape)}")
+        return t.reshape(()).float()
+
+    def _fused_blocker(self, check_grads: bool) -> str | None:
+        """Why the fused kernels cannot run now (``None`` when they can)."""
+        if not set(self.config.directions) <= FUSED_DIRECTIONS:
+            return f"directions {self.config.directions} are not all in {sorted(FUSED_DIRECTIONS)}"
+        for p in self._params:
+            if p.device.type != "cpu" or p.dtype != torch.float32:
+                return "fused kernels need float32 parameters on the CPU"
+            if not _dense(p):
+                return "fused kernels need dense parameters"
+            if check_grads and p.grad is not None and p.grad.stride() != p.stride():
+                return "a gradient's memory layout differs from its parameter's"
+        if load_fused() is None:
+            from hf_l3rs.optim.fused import fused_unavailable_reason
+
+            return f"the C++ kernels could not be built ({fused_unavailable_reason()})"
+        return None
+
+    def _use_fused(self, steps: set[int]) -> bool:
+        if self.implementation == "foreach" or len(steps) != 1:
+            return False
+        if self.implementation == "fused":
+            return True
+        return self._fused_blocker(check_grads=True) is None
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor] | None = None, *, loss: Tensor | float | None = None) -> Tensor | None:  # type: ignore[override]
+        """One L3RS update. Needs the step's training loss (argument, closure or
+        :meth:`observe_loss`). Returns the loss."""
+        if closure is not None:
+            with torch.enable_grad():
+                closure_loss = closure()
+            if loss is None:
+                loss = closure_loss
+        loss_t = self._as_loss(loss) if loss is not None else self._pending_loss
+        self._pending_loss = None
+        if loss_t is None:
+            raise MissingLossError(_MISSING_LOSS)
+        if self.total_steps is None:
+            raise RuntimeError(
+                "L3RS needs the total number of training steps: pass total_steps=... to the "
+                "constructor or call opt.set_total_steps(T) before training."
+            )
+        self._step += 1
+        active = []
+        for j, p in enumerate(self._params):
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError(
+                    f"L3RS does not support sparse gradients (component {self.components[j].name!r}); "
+                    "use a dense embedding (sparse=False)."
+                )
+            active.append(j)
+        if not active:
+            return loss if isinstance(loss, Tensor) else loss_t
+        for j in active:
+            self._init_state(j)
+        loss_finite = bool(torch.isfinite(loss_t))
+        if not loss_finite:
+            self._skipped_loss += 1
+        self._update(active, loss_t.to(self.device), loss_finite)
+        return loss if isinstance(loss, Tensor) else loss_t
+
+    def _init_state(self, j: int) -> None:
+        p = self._params[j]
+        state = self.state[p]
+        if "step" in state:
+            return
+        state["step"] = 0
+        for dname in self.config.directions:
+            for key, value in get_direction(dname).init_state(p).items():
+                state[f"{dname}.{key}"] = value
+
+    def _missing_pnorms(self, idx: list[int]) -> None:
+        missing = [j for j in idx if math.isnan(float(self._pnorm[j]))]
+        if missing:
+            norms = torch._foreach_norm([self._params[j] for j in missing])
+            for j, nrm in zip(missing, norms):
+                self._pnorm[j] = float(nrm)
+
+    def _update(self, active: list[int], loss: Tensor, loss_finite: bool) -> None:
+        cfg = self.config
+        hyper = self.net.hyper_values()
+        steps = {self.state[self._params[j]]["step"] + 1 for j in active}
+        fused = self._use_fused(steps)
+        self._missing_pnorms(active)
+        if fused:
+            dnorm, payload = self._probe_fused(active, hyper, steps.pop())
+        else:
+            dnorm, payload = self._probe_foreach(active, hyper)
+        gnorm = payload["gnorm"]
+        finite = torch.isfinite(gnorm) & torch.isfinite(dnorm).all(dim=1) & loss_finite
+        act = torch.tensor(active, dtype=torch.long)
+        self._nonfinite[act[~finite]] += 1
+
+        # Features and the meta-network: one batched call for all components.
+        n = len(self._params)
+        rows = torch.zeros(n, dtype=torch.bool)
+        rows[act[finite]] = True
+        stats = torch.zeros(n, 3, dtype=torch.float64)
+        stats[act, 0] = torch.log(self._pnorm[act] + cfg.feature_eps)
+        stats[act, 1] = torch.log(torch.nan_to_num(gnorm, nan=0.0, posinf=0.0) + cfg.feature_eps)
+        stats[:, 2] = float(loss) if loss_finite else 0.0
+        rows_dev = rows.to(self.device)
+        self._ema.update(stats.to(self.device, torch.float32), rows_dev)
+        dl = torch.log(torch.nan_to_num(dnorm, nan=0.0, posinf=0.0) + cfg.feature_eps).to(self._dirlog)
+        self._dirlog[act.to(self.device)] = torch.where(
+            finite.to(self.device)[:, None], dl.to(self.device), self._dirlog[act.to(self.device)]
+        )
+        feats = assemble(
+            self._ema.read(),
+            time_features(cfg, self._step, self.total_steps).to(self.device),
+            self._dirlog,
+            self.descriptor,
+        )
+        rate, mix = self.net(feats, self.component_map)
+        self.last_rate, self.last_mix = rate, mix
+        if self.record_dynamics:
+            self.dynamics.append(
+                {"step": self._step, "rate": rate.detach().cpu().clone(), "mix": mix.detach().cpu().clone()}
+            )
+
+        # Per-component coefficients (float64): coef_k = m_g·η·α_k / (‖d_k‖ + eps).
+        rate64 = rate.detach().to("cpu", torch.float64)[act]
+        mix64 = mix.detach().to("cpu", torch.float64)[act]
+        lr = torch.tensor([self.param_groups[self._group_index[j]]["lr"] for j in active], dtype=torch.float64)
+        wd = torch.tensor(
+            [self.param_groups[self._group_index[j]]["weight_decay"] for j in active], dtype=torch.float64
+        )
+        scale = dnorm.clone()
+        if cfg.norm == "rms":
+            scale = scale / torch.sqrt(self._numel[act])[:, None]
+        coef = (lr * rate64)[:, None] * mix64 / (scale + _NORM_EPS)
+        decay = lr * rate64 * wd
+        coef = torch.where(finite[:, None], coef, torch.zeros_like(coef))
+        decay = torch.where(finite, decay, torch.zeros_like(decay))
+        if fused:
+            self._commit_fused(active, coef, decay, finite, hyper, payload)
+        else:
+            self._commit_foreach(active, coef, decay, finite, payload)
+
+    # ----------------------------------------------------------- fused path
+    def _probe_fused(self, active: list[int], hyper: dict, step: int) -> tuple[Tensor, dict]:
+        kernels = load_fused()
+        params = [self._params[j] for j in active]
+        grads = [p.grad for p in params]
+        has_adam = "adam" in self.config.directions
+        m = [self.state[p]["adam.exp_avg"] for p in params] if has_adam else []
+        v = [self.state[p]["adam.exp_avg_sq"] for p in params] if has_adam else []
+        h = hyper.get("adam", {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8})
+        adam_args = (has_adam, h["beta1"], h["beta2"], h["eps"], 1 - h["beta1"] ** step, 1 - h["beta2"] ** step)
+        sums = kernels.probe(grads, m, v, *adam_args)
+        gnorm = torch.sqrt(sums[:, 0])
+        cols = []
+        for dname in self.config.directions:
+            if dname == "sgd":
+                cols.append(gnorm)
+            elif dname == "adam":
+                cols.append(torch.sqrt(sums[:, 1]))
+            else:  # weight_decay: d = p
+                cols.append(self._pnorm[active])
+        payload = {"gnorm": gnorm, "params": params, "grads": grads, "m": m, "v": v, "adam_args": adam_args}
+        return torch.stack(cols, dim=1), payload
+
+    def _commit_fused(self, active, coef, decay, finite, hyper, payload) -> None:
+        dirs = self.config.directions
+        c = torch.zeros(len(active), 3, dtype=torch.float64)
+        if "sgd" in dirs:
+            c[:, 0] = -coef[:, dirs.index("sgd")]
+        if "adam" in dirs:
+            c[:, 1] = -coef[:, dirs.index("adam")]
+        c[:, 2] = -decay
+        if "weight_decay" in dirs:
+            c[:, 2] -= coef[:, dirs.index("weight_decay")]
+        skip = ~finite
+        sq = load_fused().commit(
+            payload["params"], payload["grads"], payload["m"], payload["v"], c, skip, *payload["adam_args"]
+        )
+        self._pnorm[active] = torch.sqrt(sq)
+        for j, ok in zip(active, finite.tolist()):
+            if ok:
+                self.state[self._params[j]]["step"] += 1
+
+    # --------------------------------------------------------- foreach path
+    def _probe_foreach(self, active: list[int], hyper: dict) -> tuple[Tensor, dict]:
+        by_step: dict[int, list[int]] = {}
+        for pos, j in enumerate(active):
+            by_step.setdefault(self.state[self._params[j]]["step"] + 1, []).append(pos)
+        k = len(self.config.directions)
+        dirs: list[list[Tensor | None]] = [[None] * len(active) for _ in range(k)]
+        new_states: list[dict[str, Tensor]] = [{} for _ in active]
+        for step, positions in by_step.items():
+            params = [self._params[active[i]] for i in positions]
+            grads = [p.grad for p in params]
+            for kk, dname in enumerate(self.config.directions):
+                direction = get_direction(dname)
+                states = {key: [self.state[p][f"{dname}.{key}"] for p in params] for key in direction.state_keys}
+                d, new = direction.compute(params, grads, states, hyper[dname], step)
+                for i, pos in enumerate(positions):
+                    dirs[kk][pos] = d[i]
+                    for key, lst in new.items():
+                        new_states[pos][f"{dname}.{key}"] = lst[i]
+        grads_all = [self._params[j].grad for j in active]
+        gnorm = torch.stack(torch._foreach_norm(grads_all)).to("cpu", torch.float64)
+        cols = [torch.stack(torch._foreach_norm(d)).to("cpu", torch.float64) for d in dirs]
+        return torch.stack(cols, dim=1), {"gnorm": gnorm, "dirs": dirs, "new_states": new_states}
+
+    def _commit_foreach(self, active, coef, decay, finite, payload) -> None:
+        ok = [pos for pos, f in enumerate(finite.tolist()) if f]
+        if not ok:
+            return
+        params = [self._params[active[pos]] for pos in ok]
+        update: list[Tensor] | None = None
+        for kk in range(len(self.config.directions)):
+            d = [payload["dirs"][kk][pos] for pos in ok]
+            scaled = torch._foreach_mul(d, [float(coef[pos, kk]) for pos in ok])
+            if update is None:
+                update = scaled
+            else:
+                torch._foreach_add_(update, scaled)
+        if float(decay.abs().max()) > 0:
+            torch._foreach_mul_(params, [1.0 - float(decay[pos]) for pos in ok])
+        torch._foreach_sub_(params, update)
+        for pos in ok:
+            p = self._params[active[pos]]
+            for key, value in payload["new_states"][pos].items():
+                self.state[p][key].copy_(value)
+            self.state[p]["step"] += 1
+        norms = torch._foreach_norm(params)
+        for pos, nrm in zip(ok, norms):
+            self._pnorm[active[pos]] = float(nrm)
+
+    # --------------------------------------------------------------- hub
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str,
+        params: Any = None,
+        *,
+        total_steps: int | None = None,
+        revision: str | None = None,
+        cache_dir: str | None = None,
+        local_files_only: bool | None = None,
+        token: str | bool | None = None,
+        lr: float = 1.0,
+        weight_decay: float = 0.0,
+        implementation: str = "auto",
+        map_embeddings: bool = True,
+        **overrides: Any,
+    ) -> L3RS:
+        """Load meta-weights from a local folder or a Hub repo id and bind them to
+        ``params`` (a model or its parameters). ``overrides`` replace config fields that
+        do not change the network's shape (e.g. ``base_lr``, ``rate_clamp``)."""
+        from hf_l3rs.hub import load_net
+
+        if params is None:
+            raise TypeError(
+                "L3RS.from_pretrained needs the parameters it will optimise: "
+                f"L3RS.from_pretrained({name_or_path!r}, model, total_steps=...) "
+                "(or model.named_parameters())."
+            )
+        net = load_net(
+            name_or_path,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            token=token,
+            **overrides,
+        )
+        return cls(
+            params,
+            net,
+            total_steps=total_steps,
+            lr=lr,
+            weight_decay=weight_decay,
+            implementation=implementation,
+            map_embeddings=map_embeddings,
+        )
+
+    def save_pretrained(self, save_directory: str, **card_info: Any) -> None:
+        """Write ``model.safetensors``, ``config.json`` and a model card (``README.md``)."""
+        from hf_l3rs.hub import save_net
+
+        save_net(self.net, save_directory, components=self.components, **card_info)
+
+
+def make_l3rs(model: nn.Module, total_steps: int, **kwargs: Any) -> L3RS:
+    """Convenience: an untrained L3RS (normalised-Adam behaviour) for ``model``."""
+    return L3RS(model, kwargs.pop("net", None), total_steps=total_steps, **kwargs)

@@ -1,0 +1,60 @@
+"""Shared fixtures: tiny models and deterministic data, everything offline."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import pytest
+import torch
+from torch import nn
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+class SmallCNN(nn.Module):
+    """Conv (no bias before BN, as in timm ResNets), BN, conv with bias, linear head."""
+
+    def __init__(self, classes: int = 3) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(4)
+        self.conv2 = nn.Conv2d(4, 6, 3)
+        self.head = nn.Linear(6 * 4 * 4, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = torch.relu(self.conv2(x))
+        return self.head(x.flatten(1))
+
+
+def small_cnn(seed: int = 0) -> SmallCNN:
+    torch.manual_seed(seed)
+    return SmallCNN()
+
+
+def grouped(model: nn.Module) -> list[dict]:
+    """Two param groups with different lr multipliers and weight decay."""
+    decay = [(n, p) for n, p in model.named_parameters() if p.dim() > 1]
+    rest = [(n, p) for n, p in model.named_parameters() if p.dim() <= 1]
+    return [{"params": decay, "lr": 1.0, "weight_decay": 0.05}, {"params": rest, "lr": 0.5}]
+
+
+def batch(step: int, n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1000 + step)
+    return torch.randn(n, 1, 8, 8, generator=g), torch.randint(0, 3, (n,), generator=g)
+
+
+def train_step(model: nn.Module, step: int) -> torch.Tensor:
+    x, y = batch(step)
+    model.zero_grad(set_to_none=True)
+    loss = nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    return loss
+
+
+@pytest.fixture
+def model() -> SmallCNN:
+    return small_cnn()

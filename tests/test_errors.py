@@ -1,0 +1,167 @@
+"""Bad input gives one clear error each; non-finite values never reach the weights."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import small_cnn, train_step
+
+from hf_l3rs import L3RS, CheckpointError, ConfigError, EmbeddingMismatchError, L3RSConfig, MissingLossError
+
+
+def test_step_without_loss_says_how_to_pass_it(model) -> None:
+    opt = L3RS(model, total_steps=3)
+    train_step(model, 0)
+    with pytest.raises(MissingLossError, match=r"opt.step\(loss=loss\)"):
+        opt.step()
+
+
+def test_observe_loss_and_closure(model) -> None:
+    opt = L3RS(model, total_steps=3)
+    opt.observe_loss(train_step(model, 0))
+    opt.step()
+    assert opt.step(lambda: train_step(model, 1)) is not None
+
+
+def test_sparse_gradients_are_rejected() -> None:
+    emb = torch.nn.Embedding(10, 3, sparse=True)
+    opt = L3RS(emb, total_steps=3)
+    emb(torch.tensor([1, 2])).sum().backward()
+    with pytest.raises(RuntimeError, match="sparse gradients"):
+        opt.step(loss=1.0)
+
+
+def test_missing_total_steps(model) -> None:
+    opt = L3RS(model)
+    with pytest.raises(RuntimeError, match="total_steps"):
+        opt.step(loss=train_step(model, 0))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("directions", ("sgd", "adagrad"), "unknown base direction 'adagrad'"),
+        ("ema_betas", (0.5, 1.0), "ema_betas"),
+        ("hidden_sizes", (32, 0), "hidden_sizes"),
+        ("variant", "lstm", "variant"),
+        ("norm", "l1", "norm"),
+        ("base_lr", -1.0, "base_lr"),
+    ],
+)
+def test_bad_config_names_the_field(field, value, match) -> None:
+    with pytest.raises(ConfigError, match=match):
+        L3RSConfig(**{field: value})
+
+
+def _saved(tmp_path, model):
+    folder = tmp_path / "w"
+    L3RS(model, total_steps=3).save_pretrained(folder)
+    return folder
+
+
+def test_corrupt_safetensors(tmp_path, model) -> None:
+    folder = _saved(tmp_path, model)
+    (folder / "model.safetensors").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        L3RS.from_pretrained(str(folder), model, total_steps=3)
+
+
+def test_truncated_safetensors(tmp_path, model) -> None:
+    folder = _saved(tmp_path, model)
+    data = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        L3RS.from_pretrained(str(folder), model, total_steps=3)
+
+
+def test_config_json_missing_field(tmp_path, model) -> None:
+    folder = _saved(tmp_path, model)
+    data = json.loads((folder / "config.json").read_text())
+    del data["l3rs"]["hidden_sizes"]
+    (folder / "config.json").write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=r"missing field\(s\) \['hidden_sizes'\]"):
+        L3RS.from_pretrained(str(folder), model, total_steps=3)
+
+
+def test_config_json_unknown_field(tmp_path, model) -> None:
+    folder = _saved(tmp_path, model)
+    data = json.loads((folder / "config.json").read_text())
+    data["l3rs"]["hiden_sizes"] = [32, 32]
+    (folder / "config.json").write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=r"unknown field.*hiden_sizes"):
+        L3RS.from_pretrained(str(folder), model, total_steps=3)
+
+
+def test_missing_folder_offline(tmp_path, model) -> None:
+    with pytest.raises(CheckpointError, match="not in the Hugging Face cache"):
+        L3RS.from_pretrained("org/does-not-exist", model, total_steps=3, cache_dir=str(tmp_path))
+
+
+def test_embedding_count_mismatch_without_mapping(tmp_path, model) -> None:
+    folder = _saved(tmp_path, model)
+    other = torch.nn.Linear(3, 2)
+    with pytest.raises(EmbeddingMismatchError, match=r"2 components.*trained on 7"):
+        L3RS.from_pretrained(str(folder), other, total_steps=3, map_embeddings=False)
+
+
+def test_from_pretrained_without_params_says_what_to_pass(tmp_path, model) -> None:
+    folder = _saved(tmp_path, model)
+    with pytest.raises(TypeError, match="needs the parameters"):
+        L3RS.from_pretrained(str(folder))
+
+
+@pytest.mark.parametrize("impl", ["fused", "foreach"])
+def test_nonfinite_gradient_is_skipped_and_counted(impl) -> None:
+    model = small_cnn()
+    opt = L3RS(model, total_steps=5, implementation=impl)
+    opt.step(loss=train_step(model, 0))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    state_before = opt.state[model.head.weight]["adam.exp_avg"].clone()
+    train_step(model, 1)
+    model.head.weight.grad[0, 0] = float("nan")
+    opt.step(loss=1.0)
+    assert torch.equal(model.head.weight, before["head.weight"])
+    assert torch.equal(opt.state[model.head.weight]["adam.exp_avg"], state_before)
+    assert not torch.equal(model.conv2.weight, before["conv2.weight"])
+    j = [c.name for c in opt.components].index("head.weight")
+    assert opt.nonfinite_skips["components"][j] == 1
+    assert int(opt.nonfinite_skips["components"].sum()) == 1
+    opt.step(loss=train_step(model, 2))  # recovers
+    assert torch.isfinite(model.head.weight).all()
+    assert not torch.equal(model.head.weight, before["head.weight"])
+
+
+def test_nonfinite_loss_skips_the_step(model) -> None:
+    opt = L3RS(model, total_steps=5)
+    train_step(model, 0)
+    before = [p.detach().clone() for p in model.parameters()]
+    opt.step(loss=float("inf"))
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before))
+    assert opt.nonfinite_skips["loss"] == 1
+
+
+def test_frozen_and_gradless_params_are_skipped() -> None:
+    model = small_cnn()
+    model.conv1.weight.requires_grad_(False)
+    opt = L3RS(model, total_steps=3)
+    assert "conv1.weight" not in [c.name for c in opt.components]
+    x = torch.randn(2, 1, 8, 8)
+    loss = model(x).sum()
+    loss.backward()
+    model.head.bias.grad = None
+    bias = model.head.bias.detach().clone()
+    opt.step(loss=loss)
+    assert torch.equal(model.head.bias, bias)
+
+
+def test_invalid_constructor_arguments(model) -> None:
+    with pytest.raises(ValueError, match="lr"):
+        L3RS(model, total_steps=3, lr=-1)
+    with pytest.raises(ValueError, match="total_steps"):
+        L3RS(model, total_steps=0)
+    with pytest.raises(ValueError, match="implementation"):
+        L3RS(model, total_steps=3, implementation="cuda")
+    with pytest.raises(ValueError, match="no parameter"):
+        L3RS([torch.zeros(3)], total_steps=3)

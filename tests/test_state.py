@@ -1,0 +1,151 @@
+"""State round trips: optimizer state_dict (weights_only) and save/from_pretrained."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+
+import pytest
+import torch
+from conftest import grouped, small_cnn, train_step
+
+from hf_l3rs import L3RS, L3RSConfig, load_net
+
+IMPLS = ["fused", "foreach"]
+
+
+def _fused_ok() -> bool:
+    from hf_l3rs.optim.fused import load_fused
+
+    return load_fused() is not None
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_resume_from_state_dict_is_bitwise(tmp_path, impl) -> None:
+    if impl == "fused" and not _fused_ok():
+        pytest.skip("fused kernels unavailable")
+    config = L3RSConfig(init_output_scale=1.0)
+    straight = small_cnn()
+    opt = L3RS(grouped(straight), config, total_steps=40, implementation=impl)
+    for t in range(40):
+        opt.step(loss=train_step(straight, t))
+
+    first = small_cnn()
+    opt1 = L3RS(grouped(first), config, total_steps=40, implementation=impl)
+    for t in range(20):
+        opt1.step(loss=train_step(first, t))
+    torch.save({"model": first.state_dict(), "opt": opt1.state_dict()}, tmp_path / "ckpt.pt")
+
+    ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    resumed = small_cnn(seed=99)
+    resumed.load_state_dict(ckpt["model"])
+    opt2 = L3RS(grouped(resumed), config, total_steps=40, implementation=impl, seed=123)
+    opt2.load_state_dict(ckpt["opt"])
+    for t in range(20, 40):
+        opt2.step(loss=train_step(resumed, t))
+    for (name, p), q in zip(straight.named_parameters(), resumed.parameters()):
+        assert torch.equal(p, q), name
+
+
+def test_state_dict_round_trip_before_any_step(model) -> None:
+    """accelerate.prepare round-trips the state right after construction."""
+    opt = L3RS(model, total_steps=5)
+    opt.load_state_dict(opt.state_dict())
+    opt.step(loss=train_step(model, 0))
+
+
+def test_save_and_from_pretrained_give_identical_updates(tmp_path) -> None:
+    a, b = small_cnn(), small_cnn()
+    opt_a = L3RS(a, L3RSConfig(init_output_scale=1.0), total_steps=10, seed=5)
+    opt_a.save_pretrained(tmp_path / "w")
+    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    opt_b = L3RS.from_pretrained(str(tmp_path / "w"), b, total_steps=10)
+    assert torch.equal(opt_a.net.get_flat(), opt_b.net.get_flat())
+    for t in range(10):
+        opt_a.step(loss=train_step(a, t))
+        opt_b.step(loss=train_step(b, t))
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)
+    card = (tmp_path / "w" / "README.md").read_text()
+    assert "library_name: hf_l3rs" in card and "sgd, adam" in card
+
+
+def test_from_pretrained_overrides_and_shape_fields(tmp_path, model) -> None:
+    L3RS(model, total_steps=5).save_pretrained(tmp_path / "w")
+    opt = L3RS.from_pretrained(str(tmp_path / "w"), model, total_steps=5, base_lr=2e-4)
+    assert opt.config.base_lr == 2e-4
+    with pytest.raises(ValueError, match="hidden_sizes"):
+        L3RS.from_pretrained(str(tmp_path / "w"), model, total_steps=5, hidden_sizes=(8,))
+
+
+def _populate_cache(cache, repo_id: str, folder) -> None:
+    """The huggingface_hub cache layout: refs/main -> snapshots/<commit>/files."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    snap = repo / "snapshots" / commit
+    snap.mkdir(parents=True)
+    for f in folder.iterdir():
+        shutil.copy(f, snap / f.name)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+
+
+def test_hub_id_loads_offline_from_cache(tmp_path, model, monkeypatch) -> None:
+    opt = L3RS(model, L3RSConfig(init_output_scale=1.0), total_steps=5, seed=7)
+    opt.save_pretrained(tmp_path / "w")
+    _populate_cache(tmp_path / "cache", "org/l3rs-tiny", tmp_path / "w")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    net = load_net("org/l3rs-tiny", cache_dir=str(tmp_path / "cache"))
+    assert torch.equal(net.get_flat(), opt.net.get_flat())
+    loaded = L3RS.from_pretrained(
+        "org/l3rs-tiny", small_cnn(), total_steps=5, cache_dir=str(tmp_path / "cache"), local_files_only=True
+    )
+    assert torch.equal(loaded.net.get_flat(), opt.net.get_flat())
+
+
+def test_unseen_architecture_maps_embeddings_and_logs(tmp_path, caplog) -> None:
+    big = torch.nn.Sequential(
+        torch.nn.Linear(4, 8), torch.nn.LayerNorm(8), torch.nn.Linear(8, 8), torch.nn.Linear(8, 2)
+    )
+    L3RS(small_cnn(), total_steps=5).save_pretrained(tmp_path / "w")
+    with caplog.at_level(logging.WARNING):
+        opt = L3RS.from_pretrained(str(tmp_path / "w"), big, total_steps=5)
+    assert "nearest relative depth" in caplog.text
+    roles = [c.role for c in opt.components]
+    assert roles == ["linear", "bias", "norm", "bias", "linear", "bias", "linear", "bias"]
+    trained_roles = opt.net.trained_roles[opt.component_map].tolist()
+    # linear -> the trained linear head (index 5), biases -> trained biases, norm -> bn weight
+    assert [opt.components[0].role, trained_roles[0]] == ["linear", 1]
+    assert trained_roles[1] == trained_roles[3] == 3  # ROLES.index("bias")
+    assert trained_roles[2] == 2  # ROLES.index("norm")
+    x = torch.randn(3, 4)
+    loss = big(x).pow(2).mean()
+    loss.backward()
+    opt.step(loss=loss)
+
+
+def test_dynamics_readout(model) -> None:
+    opt = L3RS(model, total_steps=3)
+    opt.record_dynamics = True
+    for t in range(3):
+        opt.step(loss=train_step(model, t))
+    assert [d["step"] for d in opt.dynamics] == [1, 2, 3]
+    assert opt.dynamics[0]["rate"].shape == (opt.num_components,)
+    assert opt.dynamics[0]["mix"].shape == (opt.num_components, 2)
+    assert torch.allclose(opt.dynamics[0]["mix"].sum(1), torch.ones(opt.num_components))
+
+
+def test_flat_view_round_trip(model) -> None:
+    opt = L3RS(model, total_steps=3)
+    theta = opt.net.get_flat()
+    assert theta.numel() == opt.net.num_meta_parameters
+    opt.net.set_flat(theta + 1.0)
+    assert torch.allclose(opt.net.get_flat(), theta + 1.0)
+
+
+def test_config_json_is_plain_json(tmp_path, model) -> None:
+    L3RS(model, total_steps=3).save_pretrained(tmp_path / "w")
+    data = json.loads((tmp_path / "w" / "config.json").read_text())
+    assert data["l3rs"]["directions"] == ["sgd", "adam"]
+    assert data["hyper_parameters"]["adam"]["beta1"] == pytest.approx(0.9, rel=1e-6)
