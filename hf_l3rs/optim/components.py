@@ -154,8 +154,15 @@ def normalize_params(params: Any) -> tuple[list[dict[str, Any]], list[list[str]]
     return groups, names, model
 
 
+_LOGGED: set[tuple] = set()
+
+
 def log_mapping(components: list[Component], mapping: Tensor, trained: int) -> None:
-    """Report, once, how an unseen architecture borrows embeddings (never silently)."""
+    """Report, once per architecture, how it borrows embeddings (never silently)."""
+    signature = (trained, tuple((c.name, c.role, c.numel) for c in components), tuple(mapping.tolist()))
+    if signature in _LOGGED:
+        return
+    _LOGGED.add(signature)
     lines = [f"  {c.name} ({c.role}, depth {c.depth:.2f}) <- trained #{int(m)}" for c, m in zip(components, mapping)]
     shown = lines if len(lines) <= 12 else [*lines[:6], f"  ... {len(lines) - 12} more ...", *lines[-6:]]
     logger.warning(

@@ -1,0 +1,102 @@
+"""``MetaTrainConfig``: one YAML file describes a meta-training run."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hf_l3rs.meta.strategy import NESParams
+from hf_l3rs.optim.config import ConfigError, L3RSConfig
+from hf_l3rs.tasks.inner_loop import OBJECTIVES
+
+
+@dataclass
+class MetaTrainConfig:
+    name: str = "l3rs"
+    family: str = "two_moons_mlp"
+    family_kwargs: dict[str, Any] = field(default_factory=dict)
+    l3rs: dict[str, Any] = field(default_factory=dict)
+    nes: dict[str, Any] = field(default_factory=dict)
+    generations: int = 100
+    tasks_per_generation: int = 2
+    objective: str = "final_loss"
+    val_every: int = 10
+    val_tasks: int = 8
+    checkpoint_every: int = 10
+    threads: int | None = None
+    trackers: list[str] = field(default_factory=lambda: ["tensorboard"])
+    expect_processes: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if self.generations < 1:
+            raise ConfigError("MetaTrainConfig.generations must be >= 1")
+        if self.tasks_per_generation < 1:
+            raise ConfigError("MetaTrainConfig.tasks_per_generation must be >= 1")
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"MetaTrainConfig.objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        for name in ("val_every", "checkpoint_every", "val_tasks"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"MetaTrainConfig.{name} must be >= 1")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError("MetaTrainConfig.threads must be >= 1")
+        unknown = set(self.trackers) - {"tensorboard"}
+        if unknown:
+            raise ConfigError(f"MetaTrainConfig.trackers: unsupported {sorted(unknown)} (supported: tensorboard)")
+        self.l3rs_config()  # validates the nested blocks, naming their fields
+        self.nes_params()
+
+    def l3rs_config(self) -> L3RSConfig:
+        try:
+            return L3RSConfig.from_dict(dict(self.l3rs))
+        except ConfigError as exc:
+            raise ConfigError(f"MetaTrainConfig.l3rs: {exc}") from exc
+
+    def nes_params(self) -> NESParams:
+        names = {f.name for f in dataclasses.fields(NESParams)}
+        unknown = sorted(set(self.nes) - names)
+        if unknown:
+            raise ConfigError(f"MetaTrainConfig.nes: unknown field(s) {unknown}; known: {sorted(names)}")
+        values = dict(self.nes)
+        values.setdefault("seed", self.seed)
+        if "adam_betas" in values:
+            values["adam_betas"] = tuple(values["adam_betas"])
+        try:
+            return NESParams(**values)
+        except ValueError as exc:
+            raise ConfigError(f"MetaTrainConfig.nes: {exc}") from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MetaTrainConfig:
+        if not isinstance(data, dict):
+            raise ConfigError("a meta-training config must be a mapping")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"meta-training config: unknown field(s) {unknown}; known: {sorted(names)}")
+        return cls(**data)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> MetaTrainConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"meta-training config {path} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: invalid YAML ({exc})") from exc
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc

@@ -1,0 +1,351 @@
+"""The NES meta-training driver: evaluates candidates × tasks across Accelerate processes,
+gathers fitnesses, applies the identical update everywhere, checkpoints, logs and exports.
+
+The strategy (``strategy.py``) knows nothing of this file; this file knows nothing of how
+a task computes its loss (``hf_l3rs.tasks``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from hf_l3rs.meta.config import MetaTrainConfig
+from hf_l3rs.meta.shaping import centered_rank
+from hf_l3rs.meta.strategy import NES, NESState, hash_seed
+from hf_l3rs.optim import L3RS, L3RSNet
+from hf_l3rs.tasks import TaskFamily, run_task
+
+logger = logging.getLogger(__name__)
+CHECKPOINT_DIR = "checkpoint"
+
+
+class ProcessCountError(RuntimeError):
+    """The run was launched with more processes than this process can see."""
+
+
+def make_accelerator(config: MetaTrainConfig, output_dir: Path):
+    """An Accelerator that really spans the launched processes (CPU: gloo)."""
+    from accelerate import Accelerator
+
+    use_cpu = not torch.cuda.is_available()
+    log_with = list(config.trackers) or None
+    acc = Accelerator(cpu=use_cpu, log_with=log_with, project_dir=str(output_dir))
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != acc.num_processes:
+        raise ProcessCountError(
+            f"launched as {launched} processes but this one sees a world of {acc.num_processes}: "
+            "each would meta-train alone. On CPUs launch with `ACCELERATE_USE_CPU=true accelerate "
+            "launch --multi_gpu --num_processes N --num_machines 1 ...` (not `--cpu`)."
+        )
+    if config.expect_processes is not None and acc.num_processes != config.expect_processes:
+        raise ProcessCountError(
+            f"expect_processes={config.expect_processes} but the run has {acc.num_processes} process(es); "
+            "note that `accelerate launch --cpu --num_processes N` starts ONE process: use "
+            "`ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes N --num_machines 1`."
+        )
+    return acc
+
+
+def build_family(config: MetaTrainConfig) -> TaskFamily:
+    from hf_l3rs.tasks.registry import get_family
+
+    return get_family(config.family, **config.family_kwargs)
+
+
+@dataclass
+class MetaTrainer:
+    """Owns the strategy state, the meta-network and the run's history."""
+
+    config: MetaTrainConfig
+    output_dir: Path
+    accelerator: Any = None
+    family: TaskFamily | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.output_dir = Path(self.output_dir)
+        cfg = self.config
+        if self.family is None:
+            self.family = build_family(cfg)
+        if self.accelerator is None:
+            self.accelerator = make_accelerator(cfg, self.output_dir)
+        acc = self.accelerator
+        threads = cfg.threads or max(1, (os.cpu_count() or 1) // max(1, acc.num_processes))
+        torch.set_num_threads(threads)
+        template = self.family.sample(0, "train").init_model()
+        probe = L3RS(template, cfg.l3rs_config(), total_steps=1, seed=cfg.seed)
+        self.net: L3RSNet = probe.net
+        self.components = probe.components
+        self.strategy = NES(cfg.nes_params())
+        self.state: NESState = self.strategy.init(self.net.get_flat())
+        self.theta0 = self.state.theta.clone()
+        self.best_theta = self.state.theta.clone()
+        self.best_val = -math.inf
+        self.diverged_total = 0
+        self.timing = {"evaluate": 0.0, "communicate": 0.0, "strategy": 0.0}
+
+    # ------------------------------------------------------------ evaluation
+    def _factory(self, theta: torch.Tensor):
+        self.net.set_flat(theta)
+
+        def make(model: torch.nn.Module, steps: int) -> L3RS:
+            return L3RS(model, self.net, total_steps=steps)
+
+        return make
+
+    def _distributed(self, items: list[tuple[torch.Tensor, Any]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Evaluate (θ, task) items round-robin over processes; everyone gets every result:
+        fitness, eval accuracy (NaN if none) and a diverged flag."""
+        acc = self.accelerator
+        n = len(items)
+        out = torch.zeros(3, n, dtype=torch.float64)
+        t0 = time.perf_counter()
+        for k in range(acc.process_index, n, acc.num_processes):
+            theta, task = items[k]
+            res = run_task(task, self._factory(theta))
+            fit = res.fitness(self.config.objective)
+            out[0, k] = fit if math.isfinite(fit) else 0.0
+            out[1, k] = res.eval_accuracy if res.eval_accuracy is not None else math.nan
+            out[2, k] = 0.0 if math.isfinite(fit) else 1.0
+        t1 = time.perf_counter()
+        if acc.num_processes > 1:
+            owner = torch.zeros(n, dtype=torch.bool)
+            owner[acc.process_index :: acc.num_processes] = True
+            out[1] = torch.where(owner, out[1], torch.zeros_like(out[1]))
+            nan = torch.isnan(out[1]) & owner
+            out[1] = torch.nan_to_num(out[1])
+            packed = torch.cat([out.reshape(-1), nan.to(torch.float64)]).to(acc.device)
+            packed = acc.reduce(packed, reduction="sum").cpu()
+            out = packed[: 3 * n].reshape(3, n).clone()
+            out[1][packed[3 * n :] > 0] = math.nan
+        self.timing["evaluate"] += t1 - t0
+        self.timing["communicate"] += time.perf_counter() - t1
+        fitness = torch.where(out[2] > 0, torch.full_like(out[0], -math.inf), out[0])
+        return fitness, out[1], out[2] > 0
+
+    def task_seeds(self, generation: int) -> list[int]:
+        m = self.config.tasks_per_generation
+        return [hash_seed(self.config.seed, generation, j) % (2**31) for j in range(m)]
+
+    def validate(self, theta: torch.Tensor) -> dict[str, float]:
+        """Score θ on the fixed validation tasks (meta-train distribution, 'val' split)."""
+        tasks = [self.family.sample(i, "val") for i in range(self.config.val_tasks)]
+        fit, accs, div = self._distributed([(theta, t) for t in tasks])
+        finite = fit[torch.isfinite(fit)]
+        return {
+            "val_fitness": float(finite.mean()) if len(finite) else -math.inf,
+            "val_accuracy": float(accs[~torch.isnan(accs)].mean()) if (~torch.isnan(accs)).any() else math.nan,
+            "val_diverged": int(div.sum()),
+        }
+
+    # ---------------------------------------------------------- generation
+    def generation(self) -> dict[str, Any]:
+        cfg, state = self.config, self.state
+        population = self.strategy.ask(state)
+        tasks = [self.family.sample(s, "train") for s in self.task_seeds(state.generation)]
+        items = [(population[i], tasks[j]) for i in range(len(population)) for j in range(len(tasks))]
+        fit, accs, div = self._distributed(items)
+        t0 = time.perf_counter()
+        p, m = len(population), len(tasks)
+        grid = fit.reshape(p, m)
+        # Common random numbers: rank candidates within each task, then average over tasks
+        # (raw losses differ by orders of magnitude between tasks).
+        per_task = torch.stack([centered_rank(grid[:, j]) for j in range(m)], dim=1)
+        candidate = per_task.mean(dim=1)
+        diverged = div.reshape(p, m).any(dim=1)
+        candidate[diverged] = -math.inf
+        lr, sigma = self.strategy.schedule(state.generation)
+        self.state = self.strategy.tell(state, candidate)
+        self.timing["strategy"] += time.perf_counter() - t0
+        self.diverged_total += int(div.sum())
+        finite = grid[torch.isfinite(grid)]
+        record = {
+            "generation": self.state.generation,
+            "fitness_mean": float(finite.mean()) if len(finite) else -math.inf,
+            "fitness_best": float(finite.max()) if len(finite) else -math.inf,
+            "accuracy_mean": float(accs[~torch.isnan(accs)].mean()) if (~torch.isnan(accs)).any() else math.nan,
+            "diverged": int(div.sum()),
+            "sigma": sigma,
+            "meta_lr": lr,
+        }
+        return record
+
+    # ------------------------------------------------------------- running
+    def run(self, resume: bool = False, stop_after: int | None = None) -> dict[str, Any]:
+        """Meta-train to ``config.generations`` (or stop after ``stop_after`` generations
+        of this call, for tests that simulate a crash)."""
+        from tqdm.auto import tqdm
+
+        acc, cfg = self.accelerator, self.config
+        if resume and (self.output_dir / CHECKPOINT_DIR / "trainer.json").is_file():
+            self.load_checkpoint()
+        if acc.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+        if cfg.trackers:
+            acc.init_trackers(cfg.name, config=_flat_config(cfg))
+        if not self.history:
+            base = {"generation": 0, **self.validate(self.state.theta)}
+            self.best_val = base["val_fitness"]
+            self.history.append(base)
+            self._log(base)
+        bar = tqdm(
+            total=cfg.generations,
+            initial=self.state.generation,
+            disable=not acc.is_main_process,
+            desc=f"NES {cfg.name}",
+            dynamic_ncols=True,
+        )
+        done = 0
+        while self.state.generation < cfg.generations:
+            if stop_after is not None and done >= stop_after:
+                break
+            record = self.generation()
+            g = self.state.generation
+            if g % cfg.val_every == 0 or g == cfg.generations:
+                record.update(self.validate(self.state.theta))
+                if record["val_fitness"] > self.best_val:
+                    self.best_val = record["val_fitness"]
+                    self.best_theta = self.state.theta.clone()
+            self.history.append(record)
+            self._log(record)
+            bar.update(1)
+            bar.set_postfix(
+                fit=f"{record['fitness_mean']:.3g}",
+                val=f"{self.best_val:.3g}",
+                acc=f"{record.get('val_accuracy', record['accuracy_mean']):.3f}",
+                sigma=f"{record['sigma']:.2g}",
+                div=self.diverged_total,
+            )
+            if g % cfg.checkpoint_every == 0 or g == cfg.generations:
+                self.save_checkpoint()
+            done += 1
+        bar.close()
+        if self.state.generation >= cfg.generations:
+            self.finish()
+        if cfg.trackers:
+            acc.end_training()
+        return {"generation": self.state.generation, "best_val": self.best_val, "history": self.history}
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if self.config.trackers:
+            values = {
+                k: v
+                for k, v in record.items()
+                if k != "generation" and isinstance(v, (int, float)) and math.isfinite(v)
+            }
+            self.accelerator.log(values, step=record["generation"])
+
+    # ---------------------------------------------------------- checkpoints
+    def save_checkpoint(self) -> None:
+        """θ, Adam moments, best θ (safetensors) and the rest (JSON); atomic per file."""
+        acc = self.accelerator
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            folder = self.output_dir / CHECKPOINT_DIR
+            folder.mkdir(parents=True, exist_ok=True)
+            tensors = {**self.state.tensors(), "best_theta": self.best_theta, "theta0": self.theta0}
+            tmp = folder / "state.safetensors.tmp"
+            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+            os.replace(tmp, folder / "state.safetensors")
+            meta = {
+                "generation": self.state.generation,
+                "best_val": self.best_val,
+                "diverged_total": self.diverged_total,
+                "history": self.history,
+                "config": self.config.to_dict(),
+            }
+            tmp = folder / "trainer.json.tmp"
+            tmp.write_text(json.dumps(meta, indent=1, default=_json_default))
+            os.replace(tmp, folder / "trainer.json")
+        acc.wait_for_everyone()
+
+    def load_checkpoint(self) -> None:
+        folder = self.output_dir / CHECKPOINT_DIR
+        meta = json.loads((folder / "trainer.json").read_text())
+        saved = MetaTrainConfig.from_dict(meta["config"])
+        mismatched = {
+            k
+            for k, v in saved.to_dict().items()
+            if k not in ("generations", "trackers") and v != self.config.to_dict()[k]
+        }
+        if mismatched:
+            raise ValueError(
+                f"--resume: the checkpoint in {folder} was made with a different config "
+                f"(fields {sorted(mismatched)}); use another output folder"
+            )
+        tensors = load_file(str(folder / "state.safetensors"))
+        self.state = NESState(tensors["theta"], tensors["adam_m"], tensors["adam_v"], int(meta["generation"]))
+        self.best_theta, self.theta0 = tensors["best_theta"], tensors["theta0"]
+        self.best_val = float(meta["best_val"])
+        self.diverged_total = int(meta["diverged_total"])
+        self.history = list(meta["history"])
+        logger.info("resumed from generation %d", self.state.generation)
+
+    # -------------------------------------------------------------- export
+    def finish(self) -> None:
+        """Export best and final meta-weights with cards, history and the curve plot."""
+        acc = self.accelerator
+        acc.wait_for_everyone()
+        if not acc.is_main_process:
+            return
+        from hf_l3rs.hub import save_net
+        from hf_l3rs.meta.curves import plot_meta_curve
+
+        out = self.output_dir
+        (out / "history.json").write_text(json.dumps(self.history, indent=1, default=_json_default))
+        plot_meta_curve(self.history, out / "meta_training_curve.png", title=self.config.name)
+        first = self.history[0]
+        for tag, theta in (("final", self.state.theta), ("best", self.best_theta)):
+            self.net.set_flat(theta)
+            save_net(self.net, out / tag, components=self.components, card=self._card(tag, first))
+        self.net.set_flat(self.state.theta)
+
+    def _card(self, tag: str, first: dict[str, Any]) -> dict[str, Any]:
+        cfg = self.config
+        last_val = [h for h in self.history if "val_fitness" in h][-1]
+        training = "\n".join(
+            [
+                f"- run `{cfg.name}`: NES, {self.state.generation} generations, population "
+                f"{self.strategy.params.popsize}, {cfg.tasks_per_generation} tasks per generation, "
+                f"σ {self.strategy.params.sigma:g}, meta-lr {self.strategy.params.learning_rate:g}, "
+                f"decay ×0.5 every {self.strategy.params.decay_every:g} generations",
+                f"- tasks: `{cfg.family}` {cfg.family_kwargs or ''}, objective `{cfg.objective}`",
+                f"- processes: {self.accelerator.num_processes}; diverged candidate-task runs: {self.diverged_total}",
+                f"- validation fitness: untrained {first['val_fitness']:.4g} → final {last_val['val_fitness']:.4g}, "
+                f"best {self.best_val:.4g} (this folder: {tag})",
+            ]
+        )
+        return {
+            "title": f"L3RS meta-trained on {cfg.family} ({tag})",
+            "training": training,
+            "tags": [cfg.family.replace("+", "-")],
+        }
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _flat_config(cfg: MetaTrainConfig) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for k, v in cfg.to_dict().items():
+        if isinstance(v, dict):
+            for kk, vv in v.items():
+                flat[f"{k}.{kk}"] = vv if isinstance(vv, (int, float, str, bool)) else str(vv)
+        elif isinstance(v, (int, float, str, bool)):
+            flat[k] = v
+        else:
+            flat[k] = str(v)
+    return flat

@@ -1,0 +1,85 @@
+"""Fine-tune one task with any optimizer and report what meta-training and evaluation need."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import torch
+
+from hf_l3rs.tasks.base import OptimizerFactory, Task
+
+
+@dataclass
+class TaskResult:
+    train_losses: list[float]
+    eval_loss: float
+    eval_accuracy: float | None
+    diverged: bool
+    #: step -> (eval loss, eval accuracy) at the requested evaluation steps.
+    curve: dict[int, tuple[float, float | None]] = field(default_factory=dict)
+
+    def fitness(self, objective: str) -> float:
+        """Higher is better. ``final_loss`` (paper), ``mean_train_loss`` (Li & Malik's
+        cumulative regret), ``accuracy``. A diverged run scores ``-inf``."""
+        if self.diverged:
+            return -math.inf
+        if objective == "final_loss":
+            return -self.eval_loss
+        if objective == "mean_train_loss":
+            return -sum(self.train_losses) / max(len(self.train_losses), 1)
+        if objective == "accuracy":
+            if self.eval_accuracy is None:
+                raise ValueError("objective 'accuracy' needs a task that reports accuracy")
+            return self.eval_accuracy
+        raise ValueError(f"unknown fitness objective {objective!r}")
+
+
+OBJECTIVES = ("final_loss", "mean_train_loss", "accuracy")
+
+
+def run_task(
+    task: Task,
+    make_optimizer: OptimizerFactory,
+    *,
+    num_steps: int | None = None,
+    eval_steps: Iterable[int] = (),
+) -> TaskResult:
+    """Train ``task.num_steps`` (or ``num_steps``) steps; evaluate at the end and at
+    ``eval_steps``. The optimizer gets each step's loss when it wants one (L3RS)."""
+    steps = task.num_steps if num_steps is None else num_steps
+    model = task.init_model()
+    opt = make_optimizer(model, steps)
+    wants_loss = hasattr(opt, "observe_loss")
+    wanted = {s for s in eval_steps if 0 <= s <= steps}
+    curve: dict[int, tuple[float, float | None]] = {}
+    losses: list[float] = []
+    model.train()
+    if 0 in wanted:
+        curve[0] = _evaluate(task, model)
+    for t in range(steps):
+        loss = task.loss(model, task.train_batch(t))
+        value = float(loss.detach())
+        losses.append(value)
+        if not math.isfinite(value):
+            return TaskResult(losses, math.inf, None, True, curve)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if wants_loss:
+            opt.observe_loss(loss)
+        opt.step()
+        if t + 1 in wanted and t + 1 != steps:
+            curve[t + 1] = _evaluate(task, model)
+    eval_loss, acc = _evaluate(task, model)
+    curve[steps] = (eval_loss, acc)
+    return TaskResult(losses, eval_loss, acc, not math.isfinite(eval_loss), curve)
+
+
+def _evaluate(task: Task, model: torch.nn.Module) -> tuple[float, float | None]:
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        loss, acc = task.evaluate(model)
+    model.train(was_training)
+    return float(loss), acc

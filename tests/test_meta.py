@@ -1,0 +1,224 @@
+"""NES strategy and the meta-training driver."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from hf_l3rs.meta import NES, MetaTrainConfig, NESParams, centered_rank
+from hf_l3rs.optim import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_centered_rank() -> None:
+    r = centered_rank(torch.tensor([3.0, -float("inf"), 1.0, 2.0]))
+    assert r.tolist() == pytest.approx([0.5, -0.5, -1 / 6, 1 / 6])
+
+
+def test_ask_is_antithetic_and_reproducible() -> None:
+    nes = NES(NESParams(popsize=6, sigma=0.1, seed=3))
+    state = nes.init(torch.zeros(5))
+    pop = nes.ask(state)
+    assert pop.shape == (6, 5)
+    assert torch.equal(pop[0], -pop[1])
+    assert torch.equal(pop, NES(NESParams(popsize=6, sigma=0.1, seed=3)).ask(state))
+
+
+def test_ask_tell_converges_on_a_quadratic() -> None:
+    target = torch.linspace(-1, 1, 10, dtype=torch.float64)
+    nes = NES(NESParams(popsize=16, sigma=0.05, learning_rate=0.05, decay_every=100))
+    state = nes.init(torch.zeros(10))
+    start = float(((state.theta - target) ** 2).sum())
+    for _ in range(300):
+        pop = nes.ask(state)
+        state = nes.tell(state, -((pop - target) ** 2).sum(dim=1))
+    end = float(((state.theta - target) ** 2).sum())
+    assert end < 0.01 * start, (start, end)
+
+
+def test_schedule_halves_every_decay_period() -> None:
+    nes = NES(NESParams(popsize=2, sigma=0.02, learning_rate=0.01, decay_every=500))
+    lr, sigma = nes.schedule(500)
+    assert lr == pytest.approx(0.005) and sigma == pytest.approx(0.01)
+    assert nes.schedule(250)[1] == pytest.approx(0.02 * 0.5**0.5)
+
+
+def test_bad_configs_name_the_field() -> None:
+    with pytest.raises(ConfigError, match="popsize"):
+        MetaTrainConfig(nes={"popsize": 3}).nes_params()
+    with pytest.raises(ConfigError, match="objective"):
+        MetaTrainConfig(objective="max_reward")
+    with pytest.raises(ConfigError, match="l3rs.*unknown base direction"):
+        MetaTrainConfig(l3rs={"directions": ["sgd", "nope"]})
+    with pytest.raises(ConfigError, match="unknown field"):
+        MetaTrainConfig.from_dict({"generation": 3})
+
+
+def _tiny(**kw) -> MetaTrainConfig:
+    base = dict(
+        name="tiny",
+        family="two_moons_mlp",
+        family_kwargs={"k_min": 5, "k_max": 8},
+        l3rs={"base_lr": 0.01},
+        nes={"popsize": 4, "sigma": 0.05, "learning_rate": 0.05},
+        generations=4,
+        tasks_per_generation=2,
+        val_every=2,
+        val_tasks=2,
+        checkpoint_every=1,
+        trackers=[],
+        threads=1,
+    )
+    base.update(kw)
+    return MetaTrainConfig(**base)
+
+
+def _trainer(config, out):
+    from hf_l3rs.meta.trainer import MetaTrainer
+
+    return MetaTrainer(config, out)
+
+
+def test_resume_after_a_crash_is_bitwise(tmp_path) -> None:
+    straight = _trainer(_tiny(), tmp_path / "a")
+    straight.run()
+    crashed = _trainer(_tiny(), tmp_path / "b")
+    crashed.run(stop_after=2)  # "killed" after generation 2, checkpoint on disk
+    assert crashed.state.generation == 2
+    resumed = _trainer(_tiny(), tmp_path / "b")
+    resumed.run(resume=True)
+    assert resumed.state.generation == 4
+    assert torch.equal(straight.state.theta, resumed.state.theta)
+    assert torch.equal(straight.state.adam_v, resumed.state.adam_v)
+    assert [h.get("fitness_mean") for h in straight.history] == [h.get("fitness_mean") for h in resumed.history]
+    for sub in ("best", "final"):
+        assert (tmp_path / "b" / sub / "model.safetensors").is_file()
+    assert (tmp_path / "b" / "meta_training_curve.png").stat().st_size > 1000
+
+
+def test_resume_refuses_a_different_config(tmp_path) -> None:
+    _trainer(_tiny(), tmp_path).run(stop_after=1)
+    with pytest.raises(ValueError, match="different config"):
+        _trainer(_tiny(seed=5), tmp_path).run(resume=True)
+
+
+class _NaNAboveThreshold:
+    """A task whose loss turns NaN once the weights leave a box: big steps "diverge"."""
+
+    name = "nan_box"
+    num_steps = 6
+
+    def sample(self, seed, split="train"):
+        return self
+
+    def init_model(self):
+        torch.manual_seed(0)
+        return torch.nn.Linear(4, 1)
+
+    def train_batch(self, step):
+        return None
+
+    def loss(self, model, batch):
+        value = ((model.weight - 1.0) ** 2).sum()
+        return value * float("nan") if model.weight.abs().max() > 0.6 else value
+
+    def evaluate(self, model):
+        return float(self.loss(model, None)), None
+
+
+def test_divergent_candidates_get_worst_fitness_and_are_counted(tmp_path) -> None:
+    from hf_l3rs.meta.trainer import MetaTrainer
+
+    config = _tiny(
+        l3rs={"base_lr": 0.05, "init_output_scale": 1.0},
+        nes={"popsize": 8, "sigma": 2.0, "learning_rate": 0.05},
+        generations=3,
+    )
+    trainer = MetaTrainer(config, tmp_path, family=_NaNAboveThreshold())
+    trainer.run()
+    assert trainer.state.generation == 3
+    assert 0 < trainer.diverged_total < 3 * 8 * 2, trainer.diverged_total
+    assert torch.isfinite(trainer.state.theta).all()
+
+
+def test_exported_weights_load(tmp_path) -> None:
+    from hf_l3rs import L3RS
+    from hf_l3rs.tasks import classic_family
+
+    trainer = _trainer(_tiny(generations=2), tmp_path)
+    trainer.run()
+    model = classic_family("two_moons_mlp").sample(0, "test").init_model()
+    opt = L3RS.from_pretrained(str(tmp_path / "final"), model, total_steps=5)
+    assert torch.equal(opt.net.get_flat(), trainer.state.theta.to(torch.float32).to(torch.float64))
+    card = (tmp_path / "final" / "README.md").read_text()
+    assert "NES, 2 generations" in card
+
+
+def _launch(nproc: int, config: Path, out: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
+    if nproc == 1:
+        cmd = [sys.executable, str(ROOT / "examples" / "metatrain.py")]
+    else:
+        accelerate = shutil.which("accelerate")
+        if accelerate is None:
+            pytest.skip("accelerate CLI not on PATH")
+        cmd = [
+            accelerate,
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            str(nproc),
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            str(ROOT / "examples" / "metatrain.py"),
+        ]
+    cmd += [
+        "--config",
+        str(config),
+        "--output",
+        str(out),
+        "--threads",
+        "1",
+        "--no-trackers",
+        "--expect-processes",
+        str(nproc),
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_two_processes_match_one_process(tmp_path) -> None:
+    import yaml
+
+    cfg = _tiny(generations=3, checkpoint_every=3).to_dict()
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    _launch(1, path, tmp_path / "one")
+    _launch(2, path, tmp_path / "two")
+    from safetensors.torch import load_file
+
+    one = load_file(str(tmp_path / "one" / "checkpoint" / "state.safetensors"))
+    two = load_file(str(tmp_path / "two" / "checkpoint" / "state.safetensors"))
+    assert torch.equal(one["theta"], two["theta"])
+    assert not torch.equal(one["theta"], one["theta0"])
+    meta = json.loads((tmp_path / "two" / "checkpoint" / "trainer.json").read_text())
+    assert meta["generation"] == 3
+
+
+def test_expect_processes_guard(tmp_path) -> None:
+    from hf_l3rs.meta.trainer import ProcessCountError
+
+    with pytest.raises(ProcessCountError, match="starts ONE process"):
+        _trainer(_tiny(expect_processes=2), tmp_path)
