@@ -56,7 +56,7 @@ def test_bad_configs_name_the_field() -> None:
         MetaTrainConfig(nes={"popsize": 3}).nes_params()
     with pytest.raises(ConfigError, match="objective"):
         MetaTrainConfig(objective="max_reward")
-    with pytest.raises(ConfigError, match="l3rs.*unknown base direction"):
+    with pytest.raises(ConfigError, match=r"l3rs.*unknown base direction"):
         MetaTrainConfig(l3rs={"directions": ["sgd", "nope"]})
     with pytest.raises(ConfigError, match="unknown field"):
         MetaTrainConfig.from_dict({"generation": 3})

@@ -150,7 +150,7 @@ class MetaTrainer:
 
     # ---------------------------------------------------------- generation
     def generation(self) -> dict[str, Any]:
-        cfg, state = self.config, self.state
+        state = self.state
         population = self.strategy.ask(state)
         tasks = [self.family.sample(s, "train") for s in self.task_seeds(state.generation)]
         items = [(population[i], tasks[j]) for i in range(len(population)) for j in range(len(tasks))]
