@@ -14,7 +14,7 @@ install: system-deps
 	$(PIP) install -q -c constraints.txt -e ".[all,dev]"
 
 demo: install
-	$(PY) examples/quickstart.py
+	$(PY) examples/demo.py
 
 test: install
 	$(PY) -m pytest

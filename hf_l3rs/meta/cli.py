@@ -17,6 +17,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--threads", type=int, default=None, help="torch threads per process")
     p.add_argument("--expect-processes", type=int, default=None, help="fail unless the run has this many")
     p.add_argument("--no-trackers", action="store_true", help="disable TensorBoard logging")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="build everything and run ONE generation at stand-in sizes (2 candidates, 1 task, 2 steps)",
+    )
+    p.add_argument("--dataset", default=None, help="override family_kwargs.dataset (e.g. a stand-in folder)")
     return p
 
 
@@ -27,6 +33,10 @@ def run(args: argparse.Namespace) -> None:
     if args.no_trackers:
         overrides["trackers"] = []
     config = MetaTrainConfig.from_yaml(args.config, **overrides)
+    if args.dataset is not None:
+        config.family_kwargs = {**config.family_kwargs, "dataset": args.dataset}
+    if args.dry_run:
+        config = dry_run_config(config)
     output = Path(args.output or Path("runs") / config.name)
     trainer = MetaTrainer(config, output)
     result = trainer.run(resume=args.resume)
@@ -35,6 +45,33 @@ def run(args: argparse.Namespace) -> None:
             f"done: generation {result['generation']}, best validation fitness {result['best_val']:.4g}; "
             f"meta-weights in {output / 'best'} and {output / 'final'}"
         )
+
+
+def dry_run_config(config: MetaTrainConfig) -> MetaTrainConfig:
+    """The same run, shrunk to one generation that any machine finishes in minutes."""
+    data = config.to_dict()
+    data.update(
+        generations=1,
+        tasks_per_generation=1,
+        val_tasks=1,
+        val_every=1,
+        checkpoint_every=1,
+        nes={**config.nes, "popsize": 2},
+        name=f"{config.name}-dry-run",
+    )
+    kw = dict(data["family_kwargs"])
+    for key, value in (
+        ("k_min", 2),
+        ("k_max", 2),
+        ("batch_size", 4),
+        ("image_size", 64),
+        ("train_per_class", 2),
+        ("eval_per_class", 2),
+    ):
+        if key in kw:
+            kw[key] = value
+    data["family_kwargs"] = kw
+    return MetaTrainConfig.from_dict(data)
 
 
 def main(argv: list[str] | None = None) -> None:

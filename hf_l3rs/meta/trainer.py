@@ -92,7 +92,7 @@ class MetaTrainer:
         self.best_theta = self.state.theta.clone()
         self.best_val = -math.inf
         self.diverged_total = 0
-        self.timing = {"evaluate": 0.0, "communicate": 0.0, "strategy": 0.0}
+        self.timing = {"evaluate": 0.0, "communicate": 0.0, "strategy": 0.0, "loop": 0.0, "evaluations": 0}
 
     # ------------------------------------------------------------ evaluation
     def _factory(self, theta: torch.Tensor):
@@ -108,6 +108,7 @@ class MetaTrainer:
         fitness, eval accuracy (NaN if none) and a diverged flag."""
         acc = self.accelerator
         n = len(items)
+        self.timing["evaluations"] += n
         out = torch.zeros(3, n, dtype=torch.float64)
         t0 = time.perf_counter()
         for k in range(acc.process_index, n, acc.num_processes):
@@ -206,6 +207,7 @@ class MetaTrainer:
             dynamic_ncols=True,
         )
         done = 0
+        loop_start = time.perf_counter()
         while self.state.generation < cfg.generations:
             if stop_after is not None and done >= stop_after:
                 break
@@ -230,6 +232,7 @@ class MetaTrainer:
                 self.save_checkpoint()
             done += 1
         bar.close()
+        self.timing["loop"] += time.perf_counter() - loop_start
         if self.state.generation >= cfg.generations:
             self.finish()
         if cfg.trackers:
@@ -303,6 +306,7 @@ class MetaTrainer:
 
         out = self.output_dir
         (out / "history.json").write_text(json.dumps(self.history, indent=1, default=_json_default))
+        (out / "timing.json").write_text(json.dumps({**self.timing, "processes": acc.num_processes}, indent=1))
         plot_meta_curve(self.history, out / "meta_training_curve.png", title=self.config.name)
         first = self.history[0]
         for tag, theta in (("final", self.state.theta), ("best", self.best_theta)):

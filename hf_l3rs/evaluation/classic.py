@@ -1,0 +1,128 @@
+"""Meta-trained L3RS against Adam, RMSProp and momentum, each tuned over a learning-rate
+grid, on held-out instances of a classic objective family."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from hf_l3rs.evaluation.baselines import BASELINES, lr_grid
+from hf_l3rs.optim import L3RS, L3RSNet
+from hf_l3rs.tasks import TaskFamily, run_task
+from hf_l3rs.tasks.base import OptimizerFactory
+
+
+@dataclass
+class Score:
+    name: str
+    lr: float | None
+    losses: list[float]
+    accuracies: list[float]
+    diverged: int
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.losses) if self.losses else math.inf
+
+    @property
+    def std(self) -> float:
+        return statistics.pstdev(self.losses) if len(self.losses) > 1 else 0.0
+
+
+def score(
+    family: TaskFamily, make: OptimizerFactory, seeds: list[int], split: str, name: str = "", lr: float | None = None
+) -> Score:
+    losses, accs, diverged = [], [], 0
+    for s in seeds:
+        res = run_task(family.sample(s, split), make)
+        if res.diverged:
+            diverged += 1
+            losses.append(math.inf)
+            continue
+        losses.append(res.eval_loss)
+        if res.eval_accuracy is not None:
+            accs.append(res.eval_accuracy)
+    return Score(name, lr, losses, accs, diverged)
+
+
+def tune(family: TaskFamily, name: str, grid: list[float], seeds: list[int]) -> Score:
+    """Best learning rate of a baseline by mean final loss on the validation split."""
+    best = None
+    for lr in grid:
+        s = score(family, BASELINES[name](lr), seeds, "val", name, lr)
+        if best is None or s.mean < best.mean:
+            best = s
+    return best
+
+
+def l3rs_factory(net: L3RSNet) -> OptimizerFactory:
+    return lambda model, steps: L3RS(model, net, total_steps=steps)
+
+
+def compare(
+    family: TaskFamily,
+    nets: dict[str, L3RSNet],
+    *,
+    baselines: tuple[str, ...] = ("adam", "rmsprop", "momentum"),
+    tune_tasks: int = 16,
+    test_tasks: int = 32,
+    grid: list[float] | None = None,
+) -> dict[str, Any]:
+    """Tune each baseline's lr on 'val' tasks, then score everything on 'test' tasks."""
+    grid = grid or lr_grid()
+    tuned = {}
+    for name in tqdm(baselines, desc=f"tuning on {family.name}", leave=False):
+        tuned[name] = tune(family, name, grid, list(range(tune_tasks)))
+    test = list(range(test_tasks))
+    rows = {}
+    for name, t in tuned.items():
+        rows[f"{name} (lr {t.lr:.3g})"] = score(family, BASELINES[name](t.lr), test, "test", name, t.lr)
+    for label, net in nets.items():
+        rows[label] = score(family, l3rs_factory(net), test, "test", label)
+    best_baseline = min((r for k, r in rows.items() if r.name in baselines), key=lambda r: r.mean)
+    return {
+        "family": family.name,
+        "test_tasks": test_tasks,
+        "rows": {
+            k: {
+                "loss_mean": r.mean,
+                "loss_std": r.std,
+                "lr": r.lr,
+                "diverged": r.diverged,
+                "accuracy_mean": statistics.fmean(r.accuracies) if r.accuracies else None,
+                "wins_vs_best_baseline": sum(a < b for a, b in zip(r.losses, best_baseline.losses)),
+            }
+            for k, r in rows.items()
+        },
+        "best_baseline": best_baseline.name,
+    }
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    lines = [
+        f"**{result['family']}** ({result['test_tasks']} held-out test tasks; baselines tuned on validation tasks)",
+        "",
+        "| optimizer | final eval loss (mean ± std) | accuracy | tasks better than best baseline |",
+        "|---|---|---|---|",
+    ]
+    for name, r in result["rows"].items():
+        acc = f"{r['accuracy_mean']:.3f}" if r["accuracy_mean"] is not None else "–"
+        lines.append(
+            f"| {name} | {r['loss_mean']:.4g} ± {r['loss_std']:.2g} | {acc} | "
+            f"{r['wins_vs_best_baseline']}/{result['test_tasks']} |"
+        )
+    return "\n".join(lines)
+
+
+def save(result: dict[str, Any], folder: str | Path) -> None:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"classic_{result['family']}"
+    (folder / f"{stem}.json").write_text(json.dumps(result, indent=1))
+    (folder / f"{stem}.md").write_text(to_markdown(result) + "\n")
