@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -24,36 +21,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def launch(nproc: int, config: Path, out: Path) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
-    script = str(ROOT / "examples" / "metatrain.py")
-    if nproc == 1:
-        cmd = [sys.executable, script]
-    else:
-        cmd = [
-            shutil.which("accelerate") or "accelerate",
-            "launch",
-            "--multi_gpu",
-            "--num_processes",
-            str(nproc),
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            script,
-        ]
-    cmd += [
-        "--config",
-        str(config),
-        "--output",
-        str(out),
-        "--threads",
-        "1",
-        "--no-trackers",
-        "--expect-processes",
-        str(nproc),
-    ]
+    from hf_l3rs.meta.launch import launch_command
+
+    cmd, env = launch_command(
+        str(ROOT / "examples" / "metatrain.py"), nproc, ["--config", str(config), "--output", str(out), "--no-trackers"]
+    )
     subprocess.run(cmd, env=env, check=True, capture_output=True)
     return json.loads((out / "timing.json").read_text())
 

@@ -11,43 +11,21 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def metatrain(config: Path, out: Path, processes: int, resume: bool) -> None:
-    script = str(ROOT / "examples" / "metatrain.py")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
-    accelerate = shutil.which("accelerate")
-    if processes > 1 and accelerate:
-        cmd = [
-            accelerate,
-            "launch",
-            "--multi_gpu",
-            "--num_processes",
-            str(processes),
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            script,
-            "--threads",
-            "1",
-        ]
-    else:
+    from hf_l3rs.meta.launch import launch_command
+
+    if processes > 1 and shutil.which("accelerate") is None:
         processes = 1
-        cmd = [sys.executable, script]
-    cmd += ["--config", str(config), "--output", str(out), "--expect-processes", str(processes)]
-    if resume:
-        cmd.append("--resume")
-    print(f"[demo] meta-training with {processes} process(es): {' '.join(cmd[-6:])}", flush=True)
+    args = ["--config", str(config), "--output", str(out)] + (["--resume"] if resume else [])
+    cmd, env = launch_command(str(ROOT / "examples" / "metatrain.py"), processes, args)
+    print(f"[demo] meta-training with {processes} process(es)", flush=True)
     subprocess.run(cmd, env=env, check=True)
 
 

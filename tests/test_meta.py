@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -163,38 +161,13 @@ def test_exported_weights_load(tmp_path) -> None:
 
 
 def _launch(nproc: int, config: Path, out: Path) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
-    if nproc == 1:
-        cmd = [sys.executable, str(ROOT / "examples" / "metatrain.py")]
-    else:
-        accelerate = shutil.which("accelerate")
-        if accelerate is None:
-            pytest.skip("accelerate CLI not on PATH")
-        cmd = [
-            accelerate,
-            "launch",
-            "--multi_gpu",
-            "--num_processes",
-            str(nproc),
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            str(ROOT / "examples" / "metatrain.py"),
-        ]
-    cmd += [
-        "--config",
-        str(config),
-        "--output",
-        str(out),
-        "--threads",
-        "1",
-        "--no-trackers",
-        "--expect-processes",
-        str(nproc),
-    ]
+    from hf_l3rs.meta.launch import launch_command
+
+    if nproc > 1 and shutil.which("accelerate") is None:
+        pytest.skip("accelerate CLI not on PATH")
+    cmd, env = launch_command(
+        str(ROOT / "examples" / "metatrain.py"), nproc, ["--config", str(config), "--output", str(out), "--no-trackers"]
+    )
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
