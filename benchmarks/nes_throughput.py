@@ -62,13 +62,15 @@ def main() -> None:
                 "loop_s": round(t["loop"], 3),
                 "evals_per_s": round(t["evaluations"] / t["loop"], 2),
                 "communicate_share": round(t["communicate"] / t["loop"], 4),
+                "imbalance_share": round(t.get("imbalance", 0.0) / t["loop"], 4),
                 "strategy_share": round(t["strategy"] / t["loop"], 4),
             }
     scaling = results[2]["evals_per_s"] / results[1]["evals_per_s"]
     for n, r in results.items():
         print(
             f"{n} process(es): {r['evals_per_s']:.2f} candidate-task evaluations/s over {r['loop_s']:.1f} s; "
-            f"communication {100 * r['communicate_share']:.1f}%, strategy {100 * r['strategy_share']:.1f}%"
+            f"communication {100 * r['communicate_share']:.1f}%, waiting for the slower process "
+            f"{100 * r['imbalance_share']:.1f}%, strategy {100 * r['strategy_share']:.1f}%"
         )
     print(f"scaling 2 vs 1 process: {scaling:.2f}x")
     if args.json:

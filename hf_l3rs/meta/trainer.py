@@ -92,7 +92,14 @@ class MetaTrainer:
         self.best_theta = self.state.theta.clone()
         self.best_val = -math.inf
         self.diverged_total = 0
-        self.timing = {"evaluate": 0.0, "communicate": 0.0, "strategy": 0.0, "loop": 0.0, "evaluations": 0}
+        self.timing = {
+            "evaluate": 0.0,
+            "communicate": 0.0,
+            "imbalance": 0.0,
+            "strategy": 0.0,
+            "loop": 0.0,
+            "evaluations": 0,
+        }
 
     # ------------------------------------------------------------ evaluation
     def _factory(self, theta: torch.Tensor):
@@ -110,8 +117,9 @@ class MetaTrainer:
         n = len(items)
         self.timing["evaluations"] += n
         out = torch.zeros(3, n, dtype=torch.float64)
+        mine = balanced_assignment([getattr(task, "num_steps", 1) for _, task in items], acc.num_processes)
         t0 = time.perf_counter()
-        for k in range(acc.process_index, n, acc.num_processes):
+        for k in mine[acc.process_index]:
             theta, task = items[k]
             res = run_task(task, self._factory(theta))
             fit = res.fitness(self.config.objective)
@@ -120,8 +128,10 @@ class MetaTrainer:
             out[2, k] = 0.0 if math.isfinite(fit) else 1.0
         t1 = time.perf_counter()
         if acc.num_processes > 1:
+            acc.wait_for_everyone()  # time spent here is load imbalance, not communication
+            t2 = time.perf_counter()
             owner = torch.zeros(n, dtype=torch.bool)
-            owner[acc.process_index :: acc.num_processes] = True
+            owner[mine[acc.process_index]] = True
             out[1] = torch.where(owner, out[1], torch.zeros_like(out[1]))
             nan = torch.isnan(out[1]) & owner
             out[1] = torch.nan_to_num(out[1])
@@ -129,8 +139,9 @@ class MetaTrainer:
             packed = acc.reduce(packed, reduction="sum").cpu()
             out = packed[: 3 * n].reshape(3, n).clone()
             out[1][packed[3 * n :] > 0] = math.nan
+            self.timing["imbalance"] += t2 - t1
+            self.timing["communicate"] += time.perf_counter() - t2
         self.timing["evaluate"] += t1 - t0
-        self.timing["communicate"] += time.perf_counter() - t1
         fitness = torch.where(out[2] > 0, torch.full_like(out[0], -math.inf), out[0])
         return fitness, out[1], out[2] > 0
 
@@ -334,6 +345,18 @@ class MetaTrainer:
             "training": training,
             "tags": [cfg.family.replace("+", "-")],
         }
+
+
+def balanced_assignment(costs: list[int], processes: int) -> list[list[int]]:
+    """Deal items to processes, longest first to the least loaded (deterministic, so every
+    process computes the same assignment without talking)."""
+    loads = [0] * processes
+    owned: list[list[int]] = [[] for _ in range(processes)]
+    for k in sorted(range(len(costs)), key=lambda i: (-costs[i], i)):
+        target = min(range(processes), key=lambda r: (loads[r], r))
+        owned[target].append(k)
+        loads[target] += costs[k]
+    return [sorted(o) for o in owned]
 
 
 def _json_default(value: Any) -> Any:
