@@ -23,6 +23,7 @@ from hf_l3rs.meta.config import MetaTrainConfig
 from hf_l3rs.meta.shaping import centered_rank
 from hf_l3rs.meta.strategy import NES, NESState, hash_seed
 from hf_l3rs.optim import L3RS, L3RSNet
+from hf_l3rs.parallel import shard_map
 from hf_l3rs.tasks import TaskFamily, run_task
 
 logger = logging.getLogger(__name__)
@@ -111,39 +112,20 @@ class MetaTrainer:
         return make
 
     def _distributed(self, items: list[tuple[torch.Tensor, Any]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Evaluate (θ, task) items round-robin over processes; everyone gets every result:
-        fitness, eval accuracy (NaN if none) and a diverged flag."""
-        acc = self.accelerator
-        n = len(items)
-        self.timing["evaluations"] += n
-        out = torch.zeros(3, n, dtype=torch.float64)
-        mine = balanced_assignment([getattr(task, "num_steps", 1) for _, task in items], acc.num_processes)
-        t0 = time.perf_counter()
-        for k in mine[acc.process_index]:
-            theta, task = items[k]
+        """Evaluate (θ, task) items across processes; everyone gets every result:
+        fitness (-inf if diverged), eval accuracy (NaN if none) and a diverged flag."""
+
+        def one(item: tuple[torch.Tensor, Any]) -> torch.Tensor:
+            theta, task = item
             res = run_task(task, self._factory(theta))
-            fit = res.fitness(self.config.objective)
-            out[0, k] = fit if math.isfinite(fit) else 0.0
-            out[1, k] = res.eval_accuracy if res.eval_accuracy is not None else math.nan
-            out[2, k] = 0.0 if math.isfinite(fit) else 1.0
-        t1 = time.perf_counter()
-        if acc.num_processes > 1:
-            acc.wait_for_everyone()  # time spent here is load imbalance, not communication
-            t2 = time.perf_counter()
-            owner = torch.zeros(n, dtype=torch.bool)
-            owner[mine[acc.process_index]] = True
-            out[1] = torch.where(owner, out[1], torch.zeros_like(out[1]))
-            nan = torch.isnan(out[1]) & owner
-            out[1] = torch.nan_to_num(out[1])
-            packed = torch.cat([out.reshape(-1), nan.to(torch.float64)]).to(acc.device)
-            packed = acc.reduce(packed, reduction="sum").cpu()
-            out = packed[: 3 * n].reshape(3, n).clone()
-            out[1][packed[3 * n :] > 0] = math.nan
-            self.timing["imbalance"] += t2 - t1
-            self.timing["communicate"] += time.perf_counter() - t2
-        self.timing["evaluate"] += t1 - t0
-        fitness = torch.where(out[2] > 0, torch.full_like(out[0], -math.inf), out[0])
-        return fitness, out[1], out[2] > 0
+            acc = res.eval_accuracy if res.eval_accuracy is not None else math.nan
+            return torch.tensor([res.fitness(self.config.objective), acc], dtype=torch.float64)
+
+        self.timing["evaluations"] += len(items)
+        costs = [getattr(task, "num_steps", 1) for _, task in items]
+        table = shard_map(one, items, 2, self.accelerator, costs=costs, timing=self.timing)
+        fitness = table[:, 0]
+        return fitness, table[:, 1], ~torch.isfinite(fitness)
 
     def task_seeds(self, generation: int) -> list[int]:
         m = self.config.tasks_per_generation
@@ -345,18 +327,6 @@ class MetaTrainer:
             "training": training,
             "tags": [cfg.family.replace("+", "-")],
         }
-
-
-def balanced_assignment(costs: list[int], processes: int) -> list[list[int]]:
-    """Deal items to processes, longest first to the least loaded (deterministic, so every
-    process computes the same assignment without talking)."""
-    loads = [0] * processes
-    owned: list[list[int]] = [[] for _ in range(processes)]
-    for k in sorted(range(len(costs)), key=lambda i: (-costs[i], i)):
-        target = min(range(processes), key=lambda r: (loads[r], r))
-        owned[target].append(k)
-        loads[target] += costs[k]
-    return [sorted(o) for o in owned]
 
 
 def _json_default(value: Any) -> Any:

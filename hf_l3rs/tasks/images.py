@@ -10,6 +10,7 @@ classes, and a freshly initialised N-way head seeded per task. Images are decode
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,6 +37,10 @@ def load_image_dataset(source: str, split: str = "train", image_column: str = "i
     parquet files (Hub layout) or a Hub id (resolved through the HF cache)."""
     import datasets
 
+    from hf_l3rs.tasks.domains import DOMAINS, prepare_domain
+
+    if source in DOMAINS:
+        source = str(prepare_domain(source))
     if source in PRESETS:
         preset = PRESETS[source]
         source, split = preset["path"], preset["split"]
@@ -63,6 +68,19 @@ def load_image_dataset(source: str, split: str = "train", image_column: str = "i
     if image_column != "image" or label_column != "label":
         ds = ds.rename_columns({image_column: "image", label_column: "label"})
     return ds
+
+
+def decode_image(img, size: int, channels: int) -> Tensor:
+    """PIL image -> float tensor [channels, size, size], roughly zero-mean, unit-scale."""
+    img = img.convert("L" if channels == 1 else "RGB").resize((size, size))
+    t = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).float() / 255.0
+    return (t.view(size, size, channels).permute(2, 0, 1) - 0.5) / 0.25
+
+
+def head_name(model: nn.Module) -> str:
+    """Module name of the classifier (``fc`` for timm ResNets)."""
+    head = model.get_classifier()
+    return next(name for name, m in model.named_modules() if m is head)
 
 
 @dataclass(frozen=True)
@@ -145,12 +163,7 @@ class ImageTaskFamily(TaskFamily):
     def image(self, index: int) -> Tensor:
         """Decoded, resized, normalised image (cached)."""
         if index not in self._cache:
-            img = self.ds[index]["image"]
-            mode = "L" if self.spec.channels == 1 else "RGB"
-            img = img.convert(mode).resize((self.spec.image_size, self.spec.image_size))
-            t = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).float() / 255.0
-            t = t.view(self.spec.image_size, self.spec.image_size, self.spec.channels).permute(2, 0, 1)
-            self._cache[index] = (t - 0.5) / 0.25
+            self._cache[index] = decode_image(self.ds[index]["image"], self.spec.image_size, self.spec.channels)
         return self._cache[index]
 
     def backbone_state(self) -> dict[str, Tensor] | None:
@@ -205,19 +218,30 @@ class ImageTask(Task):
         self.eval_y = torch.tensor(eval_lab)
 
     def init_model(self) -> nn.Module:
+        """The task's initial model (a copy of one built once per task: same weights)."""
+        if getattr(self, "_template", None) is None:
+            self._template = self._build_model()
+        return copy.deepcopy(self._template)
+
+    def _build_model(self) -> nn.Module:
         import timm
+
+        import hf_l3rs.tasks.models  # noqa: F401  (registers the small CPU models)
 
         spec = self.family.spec
         torch.manual_seed(self.seed % (2**63))  # random-init backbones are seeded per task too
         model = timm.create_model(self.family.model_name, num_classes=spec.classes_per_task, in_chans=spec.channels)
         state = self.family.backbone_state()
         if state is not None:
-            head = {k for k in model.state_dict() if k.startswith(model.default_cfg.get("classifier", "fc"))}
-            backbone = {
-                k: v for k, v in state.items() if k not in head and not k.startswith("fc.") and not k.startswith("head")
-            }
-            result = model.load_state_dict(backbone, strict=False)
-            missing = [k for k in result.missing_keys if k not in head]
+            prefix = head_name(model) + "."
+            backbone = {k: v for k, v in state.items() if not k.startswith(prefix)}
+            try:
+                result = model.load_state_dict(backbone, strict=False)
+            except RuntimeError as exc:
+                raise DatasetError(
+                    f"checkpoint {self.family.checkpoint} does not match {self.family.model_name}: {exc}"
+                ) from exc
+            missing = [k for k in result.missing_keys if not k.startswith(prefix)]
             if missing or result.unexpected_keys:
                 raise DatasetError(
                     f"checkpoint {self.family.checkpoint} does not match {self.family.model_name}: "
@@ -231,9 +255,13 @@ class ImageTask(Task):
             head.bias.zero_()
         return model
 
-    def train_batch(self, step: int) -> tuple[Tensor, Tensor]:
+    def batch_indices(self, step: int) -> Tensor:
+        """Which training samples form the batch of ``step`` (same for every optimizer)."""
         g = torch.Generator().manual_seed((self.seed + 104729 * (step + 1)) % (2**63))
-        idx = torch.randint(0, len(self.train_y), (self.family.spec.batch_size,), generator=g)
+        return torch.randint(0, len(self.train_y), (self.family.spec.batch_size,), generator=g)
+
+    def train_batch(self, step: int) -> tuple[Tensor, Tensor]:
+        idx = self.batch_indices(step)
         return self.train_x[idx], self.train_y[idx]
 
     def loss(self, model: nn.Module, batch: Any) -> Tensor:

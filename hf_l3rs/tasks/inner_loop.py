@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -45,12 +46,17 @@ def run_task(
     *,
     num_steps: int | None = None,
     eval_steps: Iterable[int] = (),
+    timer: dict[str, float] | None = None,
 ) -> TaskResult:
     """Train ``task.num_steps`` (or ``num_steps``) steps; evaluate at the end and at
-    ``eval_steps``. The optimizer gets each step's loss when it wants one (L3RS)."""
+    ``eval_steps``. The optimizer gets each step's loss when it wants one (L3RS).
+    ``timer`` (optional) accumulates seconds per phase: setup, batch, forward, backward,
+    step, evaluate."""
+    clock = _Clock(timer)
     steps = task.num_steps if num_steps is None else num_steps
     model = task.init_model()
     opt = make_optimizer(model, steps)
+    clock.lap("setup")
     wants_loss = hasattr(opt, "observe_loss")
     wanted = {s for s in eval_steps if 0 <= s <= steps}
     curve: dict[int, tuple[float, float | None]] = {}
@@ -58,22 +64,45 @@ def run_task(
     model.train()
     if 0 in wanted:
         curve[0] = _evaluate(task, model)
+        clock.lap("evaluate")
     for t in range(steps):
-        loss = task.loss(model, task.train_batch(t))
+        batch = task.train_batch(t)
+        clock.lap("batch")
+        loss = task.loss(model, batch)
         value = float(loss.detach())
+        clock.lap("forward")
         losses.append(value)
         if not math.isfinite(value):
             return TaskResult(losses, math.inf, None, True, curve)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        clock.lap("backward")
         if wants_loss:
             opt.observe_loss(loss)
         opt.step()
+        clock.lap("step")
         if t + 1 in wanted and t + 1 != steps:
             curve[t + 1] = _evaluate(task, model)
+            clock.lap("evaluate")
     eval_loss, acc = _evaluate(task, model)
+    clock.lap("evaluate")
     curve[steps] = (eval_loss, acc)
     return TaskResult(losses, eval_loss, acc, not math.isfinite(eval_loss), curve)
+
+
+class _Clock:
+    """Accumulates wall time per phase into a dict (no-op without one)."""
+
+    def __init__(self, sink: dict[str, float] | None) -> None:
+        self.sink = sink
+        self.last = time.perf_counter() if sink is not None else 0.0
+
+    def lap(self, phase: str) -> None:
+        if self.sink is None:
+            return
+        now = time.perf_counter()
+        self.sink[phase] = self.sink.get(phase, 0.0) + now - self.last
+        self.last = now
 
 
 def _evaluate(task: Task, model: torch.nn.Module) -> tuple[float, float | None]:

@@ -15,11 +15,12 @@ def get_family(name: str, **kwargs: Any) -> TaskFamily:
     takes ``dataset`` (preset, folder or Hub id), ``model``, ``checkpoint`` and the fields
     of :class:`~hf_l3rs.tasks.images.ImageTaskSpec`."""
     if name == IMAGE_FAMILY:
+        from hf_l3rs.tasks.domains.presets import task_spec_kwargs
         from hf_l3rs.tasks.images import ImageTaskFamily, ImageTaskSpec, load_image_dataset
 
-        kw = dict(kwargs)
-        if "dataset" not in kw:
+        if "dataset" not in kwargs:
             raise ValueError("task family 'images' needs family_kwargs.dataset (preset, folder or Hub id)")
+        kw = task_spec_kwargs(kwargs["dataset"], **kwargs)
         ds = load_image_dataset(
             kw.pop("dataset"),
             split=kw.pop("split", "train"),
@@ -30,7 +31,7 @@ def get_family(name: str, **kwargs: Any) -> TaskFamily:
         checkpoint = kw.pop("checkpoint", None)
         if "split_fractions" in kw:
             kw["split_fractions"] = tuple(kw["split_fractions"])
-        return ImageTaskFamily(ds, ImageTaskSpec(**kw), model_name=model, checkpoint=checkpoint)
+        return ImageTaskFamily(ds, ImageTaskSpec(**kw), model_name=model, checkpoint=checkpoint, name=kwargs["dataset"])
     if all(part in CLASSIC_FAMILIES for part in name.split("+")):
         return classic_family(name, **kwargs)
     raise ValueError(

@@ -1,0 +1,148 @@
+"""``hf-l3rs``: prepare the embedded domains, pretrain checkpoints, evaluate, meta-train."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_CHECKPOINTS = Path("outputs") / "checkpoints"
+
+
+def _prepare(args: argparse.Namespace) -> None:
+    from hf_l3rs.tasks.domains import prepare_domain
+
+    for name in args.domains:
+        start = time.perf_counter()
+        folder = prepare_domain(name, root=args.root)
+        print(f"{name}: {folder} ({time.perf_counter() - start:.1f} s)")
+
+
+def _pretrain(args: argparse.Namespace) -> None:
+    from hf_l3rs.tasks.pretrain import pretrain, pretrain_config_for
+
+    for name in args.domains:
+        cfg = pretrain_config_for(name, steps=args.steps, model=args.model)
+        out = Path(args.output) / name
+        report = pretrain(cfg, out)
+        print(
+            f"{name}: {out / 'model.safetensors'}: held-out accuracy on {report['num_classes']} pretrain classes "
+            f"{100 * report['heldout_accuracy']:.1f}% ({report['seconds']} s)"
+        )
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from hf_l3rs.evaluation.protocol import EvalConfig, Protocol
+    from hf_l3rs.evaluation.report import markdown, save
+
+    if args.processes > 1 and "WORLD_SIZE" not in os.environ:
+        # Re-launch this very command on N processes (the correct CPU launch, checked).
+        import subprocess
+
+        from hf_l3rs.meta.launch import launch_command
+
+        cmd, env = launch_command(str(Path(__file__).resolve()), args.processes, list(sys.argv[1:]))
+        raise SystemExit(subprocess.run(_strip_expect(cmd), env=env).returncode)
+    overrides = {
+        "l3rs": args.l3rs,
+        "num_tasks": args.num_tasks,
+        "horizons": args.horizons,
+        "evaluations": args.evaluations,
+        "l3rs_base_lr": args.l3rs_base_lr,
+    }
+    if args.config:
+        cfg = EvalConfig.from_yaml(args.config, **overrides)
+    else:
+        ckpt = Path(args.checkpoints)
+        cfg = EvalConfig(
+            checkpoints={
+                "D1": str(ckpt / "kanji" / "model.safetensors"),
+                "D2": str(ckpt / "clipart" / "model.safetensors"),
+            },
+            **{k: v for k, v in overrides.items() if v is not None},
+        )
+    for key, path in cfg.checkpoints.items():
+        if not Path(path).is_file():
+            raise SystemExit(f"checkpoint for {key} not found: {path} (run `hf-l3rs pretrain` first)")
+    accelerator = None
+    if args.processes > 1:
+        import torch
+        from accelerate import Accelerator
+
+        accelerator = Accelerator(cpu=not torch.cuda.is_available())
+        if accelerator.num_processes != args.processes:
+            raise SystemExit(f"expected {args.processes} processes, this one sees {accelerator.num_processes}")
+        torch.set_num_threads(1)
+    results = Protocol(cfg).run(accelerator)
+    if accelerator is None or accelerator.is_main_process:
+        paths = save(results, args.output)
+        print(markdown(results))
+        print(
+            f"wrote {', '.join(str(p) for p in paths.values())} and plots in {args.output} "
+            f"({results['wall_seconds']} s on {results['processes']} process(es))"
+        )
+
+
+def _strip_expect(cmd: list[str]) -> list[str]:
+    out, skip = [], False
+    for c in cmd:
+        if skip:
+            skip = False
+            continue
+        if c in ("--expect-processes", "--threads"):
+            skip = True
+            continue
+        out.append(c)
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="hf-l3rs", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prepare-data", help="render the embedded domains into HF datasets (cached)")
+    p.add_argument("--domains", nargs="+", default=["kanji", "clipart"], choices=["kanji", "clipart"])
+    p.add_argument("--root", default=None, help="cache folder (default ~/.cache/hf_l3rs/domains)")
+    p.set_defaults(func=_prepare)
+
+    p = sub.add_parser("pretrain", help="pretrain a timm model on each domain's pretrain classes")
+    p.add_argument("--domains", nargs="+", default=["kanji", "clipart"])
+    p.add_argument("--model", default=None, help="timm model name (default l3rs_resnet_tiny)")
+    p.add_argument("--steps", type=int, default=None, help="override the calibrated step count")
+    p.add_argument("--output", default=str(DEFAULT_CHECKPOINTS))
+    p.set_defaults(func=_pretrain)
+
+    p = sub.add_parser("evaluate", help="the paper's evaluations A-F against the Adam baselines")
+    p.add_argument("--config", default=None, help="YAML EvalConfig (default: embedded domains)")
+    p.add_argument("--checkpoints", default=str(DEFAULT_CHECKPOINTS))
+    p.add_argument("--l3rs", default=None, help="meta-weights folder or Hub id (default: untrained L3RS)")
+    p.add_argument("--l3rs-base-lr", type=float, default=None)
+    p.add_argument("--num-tasks", type=int, default=None)
+    p.add_argument("--horizons", type=int, nargs="+", default=None)
+    p.add_argument("--evaluations", nargs="+", default=None)
+    p.add_argument("--processes", type=int, default=1, help="CPU processes (relaunched through accelerate)")
+    p.add_argument("--output", default="outputs/evaluation")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("metatrain", help="meta-train L3RS with NES (same as examples/metatrain.py)")
+    from hf_l3rs.meta.cli import build_parser as meta_parser
+
+    meta_parser(p)
+    p.set_defaults(func=lambda a: __import__("hf_l3rs.meta.cli", fromlist=["run"]).run(a))
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError) as exc:
+        if os.environ.get("HF_L3RS_DEBUG"):
+            raise
+        raise SystemExit(f"hf-l3rs {args.command}: error: {exc}") from None
+
+
+if __name__ == "__main__":
+    main()

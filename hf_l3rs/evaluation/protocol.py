@@ -1,0 +1,316 @@
+"""The paper's evaluation protocol (SPEC §3, paper Fig. 3).
+
+A: init D1, tasks D1 · B: init D1, tasks D2 · C: init D2, tasks D1 · D: init D2, tasks D2 ·
+E: random init, tasks D1 · F: steps L3RS needs to reach each baseline's accuracy at that
+baseline's horizon (from A). Tasks come from the meta-test classes; the same task seed gives
+every optimizer the same data and head initialisation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from hf_l3rs.evaluation.optimizers import PAPER_BASELINES, OptimizerSpec, parse_optimizer
+from hf_l3rs.optim import L3RS, ConfigError, L3RSConfig
+from hf_l3rs.tasks.images import ImageTask, ImageTaskFamily, ImageTaskSpec, load_image_dataset
+from hf_l3rs.tasks.inner_loop import run_task
+
+EVALUATIONS = {
+    "A": ("D1", "D1"),
+    "B": ("D1", "D2"),
+    "C": ("D2", "D1"),
+    "D": ("D2", "D2"),
+    "E": (None, "D1"),
+}
+
+
+@dataclass
+class EvalConfig:
+    """What to evaluate. ``domains``: D1/D2 → dataset (embedded name, folder or Hub id);
+    ``checkpoints``: D1/D2 → pretrained safetensors; ``task_specs``: dataset → ImageTaskSpec
+    fields; ``l3rs``: meta-weights folder/repo (``None``: untrained L3RS)."""
+
+    domains: dict[str, str] = field(default_factory=lambda: {"D1": "kanji", "D2": "clipart"})
+    checkpoints: dict[str, str] = field(default_factory=dict)
+    task_specs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    model: str = "l3rs_resnet_tiny"
+    horizons: list[int] = field(default_factory=lambda: [10, 25, 50, 100])
+    num_tasks: int = 10
+    optimizers: list[str] = field(default_factory=lambda: ["l3rs", *PAPER_BASELINES])
+    l3rs: str | None = None
+    l3rs_label: str = "L3RS"
+    l3rs_base_lr: float | None = None
+    evaluations: list[str] = field(default_factory=lambda: list(EVALUATIONS))
+    split: str = "test"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for e in self.evaluations:
+            if e not in EVALUATIONS:
+                raise ConfigError(f"EvalConfig.evaluations: unknown {e!r}; known: {sorted(EVALUATIONS)}")
+        if not self.horizons or any(h < 1 for h in self.horizons):
+            raise ConfigError("EvalConfig.horizons must be positive step counts")
+        self.horizons = sorted(set(int(h) for h in self.horizons))
+        if self.num_tasks < 1:
+            raise ConfigError("EvalConfig.num_tasks must be >= 1")
+        for key in ("D1", "D2"):
+            if key not in self.domains:
+                raise ConfigError(f"EvalConfig.domains needs {key}")
+        for name in self.optimizers:
+            try:
+                parse_optimizer(name)
+            except ValueError as exc:
+                raise ConfigError(f"EvalConfig.optimizers: {exc}") from exc
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> EvalConfig:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"{path}: unknown field(s) {unknown}; known: {sorted(names)}")
+        return cls(**data)
+
+
+class Protocol:
+    """Runs evaluations and keeps every per-task number."""
+
+    def __init__(self, config: EvalConfig, progress: bool = True) -> None:
+        self.config = config
+        self.progress = progress
+        self.specs = [parse_optimizer(n) for n in config.optimizers]
+        for s in self.specs:
+            if s.kind == "l3rs":
+                object.__setattr__(s, "name", config.l3rs_label)
+        self._datasets: dict[str, Any] = {}
+        self._families: dict[tuple[str, str | None], ImageTaskFamily] = {}
+        self._net = None
+        if config.l3rs is not None:
+            from hf_l3rs.hub import load_net
+
+            overrides = {"base_lr": config.l3rs_base_lr} if config.l3rs_base_lr else {}
+            self._net = load_net(config.l3rs, **overrides)
+
+    # ------------------------------------------------------------- building
+    def family(self, init: str | None, tasks: str) -> ImageTaskFamily:
+        cfg = self.config
+        source = cfg.domains[tasks]
+        key = (tasks, init)
+        if key not in self._families:
+            if source not in self._datasets:
+                self._datasets[source] = load_image_dataset(source)
+            from hf_l3rs.tasks.domains.presets import task_spec_kwargs
+
+            kwargs = task_spec_kwargs(source, **cfg.task_specs.get(source, {}))
+            if "split_fractions" in kwargs:
+                kwargs["split_fractions"] = tuple(kwargs["split_fractions"])
+            spec = ImageTaskSpec(**kwargs)
+            checkpoint = cfg.checkpoints.get(init) if init else None
+            if init and checkpoint is None:
+                raise ConfigError(f"EvalConfig.checkpoints has no checkpoint for {init} (needed by the evaluation)")
+            fam = ImageTaskFamily(
+                self._datasets[source], spec, model_name=cfg.model, checkpoint=checkpoint, name=source
+            )
+            # Share decoded images between families over the same dataset.
+            for (t, _), other in self._families.items():
+                if t == tasks:
+                    fam._cache = other._cache
+            self._families[key] = fam
+        return self._families[key]
+
+    def l3rs_factory(self):
+        base_lr = self.config.l3rs_base_lr
+
+        def make(model: nn.Module, steps: int) -> L3RS:
+            if self._net is not None:
+                return L3RS(model, self._net, total_steps=steps)
+            cfg = L3RSConfig(base_lr=base_lr) if base_lr else L3RSConfig()
+            return L3RS(model, cfg, total_steps=steps)
+
+        return make
+
+    # --------------------------------------------------------------- running
+    def run_optimizer(self, spec: OptimizerSpec, task: ImageTask) -> dict[int, tuple[float, float]]:
+        """horizon → (eval loss, eval accuracy) for one optimizer on one task."""
+        horizons = self.config.horizons
+        if spec.head_only:
+            return self._head_only(spec, task)
+        factory = self.l3rs_factory() if spec.kind == "l3rs" else (lambda m, t: spec.build(m.parameters(), t))
+        out: dict[int, tuple[float, float]] = {}
+        if spec.per_horizon:
+            for h in horizons:
+                res = run_task(task, factory, num_steps=h)
+                out[h] = (res.eval_loss, res.eval_accuracy if res.eval_accuracy is not None else math.nan)
+        else:
+            res = run_task(task, factory, num_steps=max(horizons), eval_steps=horizons)
+            for h in horizons:
+                loss, acc = res.curve.get(h, (math.inf, 0.0))
+                out[h] = (loss, acc if acc is not None else math.nan)
+        return out
+
+    def _head_only(self, spec: OptimizerSpec, task: ImageTask) -> dict[int, tuple[float, float]]:
+        """Linear probe: backbone frozen in eval mode, features computed once."""
+        model = task.init_model()
+        model.eval()
+        with torch.no_grad():
+            f_train = model.forward_head(model.forward_features(task.train_x), pre_logits=True)
+            f_eval = model.forward_head(model.forward_features(task.eval_x), pre_logits=True)
+        head = model.get_classifier()
+        state0 = {k: v.clone() for k, v in head.state_dict().items()}
+        out: dict[int, tuple[float, float]] = {}
+        runs = self.config.horizons if spec.per_horizon else [max(self.config.horizons)]
+        for total in runs:
+            head.load_state_dict(state0)
+            opt = spec.build(head.parameters(), total)
+            for t in range(total):
+                idx = task.batch_indices(t)
+                loss = nn.functional.cross_entropy(head(f_train[idx]), task.train_y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step = t + 1
+                if (spec.per_horizon and step == total) or (not spec.per_horizon and step in self.config.horizons):
+                    with torch.no_grad():
+                        logits = head(f_eval)
+                        out[step] = (
+                            float(nn.functional.cross_entropy(logits, task.eval_y)),
+                            float((logits.argmax(1) == task.eval_y).float().mean()),
+                        )
+        return out
+
+    def cost(self, spec: OptimizerSpec) -> float:
+        """Relative cost of one run (for balancing work across processes)."""
+        steps = sum(self.config.horizons) if spec.per_horizon else max(self.config.horizons)
+        return steps * (0.05 if spec.head_only else 1.0)
+
+    def run(self, accelerator: Any = None) -> dict[str, Any]:
+        """Every (evaluation, task, optimizer) run, dealt over ``accelerator``'s processes."""
+        from tqdm.auto import tqdm
+
+        from hf_l3rs.parallel import balanced_assignment, shard_map
+
+        cfg = self.config
+        horizons = cfg.horizons
+        items = [(ev, i, k) for ev in cfg.evaluations for i in range(cfg.num_tasks) for k in range(len(self.specs))]
+        costs = [self.cost(self.specs[k]) for _, _, k in items]
+        world = accelerator.num_processes if accelerator is not None else 1
+        rank = accelerator.process_index if accelerator is not None else 0
+        main = accelerator is None or accelerator.is_main_process
+        share = len(balanced_assignment(costs, world)[rank])
+        bar = tqdm(
+            total=share,
+            desc=f"evaluating ({world} process{'es' if world > 1 else ''})",
+            disable=not (self.progress and main),
+            dynamic_ncols=True,
+        )
+        tasks: dict[tuple[str, int], ImageTask] = {}
+        seconds: dict[str, float] = {}
+
+        def one(item: tuple[str, int, int]) -> torch.Tensor:
+            ev, i, k = item
+            start = time.perf_counter()
+            if (ev, i) not in tasks:
+                init, domain = EVALUATIONS[ev]
+                tasks[(ev, i)] = self.family(init, domain).sample(cfg.seed + i, cfg.split)
+            bar.set_postfix(eval=ev, task=i, opt=self.specs[k].label[:24])
+            res = self.run_optimizer(self.specs[k], tasks[(ev, i)])
+            seconds[ev] = seconds.get(ev, 0.0) + time.perf_counter() - start
+            return torch.tensor([res[h][0] for h in horizons] + [res[h][1] for h in horizons])
+
+        timing: dict[str, float] = {}
+        start = time.perf_counter()
+        table = shard_map(one, items, 2 * len(horizons), accelerator, costs=costs, timing=timing, on_done=bar.update)
+        bar.close()
+        results: dict[str, Any] = {
+            "config": dataclasses.asdict(cfg),
+            "evaluations": {},
+            "wall_seconds": round(time.perf_counter() - start, 1),
+            "processes": world,
+            "compute_seconds_this_process": {k: round(v, 1) for k, v in seconds.items()},
+        }
+        nh = len(horizons)
+        for ev in cfg.evaluations:
+            init, domain = EVALUATIONS[ev]
+            per_opt: dict[str, dict[str, list[list[float]]]] = {
+                s.label: {"loss": [], "accuracy": []} for s in self.specs
+            }
+            for row, (e, _, k) in zip(table.tolist(), items):
+                if e == ev:
+                    per_opt[self.specs[k].label]["loss"].append(row[:nh])
+                    per_opt[self.specs[k].label]["accuracy"].append(row[nh:])
+            results["evaluations"][ev] = {
+                "init": init,
+                "tasks": domain,
+                "per_task": per_opt,
+                "summary": summarize(per_opt, horizons),
+            }
+        if "A" in results["evaluations"]:
+            results["speedup"] = speedup(results["evaluations"]["A"]["summary"], horizons, self.l3rs_label())
+        return results
+
+    def l3rs_label(self) -> str | None:
+        return next((s.label for s in self.specs if s.kind == "l3rs"), None)
+
+
+def summarize(per_opt: dict[str, dict[str, list[list[float]]]], horizons: list[int]) -> dict[str, Any]:
+    """optimizer → metric → horizon → {mean, std, n}."""
+    out: dict[str, Any] = {}
+    for label, metrics in per_opt.items():
+        out[label] = {}
+        for metric, rows in metrics.items():
+            out[label][metric] = {}
+            for j, h in enumerate(horizons):
+                vals = [r[j] for r in rows if math.isfinite(r[j])]
+                out[label][metric][str(h)] = {
+                    "mean": statistics.fmean(vals) if vals else math.nan,
+                    "std": statistics.pstdev(vals) if len(vals) > 1 else 0.0,
+                    "n": len(vals),
+                }
+    return out
+
+
+def steps_to_reach(target: float, horizons: list[int], accuracy: list[float]) -> float | None:
+    """Steps (log-linear interpolation between horizons) at which a curve first reaches
+    ``target``; ``None`` if it never does within the horizons."""
+    prev_h, prev_a = None, None
+    for h, a in zip(horizons, accuracy):
+        if a >= target:
+            if prev_h is None or a == prev_a:
+                return float(h)
+            frac = (target - prev_a) / (a - prev_a)
+            return math.exp(math.log(prev_h) + frac * (math.log(h) - math.log(prev_h)))
+        prev_h, prev_a = h, a
+    return None
+
+
+def speedup(summary: dict[str, Any], horizons: list[int], l3rs: str | None) -> dict[str, Any]:
+    """F: for every baseline and horizon H, H / (steps L3RS needs to reach the baseline's
+    mean accuracy at H)."""
+    if l3rs is None or l3rs not in summary:
+        return {}
+    curve = [summary[l3rs]["accuracy"][str(h)]["mean"] for h in horizons]
+    out: dict[str, Any] = {}
+    for label, metrics in summary.items():
+        if label == l3rs:
+            continue
+        out[label] = {}
+        for h in horizons:
+            target = metrics["accuracy"][str(h)]["mean"]
+            steps = steps_to_reach(target, horizons, curve) if math.isfinite(target) else None
+            out[label][str(h)] = {
+                "target_accuracy": target,
+                "l3rs_steps": steps,
+                "speedup": (h / steps) if steps else None,
+            }
+    return out

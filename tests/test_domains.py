@@ -1,0 +1,161 @@
+"""Embedded domains, pretraining and the evaluation protocol on tiny rendered subsets."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+pytest.importorskip("cairosvg")
+
+
+@pytest.fixture(scope="module")
+def tiny_kanji(tmp_path_factory):
+    from hf_l3rs.tasks.domains import prepare_domain
+
+    root = tmp_path_factory.mktemp("domains")
+    return prepare_domain("kanji", root=root, num_classes=8, samples_per_class=6, image_size=16, workers=1)
+
+
+def test_rendering_is_deterministic_and_varied(tmp_path, tiny_kanji) -> None:
+    from hf_l3rs.tasks.domains import prepare_domain
+    from hf_l3rs.tasks.images import load_image_dataset
+
+    again = prepare_domain("kanji", root=tmp_path, num_classes=8, samples_per_class=6, image_size=16, workers=2)
+    a, b = load_image_dataset(str(tiny_kanji)), load_image_dataset(str(again))
+    assert len(a) == 48 and a.features["label"].names == b.features["label"].names
+    assert [a[i]["image"].tobytes() for i in range(12)] == [b[i]["image"].tobytes() for i in range(12)]
+    assert a[0]["image"].tobytes() != a[1]["image"].tobytes()  # jitter: two samples of one class differ
+    assert (tiny_kanji / "spec.json").is_file()
+
+
+def test_clipart_renders_a_category() -> None:
+    import random
+
+    from hf_l3rs.tasks.domains.clipart import OPENCLIPART_DIR, categories, render_clipart
+
+    if not OPENCLIPART_DIR.is_dir():
+        pytest.skip("openclipart-svg not installed")
+    cats = categories(min_images=10)
+    assert len(cats) >= 100
+    svg = next(iter(cats.values()))[0].read_text(errors="ignore")
+    img = render_clipart(svg, random.Random(0), 16)
+    assert img is not None and img.size == (16, 16)
+
+
+def test_splits_are_disjoint_and_tasks_identical_for_two_optimizers(tiny_kanji) -> None:
+    from hf_l3rs.tasks.images import ImageTaskFamily, ImageTaskSpec, load_image_dataset
+    from hf_l3rs.tasks.inner_loop import run_task
+
+    ds = load_image_dataset(str(tiny_kanji))
+    spec = ImageTaskSpec(
+        classes_per_task=2,
+        train_per_class=2,
+        eval_per_class=2,
+        batch_size=4,
+        k_min=3,
+        k_max=3,
+        image_size=16,
+        split_fractions=(0.5, 0.25, 0.25),
+    )
+    fam = ImageTaskFamily(ds, spec, model_name="l3rs_resnet_tiny", name="kanji-tiny")
+    sp = fam.class_splits.classes
+    assert len(sp["pretrain"]) == 4 and len(sp["meta_train"]) == 2 and len(sp["meta_test"]) == 2
+    assert set(sp["pretrain"]).isdisjoint(sp["meta_train"]) and set(sp["meta_train"]).isdisjoint(sp["meta_test"])
+    seen = []
+
+    def recording(lr):
+        def make(model, steps):
+            seen.append([p.detach().clone() for p in model.parameters()])
+            return torch.optim.SGD(model.parameters(), lr=lr)
+
+        return make
+
+    task_a, task_b = fam.sample(1, "test"), fam.sample(1, "test")
+    run_task(task_a, recording(0.1))
+    run_task(task_b, recording(0.01))
+    assert all(torch.equal(p, q) for p, q in zip(*seen))  # identical init, head included
+    assert torch.equal(task_a.train_batch(2)[0], task_b.train_batch(2)[0])
+
+
+def test_pretrain_writes_a_checkpoint_tasks_can_load(tmp_path, tiny_kanji) -> None:
+    from hf_l3rs.tasks.images import DatasetError, ImageTaskFamily, ImageTaskSpec, load_image_dataset
+    from hf_l3rs.tasks.pretrain import PretrainConfig, pretrain
+
+    report = pretrain(
+        PretrainConfig(dataset=str(tiny_kanji), steps=3, batch_size=8, image_size=16, holdout_per_class=2),
+        tmp_path / "ckpt",
+        progress=False,
+    )
+    assert report["num_classes"] == 4 and 0.0 <= report["heldout_accuracy"] <= 1.0
+    ds = load_image_dataset(str(tiny_kanji))
+    spec = ImageTaskSpec(classes_per_task=2, train_per_class=2, eval_per_class=2, image_size=16)
+    fam = ImageTaskFamily(
+        ds, spec, model_name="l3rs_resnet_tiny", checkpoint=str(tmp_path / "ckpt" / "model.safetensors")
+    )
+    model = fam.sample(0, "test").init_model()
+    from safetensors.torch import load_file
+
+    saved = load_file(str(tmp_path / "ckpt" / "model.safetensors"))
+    assert torch.equal(model.conv1.weight, saved["conv1.weight"])
+    wrong = ImageTaskFamily(ds, spec, model_name="resnet10t", checkpoint=str(tmp_path / "ckpt" / "model.safetensors"))
+    with pytest.raises(DatasetError, match="does not match"):
+        wrong.sample(0, "test").init_model()
+
+
+def test_protocol_fills_every_cell(tmp_path, tiny_kanji) -> None:
+    from hf_l3rs.evaluation.protocol import EVALUATIONS, EvalConfig, Protocol
+    from hf_l3rs.evaluation.report import save
+    from hf_l3rs.tasks.pretrain import PretrainConfig, pretrain
+
+    ckpt = tmp_path / "ckpt"
+    pretrain(
+        PretrainConfig(dataset=str(tiny_kanji), steps=2, batch_size=8, image_size=16, holdout_per_class=2),
+        ckpt,
+        progress=False,
+    )
+    spec = {"classes_per_task": 2, "train_per_class": 2, "eval_per_class": 2, "batch_size": 4, "image_size": 16}
+    src = str(tiny_kanji)
+    optimizers = ["l3rs", "adam-const-1e-3", "adam-cos-1e-3", "adam-const-head-1e-3", "adam-cos-head-1e-4", "sgd-1e-2"]
+    cfg = EvalConfig(
+        domains={"D1": src, "D2": src},
+        checkpoints={"D1": str(ckpt / "model.safetensors"), "D2": str(ckpt / "model.safetensors")},
+        task_specs={src: spec},
+        horizons=[1, 3],
+        num_tasks=2,
+        optimizers=optimizers,
+    )
+    results = Protocol(cfg, progress=False).run()
+    assert set(results["evaluations"]) == set(EVALUATIONS)
+    for ev in results["evaluations"].values():
+        assert len(ev["summary"]) == len(optimizers)
+        for metrics in ev["summary"].values():
+            for metric in ("loss", "accuracy"):
+                for h in ("1", "3"):
+                    assert metrics[metric][h]["n"] == 2 and math.isfinite(metrics[metric][h]["mean"])
+    assert set(results["speedup"]) == {o for o in results["evaluations"]["A"]["summary"] if o != "L3RS"}
+    paths = save(results, tmp_path / "out")
+    table = paths["markdown"].read_text()
+    assert "### A: init D1, tasks D1" in table and "### F: speedup" in table and "Adam (cosine, head) 0.0001" in table
+    for name in ("eval_A.png", "eval_E.png", "speedup_F.png", "results.csv", "results.json"):
+        assert (tmp_path / "out" / name).stat().st_size > 0
+
+
+def test_steps_to_reach_interpolates() -> None:
+    from hf_l3rs.evaluation.protocol import steps_to_reach
+
+    assert steps_to_reach(0.5, [10, 100], [0.2, 0.8]) == pytest.approx(10**1.5)
+    assert steps_to_reach(0.1, [10, 100], [0.2, 0.8]) == 10
+    assert steps_to_reach(0.9, [10, 100], [0.2, 0.8]) is None
+
+
+def test_unknown_dataset_and_optimizer_errors() -> None:
+    from hf_l3rs.evaluation.protocol import EvalConfig
+    from hf_l3rs.optim import ConfigError
+    from hf_l3rs.tasks.images import DatasetError, load_image_dataset
+
+    with pytest.raises(DatasetError, match="cannot load dataset"):
+        load_image_dataset("no-such-org/no-such-dataset")
+    with pytest.raises(ConfigError, match="unknown optimizer"):
+        EvalConfig(optimizers=["adagrad-1e-3"])
