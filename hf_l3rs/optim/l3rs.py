@@ -77,6 +77,7 @@ class L3RS(torch.optim.Optimizer):
         implementation: str = "auto",
         map_embeddings: bool = True,
         seed: int = 0,
+        loss_from: nn.Module | None = None,
     ) -> None:
         if not (isinstance(lr, (int, float)) and lr >= 0):
             raise ValueError(f"L3RS: lr must be a number >= 0, got {lr!r}")
@@ -85,6 +86,7 @@ class L3RS(torch.optim.Optimizer):
         if implementation not in IMPLEMENTATIONS:
             raise ValueError(f"L3RS: implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
         groups, names, model = normalize_params(params)
+        self._hook = None
         super().__init__(groups, {"lr": float(lr), "weight_decay": float(weight_decay)})
         self._frozen_groups = True
         self._params: list[Tensor] = [p for g in self.param_groups for p in g["params"]]
@@ -133,6 +135,12 @@ class L3RS(torch.optim.Optimizer):
             if reason:
                 raise ValueError(f"L3RS: implementation='fused' is not possible here: {reason}")
         self._pending_loss: Tensor | None = None
+        self._loss_sum: Tensor | None = None
+        self._loss_count = 0
+        self._hook = None
+        watch = loss_from if loss_from is not None else model
+        if watch is not None:
+            self.capture_loss_from(watch)
         self._reset_run_state()
         self.record_dynamics = False
         self.dynamics: list[dict[str, Tensor | int]] = []
@@ -149,6 +157,27 @@ class L3RS(torch.optim.Optimizer):
     def observe_loss(self, loss: Tensor | float) -> None:
         """Give the loss of the coming ``step()`` (for loops that cannot pass it there)."""
         self._pending_loss = self._as_loss(loss)
+
+    def capture_loss_from(self, module: nn.Module) -> None:
+        """Read the training loss from ``module``'s outputs (``output.loss`` or
+        ``output["loss"]``, as Hugging Face models return it) on every forward pass in
+        training mode with grad enabled; ``step()`` then uses the mean over the
+        forwards since the last step (gradient accumulation included). L3RS does this
+        for the module it was built from, so ``transformers.Trainer`` needs no glue."""
+        if self._hook is not None:
+            self._hook.remove()
+        self._hook = module.register_forward_hook(self._capture_hook)
+
+    def _capture_hook(self, module: nn.Module, args: Any, output: Any) -> None:
+        if not (module.training and torch.is_grad_enabled()):
+            return
+        loss = getattr(output, "loss", None)
+        if loss is None and isinstance(output, dict):
+            loss = output.get("loss")
+        if isinstance(loss, Tensor) and loss.numel() == 1:
+            value = loss.detach().float().reshape(())
+            self._loss_sum = value if self._loss_sum is None else self._loss_sum + value
+            self._loss_count += 1
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         if getattr(self, "_frozen_groups", False):
@@ -261,14 +290,21 @@ class L3RS(torch.optim.Optimizer):
             if loss is None:
                 loss = closure_loss
         loss_t = self._as_loss(loss) if loss is not None else self._pending_loss
-        self._pending_loss = None
+        if loss_t is None and self._loss_count:
+            loss_t = self._loss_sum / self._loss_count
+        self._pending_loss, self._loss_sum, self._loss_count = None, None, 0
         if loss_t is None:
             raise MissingLossError(_MISSING_LOSS)
         if self.total_steps is None:
-            raise RuntimeError(
-                "L3RS needs the total number of training steps: pass total_steps=... to the "
-                "constructor or call opt.set_total_steps(T) before training."
-            )
+            inferred = _total_steps_from_scheduler(self)
+            if inferred is None:
+                raise RuntimeError(
+                    "L3RS needs the total number of training steps: pass total_steps=... to the "
+                    "constructor or call opt.set_total_steps(T) before training (with "
+                    "transformers.Trainer: L3RS(..., total_steps=args.max_steps) or "
+                    "callbacks=[trainer_plugins.L3RSCallback()])."
+                )
+            self.set_total_steps(inferred)
         self._step += 1
         active = []
         for j, p in enumerate(self._params):
@@ -513,6 +549,44 @@ class L3RS(torch.optim.Optimizer):
         save_net(self.net, save_directory, components=self.components, **card_info)
 
 
-def make_l3rs(model: nn.Module, total_steps: int, **kwargs: Any) -> L3RS:
-    """Convenience: an untrained L3RS (normalised-Adam behaviour) for ``model``."""
-    return L3RS(model, kwargs.pop("net", None), total_steps=total_steps, **kwargs)
+def _total_steps_from_scheduler(optimizer: torch.optim.Optimizer) -> int | None:
+    """The horizon of a learning-rate scheduler built on ``optimizer`` by
+    ``transformers.get_scheduler`` (its lambdas are partials with ``num_training_steps``).
+    Logged, since it is inferred; ``None`` when there is no such scheduler."""
+    import functools
+    import gc
+    import logging
+
+    # A scheduler holds the optimizer (or a wrapper such as accelerate's AcceleratedOptimizer
+    # whose .optimizer is this one) in its __dict__: walk owners of attribute dicts, 3 levels.
+    schedulers, frontier, seen = [], [optimizer], {id(optimizer)}
+    for _ in range(3):
+        owners = []
+        for obj in frontier:
+            for ref in gc.get_referrers(obj):
+                # Python 3.11+ reports the owning object itself; older ones its __dict__.
+                cands = (
+                    [o for o in gc.get_referrers(ref) if getattr(o, "__dict__", None) is ref]
+                    if isinstance(ref, dict)
+                    else [ref]
+                )
+                for owner in cands:
+                    if id(owner) not in seen and getattr(owner, "optimizer", None) is obj:
+                        seen.add(id(owner))
+                        owners.append(owner)
+        schedulers += [o for o in owners if isinstance(o, torch.optim.lr_scheduler.LRScheduler)]
+        frontier = owners
+    for ref in schedulers:
+        for fn in getattr(ref, "lr_lambdas", []):
+            steps = fn.keywords.get("num_training_steps") if isinstance(fn, functools.partial) else None
+            if isinstance(steps, int) and steps > 0:
+                name = getattr(fn.func, "__name__", "schedule")
+                logging.getLogger(__name__).warning(
+                    "L3RS: total_steps=%d taken from the attached learning-rate scheduler (%s). That "
+                    "scheduler also multiplies L3RS's learned rate; use lr_scheduler_type='constant' "
+                    "to keep L3RS's own schedule.",
+                    steps,
+                    name,
+                )
+                return steps
+    return None
