@@ -39,6 +39,15 @@ _SHAPE_FIELDS = {
 }
 
 
+#: Meta-weights shipped inside the package (``L3RS.from_pretrained("l3rs-kanji-tiny", model)``).
+BUNDLED_DIR = Path(__file__).parent / "pretrained"
+
+
+def bundled_weights() -> list[str]:
+    """Names of the meta-weights shipped with the package."""
+    return sorted(p.name for p in BUNDLED_DIR.iterdir() if (p / CONFIG_NAME).is_file()) if BUNDLED_DIR.is_dir() else []
+
+
 class CheckpointError(ValueError):
     """A meta-weights folder is missing a file or holds a corrupt one."""
 
@@ -97,6 +106,9 @@ def resolve(
     path = Path(name_or_path)
     if path.is_dir():
         return path
+    bundled = BUNDLED_DIR / str(name_or_path)
+    if "/" not in str(name_or_path) and (bundled / CONFIG_NAME).is_file():
+        return bundled
     if path.exists():
         raise CheckpointError(f"{path} is a file; from_pretrained expects a folder or a Hub repo id")
     from huggingface_hub import snapshot_download

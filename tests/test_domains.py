@@ -159,3 +159,15 @@ def test_unknown_dataset_and_optimizer_errors() -> None:
         load_image_dataset("no-such-org/no-such-dataset")
     with pytest.raises(ConfigError, match="unknown optimizer"):
         EvalConfig(optimizers=["adagrad-1e-3"])
+
+
+def test_speedup_marks_lower_bounds() -> None:
+    from hf_l3rs.evaluation.protocol import speedup
+
+    summary = {
+        "L3RS": {"accuracy": {"10": {"mean": 0.5}, "100": {"mean": 0.9}}},
+        "Adam": {"accuracy": {"10": {"mean": 0.3}, "100": {"mean": 0.7}}},
+    }
+    out = speedup(summary, [10, 100], "L3RS")["Adam"]
+    assert out["10"]["at_least"] and out["10"]["speedup"] == 1.0
+    assert not out["100"]["at_least"] and out["100"]["speedup"] == pytest.approx(100 / 10**1.5)

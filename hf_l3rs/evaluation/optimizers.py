@@ -75,6 +75,8 @@ class CosineStepped(torch.optim.Optimizer):
 
 def parse_optimizer(name: str) -> OptimizerSpec:
     """``adam-cos-head-1e-4`` → OptimizerSpec; ``l3rs`` or ``l3rs:<label>`` for L3RS."""
+    if name == "l3rs-untrained":
+        return OptimizerSpec(name="L3RS (untrained)", kind="l3rs", schedule="cos", lr=0.0)
     if name == "l3rs" or name.startswith("l3rs:"):
         return OptimizerSpec(name=name.split(":", 1)[1] if ":" in name else "L3RS", kind="l3rs", schedule="cos")
     m = _NAME.match(name)
