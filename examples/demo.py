@@ -245,6 +245,7 @@ def write_report(out: Path, results: dict, pre: dict, run_dir: Path, timings: di
         hub,
         card={
             "title": "L3RS meta-trained on kanji fine-tuning tasks (hf_l3rs demo)",
+            "repo_id": "path/to/outputs/demo/hub",
             "training": (run_dir / "best" / "README.md")
             .read_text()
             .split("## Meta-training", 1)[-1]

@@ -2,7 +2,8 @@
 
 __version__ = "0.1.0"
 
-from hf_l3rs.hub import CheckpointError, load_net, push_to_hub, save_net
+from hf_l3rs.hub import CheckpointError, bundled_weights, load_net, push_to_hub, save_net
+from hf_l3rs.meta import NES, MetaTrainConfig, NESParams, NESState, centered_rank
 from hf_l3rs.optim import (
     DIRECTIONS,
     L3RS,
@@ -19,6 +20,7 @@ from hf_l3rs.optim import (
 __all__ = [
     "DIRECTIONS",
     "L3RS",
+    "NES",
     "BaseDirection",
     "CheckpointError",
     "ConfigError",
@@ -26,8 +28,13 @@ __all__ = [
     "Hyper",
     "L3RSConfig",
     "L3RSNet",
+    "MetaTrainConfig",
     "MissingLossError",
+    "NESParams",
+    "NESState",
     "__version__",
+    "bundled_weights",
+    "centered_rank",
     "load_net",
     "push_to_hub",
     "register_direction",
