@@ -42,7 +42,7 @@ def _reference(config: L3RSConfig) -> torch.nn.Module:
 def _assert_close(a: torch.nn.Module, b: torch.nn.Module, tol: float = 1e-6) -> None:
     moved = 0.0
     for (name, p), q in zip(a.named_parameters(), b.parameters()):
-        rel = float((p - q).norm() / q.norm())
+        rel = float((p - q).detach().norm() / q.detach().norm())
         assert rel <= tol, f"{name}: relative difference {rel:.2e} > {tol:g}"
         moved += float((p - small_cnn().get_parameter(name)).norm())
     assert moved > 1e-3, "the parameters did not move: the comparison would be vacuous"
@@ -102,7 +102,7 @@ def test_one_hot_adam_constant_rate_is_normalised_adam() -> None:
                 p.sub_(lr * d / (rms + 1e-12))
     assert float(opt.last_mix[:, 1].min()) == 1.0
     for (name, p), q in zip(model.named_parameters(), twin.parameters()):
-        rel = float((p - q).norm() / q.norm())
+        rel = float((p - q).detach().norm() / q.detach().norm())
         assert rel < 2e-6, f"{name}: {rel:.2e}"
 
 

@@ -90,7 +90,10 @@ def plot(results: dict[str, Any], folder: Path) -> list[Path]:
     for ev, data in results["evaluations"].items():
         fig, axes = plt.subplots(1, 2, figsize=(11, 4))
         for label, metrics in data["summary"].items():
-            style = dict(lw=2.5, color="k") if "L3RS" in label else dict(lw=1, alpha=0.8)
+            if "L3RS" in label:
+                style = dict(lw=2.5, color="k", ls="--" if "untrained" in label else "-")
+            else:
+                style = dict(lw=1, alpha=0.8)
             for ax, metric in zip(axes, ("accuracy", "loss")):
                 mean = [metrics[metric][str(h)]["mean"] for h in horizons]
                 ax.plot(horizons, mean, marker="o", ms=3, label=label, **style)

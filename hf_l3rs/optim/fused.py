@@ -8,6 +8,7 @@ the foreach path with one warning, never an error.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -39,9 +40,10 @@ def load_fused(verbose: bool = False) -> ModuleType | None:
         try:
             from torch.utils.cpp_extension import load
 
+            source = _stable_source()
             _module = load(
-                name="hf_l3rs_fused_v2",
-                sources=[str(_SOURCE)],
+                name=f"hf_l3rs_fused_{source.parent.name}",
+                sources=[str(source)],
                 extra_cflags=["-O3", "-fopenmp", "-fno-math-errno", "-fopenmp-simd", "-march=native"],
                 extra_ldflags=["-fopenmp"],
                 verbose=verbose,
@@ -53,6 +55,21 @@ def load_fused(verbose: bool = False) -> ModuleType | None:
                 _failed.splitlines()[0][:300],
             )
     return _module
+
+
+def _stable_source() -> Path:
+    """The kernel source copied to a folder named by its content hash, so every checkout of
+    the same code shares one build (torch's build cache keys on the source path too)."""
+    text = _SOURCE.read_bytes()
+    digest = hashlib.sha1(text).hexdigest()[:12]
+    root = Path(os.environ.get("HF_L3RS_CACHE", Path.home() / ".cache" / "hf_l3rs")) / "csrc" / digest
+    target = root / _SOURCE.name
+    if not target.is_file() or target.read_bytes() != text:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = root / f".{_SOURCE.name}.{os.getpid()}"
+        tmp.write_bytes(text)
+        os.replace(tmp, target)
+    return target
 
 
 def fused_unavailable_reason() -> str | None:
