@@ -44,7 +44,7 @@ def _assert_close(a: torch.nn.Module, b: torch.nn.Module, tol: float = 1e-6) -> 
     for (name, p), q in zip(a.named_parameters(), b.parameters()):
         rel = float((p - q).detach().norm() / q.detach().norm())
         assert rel <= tol, f"{name}: relative difference {rel:.2e} > {tol:g}"
-        moved += float((p - small_cnn().get_parameter(name)).norm())
+        moved += float((p - small_cnn().get_parameter(name)).detach().norm())
     assert moved > 1e-3, "the parameters did not move: the comparison would be vacuous"
 
 
