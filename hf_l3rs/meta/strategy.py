@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from hf_l3rs.meta.shaping import centered_rank
+from hf_l3rs.seeding import hash_seed
 
 
 @dataclass(frozen=True)
@@ -105,12 +106,3 @@ class NES:
         v = b2 * state.adam_v + (1 - b2) * grad * grad
         step = lr * (m / (1 - b1**t)) / (torch.sqrt(v / (1 - b2**t)) + self.params.adam_eps)
         return replace(state, theta=state.theta + step, adam_m=m, adam_v=v, generation=t)
-
-
-def hash_seed(*parts: int) -> int:
-    """A stable 63-bit seed from integers (Python's hash() is salted per process)."""
-    h = 1469598103934665603
-    for part in parts:
-        for byte in int(part).to_bytes(8, "little", signed=True):
-            h = ((h ^ byte) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
-    return h & 0x7FFFFFFFFFFFFFFF

@@ -21,9 +21,10 @@ from safetensors.torch import load_file, save_file
 
 from hf_l3rs.meta.config import MetaTrainConfig
 from hf_l3rs.meta.shaping import centered_rank
-from hf_l3rs.meta.strategy import NES, NESState, hash_seed
+from hf_l3rs.meta.strategy import NES, NESState
 from hf_l3rs.optim import L3RS, L3RSNet
 from hf_l3rs.parallel import shard_map
+from hf_l3rs.seeding import hash_seed
 from hf_l3rs.tasks import TaskFamily, run_task
 
 logger = logging.getLogger(__name__)

@@ -10,15 +10,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from hf_l3rs.seeding import task_seed
 from hf_l3rs.tasks.base import Task, TaskFamily
-
-_SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
-
-
-def task_seed(family: str, split: str, seed: int) -> int:
-    from hf_l3rs.meta.strategy import hash_seed
-
-    return hash_seed(sum(ord(c) * 31**i for i, c in enumerate(family)) % (2**31), _SPLIT_IDS[split], seed)
 
 
 class _SupervisedTask(Task):
@@ -74,6 +67,13 @@ class _Family(TaskFamily):
         steps = int(torch.randint(self.k_min, self.k_max + 1, (1,), generator=g))
         return s, g, steps
 
+    def _task(self, seed: int, steps: int, x: Tensor, y: Tensor, model_fn, loss_fn, accuracy_fn) -> Task:
+        """First half of the pool trains, second half evaluates."""
+        half = len(x) // 2
+        return _SupervisedTask(
+            seed, steps, x[:half], y[:half], x[half:], y[half:], self.batch_size, model_fn, loss_fn, accuracy_fn
+        )
+
 
 class LinearRegression(_Family):
     """y = X·w* + noise with randomly scaled input features (ill-conditioned)."""
@@ -90,18 +90,7 @@ class LinearRegression(_Family):
         w = torch.randn(self.dim, 1, generator=g)
         x = torch.randn(512, self.dim, generator=g) * scale
         y = x @ w + 0.1 * torch.randn(512, 1, generator=g)
-        return _SupervisedTask(
-            s,
-            steps,
-            x[:256],
-            y[:256],
-            x[256:],
-            y[256:],
-            self.batch_size,
-            lambda: nn.Linear(self.dim, 1),
-            nn.functional.mse_loss,
-            None,
-        )
+        return self._task(s, steps, x, y, lambda: nn.Linear(self.dim, 1), nn.functional.mse_loss, None)
 
 
 def _binary_accuracy(out: Tensor, y: Tensor) -> float:
@@ -127,14 +116,11 @@ class LogisticRegression(_Family):
         scale = torch.exp(0.5 * torch.randn(self.dim, generator=g))
         y = (torch.rand(512, 1, generator=g) < 0.5).float()
         x = (torch.randn(512, self.dim, generator=g) + (2 * y - 1) * mean) * scale
-        return _SupervisedTask(
+        return self._task(
             s,
             steps,
-            x[:256],
-            y[:256],
-            x[256:],
-            y[256:],
-            self.batch_size,
+            x,
+            y,
             lambda: nn.Linear(self.dim, 1),
             nn.functional.binary_cross_entropy_with_logits,
             _binary_accuracy,
@@ -165,9 +151,7 @@ class TwoMoonsMLP(_Family):
         def model() -> nn.Module:
             return nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 2))
 
-        return _SupervisedTask(
-            s, steps, x[:256], y[:256], x[256:], y[256:], self.batch_size, model, nn.functional.cross_entropy, _accuracy
-        )
+        return self._task(s, steps, x, y, model, nn.functional.cross_entropy, _accuracy)
 
 
 class _RosenbrockModel(nn.Module):

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from hf_l3rs.seeding import task_seed
 from hf_l3rs.tasks.base import Task, TaskFamily
 
 #: Hub presets: dataset id, split and column names.
@@ -177,8 +178,6 @@ class ImageTaskFamily(TaskFamily):
 
     def sample(self, seed: int, split: str = "train") -> Task:
         self.check_split(split)
-        from hf_l3rs.tasks.classic import task_seed
-
         spec = self.spec
         s = task_seed(self.name, split, seed)
         g = torch.Generator().manual_seed(s)

@@ -77,7 +77,7 @@ def _classes(spec: DomainSpec) -> list[tuple[str, list[str]]]:
 
 def _render_class(args: tuple[DomainSpec, int, list[str]]) -> list[bytes]:
     """PNG bytes of every sample of one class (runs in a worker process)."""
-    from hf_l3rs.meta.strategy import hash_seed
+    from hf_l3rs.seeding import hash_seed
 
     spec, label, sources = args
     texts = [Path(s).read_text(errors="ignore") for s in sources]
