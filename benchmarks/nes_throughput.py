@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def launch(nproc: int, config: Path, out: Path) -> dict:
-    from hf_l3rs.meta.launch import launch_command
+    from hf_l3rs.launch import launch_command
 
     cmd, env = launch_command(
         str(ROOT / "examples" / "metatrain.py"), nproc, ["--config", str(config), "--output", str(out), "--no-trackers"]

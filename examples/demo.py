@@ -77,7 +77,7 @@ def main() -> None:
     timings["pretrain"] = time.perf_counter() - t0 - sum(timings.values())
 
     step(3, f"meta-training L3RS with NES on {args.processes} process(es)")
-    from hf_l3rs.meta.launch import launch_command
+    from hf_l3rs.launch import launch_command
 
     run_dir = out / "metatrain"
     margs = ["--config", args.config, "--output", str(run_dir), "--resume"]

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def metatrain(config: Path, out: Path, processes: int, resume: bool) -> None:
-    from hf_l3rs.meta.launch import launch_command
+    from hf_l3rs.launch import launch_command
 
     if processes > 1 and shutil.which("accelerate") is None:
         processes = 1

@@ -41,10 +41,10 @@ def _evaluate(args: argparse.Namespace) -> None:
         # Re-launch this very command on N processes (the correct CPU launch, checked).
         import subprocess
 
-        from hf_l3rs.meta.launch import launch_command
+        from hf_l3rs.launch import launch_command
 
-        cmd, env = launch_command(str(Path(__file__).resolve()), args.processes, list(sys.argv[1:]))
-        raise SystemExit(subprocess.run(_strip_expect(cmd), env=env).returncode)
+        cmd, env = launch_command(str(Path(__file__).resolve()), args.processes, list(sys.argv[1:]), checked=False)
+        raise SystemExit(subprocess.run(cmd, env=env).returncode)
     overrides = {
         "l3rs": args.l3rs,
         "num_tasks": args.num_tasks,
@@ -83,19 +83,6 @@ def _evaluate(args: argparse.Namespace) -> None:
             f"wrote {', '.join(str(p) for p in paths.values())} and plots in {args.output} "
             f"({results['wall_seconds']} s on {results['processes']} process(es))"
         )
-
-
-def _strip_expect(cmd: list[str]) -> list[str]:
-    out, skip = [], False
-    for c in cmd:
-        if skip:
-            skip = False
-            continue
-        if c in ("--expect-processes", "--threads"):
-            skip = True
-            continue
-        out.append(c)
-    return out
 
 
 def build_parser() -> argparse.ArgumentParser:

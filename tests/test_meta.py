@@ -161,7 +161,7 @@ def test_exported_weights_load(tmp_path) -> None:
 
 
 def _launch(nproc: int, config: Path, out: Path) -> None:
-    from hf_l3rs.meta.launch import launch_command
+    from hf_l3rs.launch import launch_command
 
     if nproc > 1 and shutil.which("accelerate") is None:
         pytest.skip("accelerate CLI not on PATH")

@@ -11,9 +11,13 @@ import shutil
 import sys
 
 
-def launch_command(script: str, processes: int, args: list[str]) -> tuple[list[str], dict[str, str]]:
-    """(argv, env) running ``script args`` on ``processes`` CPU processes, checked by
-    ``--expect-processes`` so that a mis-launch fails instead of running N copies."""
+def launch_command(
+    script: str, processes: int, args: list[str], *, checked: bool = True
+) -> tuple[list[str], dict[str, str]]:
+    """(argv, env) running ``script args`` on ``processes`` CPU processes. With ``checked``
+    (scripts built on the meta-training CLI) it appends ``--threads 1 --expect-processes N``
+    so a mis-launch fails instead of running N copies; scripts that check the world size
+    themselves pass ``checked=False``."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
     accelerate = shutil.which("accelerate")
     if processes > 1:
@@ -35,4 +39,5 @@ def launch_command(script: str, processes: int, args: list[str]) -> tuple[list[s
         ]
     else:
         cmd = [sys.executable, script]
-    return [*cmd, *args, "--threads", "1", "--expect-processes", str(processes)], env
+    checks = ["--threads", "1", "--expect-processes", str(processes)] if checked else []
+    return [*cmd, *args, *checks], env
