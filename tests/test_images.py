@@ -96,3 +96,15 @@ def test_resnet34_imagenet_config_dry_run(tmp_path) -> None:
     )
     assert (out / "final" / "model.safetensors").is_file()
     assert (out / "checkpoint" / "trainer.json").is_file()
+
+
+def test_save_to_disk_dataset_dict_folder(tmp_path) -> None:
+    import datasets
+
+    from hf_l3rs.tasks.images import DatasetError, load_image_dataset
+
+    ds = load_image_dataset(str(_standin(tmp_path / "hub")))
+    datasets.DatasetDict({"train": ds}).save_to_disk(str(tmp_path / "dict"))
+    assert len(load_image_dataset(str(tmp_path / "dict"))) == 72
+    with pytest.raises(DatasetError, match="no split 'validation'"):
+        load_image_dataset(str(tmp_path / "dict"), split="validation")

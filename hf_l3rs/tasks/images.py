@@ -47,9 +47,11 @@ def load_image_dataset(source: str, split: str = "train", image_column: str = "i
         source, split = preset["path"], preset["split"]
         image_column, label_column = preset["image"], preset["label"]
     path = Path(source)
-    if (path.is_dir() and (path / "dataset_info.json").is_file()) or (path / "state.json").is_file():
-        ds = datasets.load_from_disk(str(path))
+    if any((path / marker).is_file() for marker in ("state.json", "dataset_info.json", "dataset_dict.json")):
+        ds = datasets.load_from_disk(str(path))  # a Dataset or DatasetDict written by save_to_disk
         if isinstance(ds, datasets.DatasetDict):
+            if split not in ds:
+                raise DatasetError(f"{path}: no split {split!r} (splits: {list(ds)})")
             ds = ds[split]
     elif path.is_dir():
         files = sorted(str(p) for p in path.rglob("*.parquet") if split in p.name or split in p.parent.name)
