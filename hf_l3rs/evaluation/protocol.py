@@ -95,6 +95,7 @@ class Protocol:
                 object.__setattr__(s, "name", config.l3rs_label)
         self._datasets: dict[str, Any] = {}
         self._families: dict[tuple[str, str | None], ImageTaskFamily] = {}
+        self._images: dict[str, dict] = {}
         self._net = None
         if config.l3rs is not None:
             from hf_l3rs.hub import load_net
@@ -112,20 +113,19 @@ class Protocol:
                 self._datasets[source] = load_image_dataset(source)
             from hf_l3rs.tasks.domains.presets import task_spec_kwargs
 
-            kwargs = task_spec_kwargs(source, **cfg.task_specs.get(source, {}))
-            if "split_fractions" in kwargs:
-                kwargs["split_fractions"] = tuple(kwargs["split_fractions"])
-            spec = ImageTaskSpec(**kwargs)
+            spec = ImageTaskSpec(**task_spec_kwargs(source, **cfg.task_specs.get(source, {})))
             checkpoint = cfg.checkpoints.get(init) if init else None
             if init and checkpoint is None:
                 raise ConfigError(f"EvalConfig.checkpoints has no checkpoint for {init} (needed by the evaluation)")
+            # Families over the same dataset share decoded images.
             fam = ImageTaskFamily(
-                self._datasets[source], spec, model_name=cfg.model, checkpoint=checkpoint, name=source
+                self._datasets[source],
+                spec,
+                model_name=cfg.model,
+                checkpoint=checkpoint,
+                name=source,
+                image_cache=self._images.setdefault(source, {}),
             )
-            # Share decoded images between families over the same dataset.
-            for (t, _), other in self._families.items():
-                if t == tasks:
-                    fam._cache = other._cache
             self._families[key] = fam
         return self._families[key]
 

@@ -100,6 +100,8 @@ class ImageTaskSpec:
     split_seed: int = 0
 
     def __post_init__(self) -> None:
+        # YAML and JSON give lists; keep the frozen spec hashable.
+        object.__setattr__(self, "split_fractions", tuple(self.split_fractions))
         if self.classes_per_task < 2:
             raise ValueError("ImageTaskSpec.classes_per_task must be >= 2")
         if not 0 < self.k_min <= self.k_max:
@@ -139,7 +141,10 @@ class ImageTaskFamily(TaskFamily):
         model_name: str = "resnet18",
         checkpoint: str | None = None,
         name: str = "images",
+        image_cache: dict[int, Tensor] | None = None,
     ) -> None:
+        """``image_cache`` lets families over the same dataset and image spec share decoded
+        images (the evaluation protocol builds one family per checkpoint)."""
         self.ds, self.spec, self.model_name, self.checkpoint, self.name = dataset, spec, model_name, checkpoint, name
         labels = list(dataset["label"])
         self.by_class: dict[int, list[int]] = {}
@@ -160,7 +165,7 @@ class ImageTaskFamily(TaskFamily):
                     f"{name}: class(es) {short[:5]} of {split} have fewer than {need} samples "
                     f"(train_per_class + eval_per_class)"
                 )
-        self._cache: dict[int, Tensor] = {}
+        self._cache: dict[int, Tensor] = {} if image_cache is None else image_cache
         self._backbone: dict[str, Tensor] | None = None
 
     def image(self, index: int) -> Tensor:

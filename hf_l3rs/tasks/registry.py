@@ -29,8 +29,6 @@ def get_family(name: str, **kwargs: Any) -> TaskFamily:
         )
         model = kw.pop("model", "resnet18")
         checkpoint = kw.pop("checkpoint", None)
-        if "split_fractions" in kw:
-            kw["split_fractions"] = tuple(kw["split_fractions"])
         return ImageTaskFamily(ds, ImageTaskSpec(**kw), model_name=model, checkpoint=checkpoint, name=kwargs["dataset"])
     if all(part in CLASSIC_FAMILIES for part in name.split("+")):
         return classic_family(name, **kwargs)
