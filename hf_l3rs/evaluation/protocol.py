@@ -22,6 +22,7 @@ from torch import nn
 
 from hf_l3rs.evaluation.optimizers import PAPER_BASELINES, OptimizerSpec, parse_optimizer
 from hf_l3rs.optim import L3RS, ConfigError, L3RSConfig
+from hf_l3rs.optim.config import reject_unknown_fields
 from hf_l3rs.tasks.images import ImageTask, ImageTaskFamily, ImageTaskSpec, load_image_dataset
 from hf_l3rs.tasks.inner_loop import run_task
 
@@ -76,10 +77,7 @@ class EvalConfig:
     def from_yaml(cls, path: str | Path, **overrides: Any) -> EvalConfig:
         data = yaml.safe_load(Path(path).read_text()) or {}
         data.update({k: v for k, v in overrides.items() if v is not None})
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"{path}: unknown field(s) {unknown}; known: {sorted(names)}")
+        reject_unknown_fields(cls, data, str(path))
         return cls(**data)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from hf_l3rs.meta.strategy import NESParams
-from hf_l3rs.optim.config import ConfigError, L3RSConfig
+from hf_l3rs.optim.config import ConfigError, L3RSConfig, reject_unknown_fields
 from hf_l3rs.tasks.inner_loop import OBJECTIVES
 
 
@@ -60,10 +60,7 @@ class MetaTrainConfig:
             raise ConfigError(f"MetaTrainConfig.l3rs: {exc}") from exc
 
     def nes_params(self) -> NESParams:
-        names = {f.name for f in dataclasses.fields(NESParams)}
-        unknown = sorted(set(self.nes) - names)
-        if unknown:
-            raise ConfigError(f"MetaTrainConfig.nes: unknown field(s) {unknown}; known: {sorted(names)}")
+        reject_unknown_fields(NESParams, self.nes, "MetaTrainConfig.nes")
         values = dict(self.nes)
         values.setdefault("seed", self.seed)
         if "adam_betas" in values:
@@ -80,10 +77,7 @@ class MetaTrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> MetaTrainConfig:
         if not isinstance(data, dict):
             raise ConfigError("a meta-training config must be a mapping")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"meta-training config: unknown field(s) {unknown}; known: {sorted(names)}")
+        reject_unknown_fields(cls, data, "meta-training config")
         return cls(**data)
 
     @classmethod

@@ -18,6 +18,15 @@ class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field."""
 
 
+def reject_unknown_fields(cls: type, data: dict[str, Any], where: str) -> None:
+    """Raise :class:`ConfigError` naming any key of ``data`` that is not a field of the
+    dataclass ``cls`` (a typo must not pass silently as a default)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {unknown}; known: {sorted(names)}")
+
+
 @dataclass(frozen=True)
 class L3RSConfig:
     """Architecture and defaults of one L3RS meta-network.
@@ -130,10 +139,7 @@ class L3RSConfig:
         only if ``strict`` data is not required (see :meth:`from_json_file`)."""
         if not isinstance(data, dict):
             raise ConfigError(f"L3RS config must be a JSON object, got {type(data).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"L3RS config has unknown field(s) {unknown}; known: {sorted(names)}")
+        reject_unknown_fields(cls, data, "L3RS config")
         return cls(**data)
 
     @classmethod
