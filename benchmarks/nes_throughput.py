@@ -1,16 +1,19 @@
 """NES throughput: candidate-task evaluations per second with 1 and with 2 CPU processes
 (one thread each), and the share of wall time spent communicating and in the strategy.
 
-Runs examples/metatrain.py twice on the same config (two-moons tasks unless --config),
-through `accelerate launch` for 2 processes. The generation loop is timed inside the
-trainer (timing.json), so start-up is excluded. The runs are sequential, never parallel.
-Usage: python benchmarks/nes_throughput.py [--generations 20] [--json out.json]
+Runs examples/metatrain.py on the same config (two-moons tasks unless --config) with 1
+process and, through `accelerate launch`, with 2, for several rounds; the order alternates
+(1,2 then 2,1, ...) so that slow drifts of a shared machine hit both alike, and the median
+of the per-round ratios is reported beside every round. The generation loop is timed
+inside the trainer (timing.json), so start-up is excluded. Runs are sequential, never
+parallel. Usage: python benchmarks/nes_throughput.py [--rounds 3] [--generations 20] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import tempfile
 from pathlib import Path
@@ -34,6 +37,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--config", default=None)
     ap.add_argument("--generations", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     if args.config:
@@ -51,30 +55,52 @@ def main() -> None:
             "checkpoint_every": 1000,
         }
     cfg["generations"] = args.generations
-    results = {}
+    rounds = []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.yaml"
         path.write_text(yaml.safe_dump(cfg))
-        for nproc in (1, 2):
-            t = launch(nproc, path, Path(tmp) / f"p{nproc}")
-            results[nproc] = {
-                "evaluations": t["evaluations"],
-                "loop_s": round(t["loop"], 3),
-                "evals_per_s": round(t["evaluations"] / t["loop"], 2),
-                "communicate_share": round(t["communicate"] / t["loop"], 4),
-                "imbalance_share": round(t.get("imbalance", 0.0) / t["loop"], 4),
-                "strategy_share": round(t["strategy"] / t["loop"], 4),
-            }
-    scaling = results[2]["evals_per_s"] / results[1]["evals_per_s"]
-    for n, r in results.items():
-        print(
-            f"{n} process(es): {r['evals_per_s']:.2f} candidate-task evaluations/s over {r['loop_s']:.1f} s; "
-            f"communication {100 * r['communicate_share']:.1f}%, waiting for the slower process "
-            f"{100 * r['imbalance_share']:.1f}%, strategy {100 * r['strategy_share']:.1f}%"
-        )
-    print(f"scaling 2 vs 1 process: {scaling:.2f}x")
+        for r in range(args.rounds):
+            row = {}
+            for nproc in (1, 2) if r % 2 == 0 else (2, 1):
+                t = launch(nproc, path, Path(tmp) / f"r{r}p{nproc}")
+                row[nproc] = summarize(t)
+            row["scaling"] = row[2]["evals_per_s"] / row[1]["evals_per_s"]
+            rounds.append(row)
+            print(f"round {r + 1}/{args.rounds}:")
+            for n in (1, 2):
+                print("  " + describe(n, row[n]))
+            print(f"  scaling 2 vs 1 process: {row['scaling']:.2f}x")
+    scalings = [row["scaling"] for row in rounds]
+    median = statistics.median(scalings)
+    overhead = statistics.median(row[2]["communicate_share"] + row[2]["strategy_share"] for row in rounds)
+    print(
+        f"scaling 2 vs 1 process: median {median:.2f}x over {len(rounds)} rounds "
+        f"(min {min(scalings):.2f}x, max {max(scalings):.2f}x); communication + strategy "
+        f"with 2 processes: median {100 * overhead:.1f}% of the loop"
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps({"results": results, "scaling": scaling}, indent=2))
+        Path(args.json).write_text(json.dumps({"rounds": rounds, "scaling_median": median}, indent=2))
+
+
+def summarize(t: dict) -> dict:
+    return {
+        "evaluations": t["evaluations"],
+        "loop_s": round(t["loop"], 3),
+        "evals_per_s": round(t["evaluations"] / t["loop"], 2),
+        "items_on_main_process": t.get("items_here"),
+        "communicate_share": round(t["communicate"] / t["loop"], 4),
+        "imbalance_share": round(t.get("imbalance", 0.0) / t["loop"], 4),
+        "strategy_share": round(t["strategy"] / t["loop"], 4),
+    }
+
+
+def describe(n: int, r: dict) -> str:
+    return (
+        f"{n} process(es): {r['evals_per_s']:.2f} candidate-task evaluations/s over {r['loop_s']:.1f} s "
+        f"({r['items_on_main_process']} of {r['evaluations']} on the main process); communication "
+        f"{100 * r['communicate_share']:.1f}%, waiting for the slower process "
+        f"{100 * r['imbalance_share']:.1f}%, strategy {100 * r['strategy_share']:.1f}%"
+    )
 
 
 if __name__ == "__main__":

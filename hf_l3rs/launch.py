@@ -8,7 +8,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now, so that two runs (or a run and a test) on one
+    machine never fight over accelerate's default 29500."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def launch_command(
@@ -31,6 +40,8 @@ def launch_command(
             str(processes),
             "--num_machines",
             "1",
+            "--main_process_port",
+            os.environ.get("MASTER_PORT") or str(free_port()),
             "--mixed_precision",
             "no",
             "--dynamo_backend",

@@ -1,31 +1,72 @@
 """Deal independent work items over Accelerate processes and give everyone every result.
 
 Used by NES (candidate × task fitnesses) and by the evaluation protocol (optimizer × task
-runs). Items are assigned longest-first to the least-loaded process, deterministically, so
-processes agree without talking; each process fills the rows it owns and one all-reduce
-(sum; every row has exactly one owner, so the sum is exact) completes the table.
+runs). Items are handed out dynamically: each process claims the next item from a counter
+in torch.distributed's key-value store (the one every process group already has), longest
+first, so a process slowed by the machine or by a long item takes fewer items instead of
+making the others wait at the end. Each process fills the rows it computed and one
+all-reduce (sum; every row has exactly one owner, so the sum is exact) completes the table.
+Results do not depend on which process computed a row, so the table is the same bitwise for
+any number of processes. Without a store (a single process, or a backend without one) the
+items are dealt statically, longest first to the least-loaded process.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
+
+_CALLS = itertools.count()  # every process calls shard_map in the same order
+KEY_PREFIX = "hf_l3rs/shard_map"
 
 
 def balanced_assignment(costs: Sequence[float], processes: int) -> list[list[int]]:
     """Item indices per process: longest first, to the least loaded (ties: lowest index)."""
     loads = [0.0] * processes
     owned: list[list[int]] = [[] for _ in range(processes)]
-    for k in sorted(range(len(costs)), key=lambda i: (-costs[i], i)):
+    for k in longest_first(costs):
         target = min(range(processes), key=lambda r: (loads[r], r))
         owned[target].append(k)
         loads[target] += costs[k]
     return [sorted(o) for o in owned]
+
+
+def longest_first(costs: Sequence[float]) -> list[int]:
+    return sorted(range(len(costs)), key=lambda i: (-costs[i], i))
+
+
+def claim_key(call: int, what: str = "claimed") -> str:
+    """A store counter (``claimed`` or ``finished``) of the ``call``-th shard_map of this
+    run; public for tests."""
+    return f"{KEY_PREFIX}/{call}/{what}"
+
+
+def default_store() -> Any:
+    """torch.distributed's store of the default process group, or None."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return None
+    getter = getattr(dist.distributed_c10d, "_get_default_store", None)
+    try:
+        return getter() if getter is not None else None
+    except (RuntimeError, ValueError):
+        return None
+
+
+def _claims(store: Any, key: str, order: list[int]) -> Iterator[int]:
+    """Items claimed by this process, in ``order``, until the counter passes the end."""
+    while True:
+        position = int(store.add(key, 1)) - 1
+        if position >= len(order):
+            return
+        yield order[position]
 
 
 def shard_map(
@@ -36,22 +77,39 @@ def shard_map(
     costs: Sequence[float] | None = None,
     timing: dict[str, float] | None = None,
     on_done: Callable[[int], None] | None = None,
+    dynamic: bool = True,
 ) -> Tensor:
     """``torch.stack([fn(item) for item in items])`` ([n, width] float64, NaN allowed),
-    computed across processes. ``timing`` accumulates compute / imbalance / communicate."""
+    computed across processes. ``timing`` accumulates compute / imbalance / communicate
+    seconds and the items this process computed (``items_here``). ``on_done(k)`` is called
+    after each item this process finishes, with ``k`` items finished so far by all processes
+    (dynamic) or an estimate from this process's share (static)."""
     n = len(items)
     world = accelerator.num_processes if accelerator is not None else 1
     rank = accelerator.process_index if accelerator is not None else 0
-    mine = balanced_assignment(costs or [1.0] * n, world)[rank]
+    costs = list(costs) if costs is not None else [1.0] * n
+    call = next(_CALLS)
+    store = default_store() if (dynamic and world > 1) else None
+    if store is not None:
+        key = claim_key(call)
+        mine: Iterator[int] | list[int] = _claims(store, key, longest_first(costs))
+    else:
+        mine = balanced_assignment(costs, world)[rank]
+        share = max(1, len(mine))
     out = torch.zeros(n, width, dtype=torch.float64)
     nan = torch.zeros(n, width, dtype=torch.bool)
+    done_here = 0
     t0 = time.perf_counter()
     for k in mine:
         row = fn(items[k]).to(torch.float64).reshape(width)
         nan[k] = torch.isnan(row)
         out[k] = torch.nan_to_num(row, nan=0.0, posinf=math.inf, neginf=-math.inf)
+        done_here += 1
         if on_done is not None:
-            on_done(1)
+            if store is not None:
+                on_done(int(store.add(claim_key(call, "finished"), 1)))
+            else:
+                on_done(min(n, round(done_here * n / share)))
     t1 = time.perf_counter()
     if world > 1:
         accelerator.wait_for_everyone()  # time spent here is load imbalance
@@ -66,10 +124,15 @@ def shard_map(
         out[flags[1]] = math.inf
         out[flags[2]] = -math.inf
         nan = flags[0]
+        if store is not None and rank == 0:
+            # everyone has left the claim loop once the reduce is done
+            store.delete_key(key)
+            store.delete_key(claim_key(call, "finished"))
         if timing is not None:
             timing["imbalance"] = timing.get("imbalance", 0.0) + t2 - t1
             timing["communicate"] = timing.get("communicate", 0.0) + time.perf_counter() - t2
     out[nan] = math.nan
     if timing is not None:
         timing["evaluate"] = timing.get("evaluate", 0.0) + t1 - t0
+        timing["items_here"] = timing.get("items_here", 0) + done_here
     return out

@@ -199,18 +199,16 @@ class Protocol:
         """Every (evaluation, task, optimizer) run, dealt over ``accelerator``'s processes."""
         from tqdm.auto import tqdm
 
-        from hf_l3rs.parallel import balanced_assignment, shard_map
+        from hf_l3rs.parallel import shard_map
 
         cfg = self.config
         horizons = cfg.horizons
         items = [(ev, i, k) for ev in cfg.evaluations for i in range(cfg.num_tasks) for k in range(len(self.specs))]
         costs = [self.cost(self.specs[k]) for _, _, k in items]
         world = accelerator.num_processes if accelerator is not None else 1
-        rank = accelerator.process_index if accelerator is not None else 0
         main = accelerator is None or accelerator.is_main_process
-        share = len(balanced_assignment(costs, world)[rank])
         bar = tqdm(
-            total=share,
+            total=len(items),
             desc=f"evaluating ({world} process{'es' if world > 1 else ''})",
             disable=not (self.progress and main),
             dynamic_ncols=True,
@@ -231,7 +229,15 @@ class Protocol:
 
         timing: dict[str, float] = {}
         start = time.perf_counter()
-        table = shard_map(one, items, 2 * len(horizons), accelerator, costs=costs, timing=timing, on_done=bar.update)
+        table = shard_map(
+            one,
+            items,
+            2 * len(horizons),
+            accelerator,
+            costs=costs,
+            timing=timing,
+            on_done=lambda claimed: bar.update(claimed - bar.n),
+        )
         bar.close()
         results: dict[str, Any] = {
             "config": dataclasses.asdict(cfg),

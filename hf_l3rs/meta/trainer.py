@@ -101,6 +101,7 @@ class MetaTrainer:
             "strategy": 0.0,
             "loop": 0.0,
             "evaluations": 0,
+            "items_here": 0,
         }
 
     # ------------------------------------------------------------ evaluation
@@ -201,6 +202,8 @@ class MetaTrainer:
             dynamic_ncols=True,
         )
         done = 0
+        # timing.json covers the generation loop only (start-up and the first validation excluded)
+        self.timing = dict.fromkeys(self.timing, 0)
         loop_start = time.perf_counter()
         while self.state.generation < cfg.generations:
             if stop_after is not None and done >= stop_after:
