@@ -147,6 +147,40 @@ def test_divergent_candidates_get_worst_fitness_and_are_counted(tmp_path) -> Non
     assert torch.isfinite(trainer.state.theta).all()
 
 
+class _BlowUpAboveThreshold(_NaNAboveThreshold):
+    """Like _NaNAboveThreshold, but the loss stays finite: it jumps ×1e6 (ill-conditioned
+    regression run by an unstable optimizer ends finite and huge)."""
+
+    def loss(self, model, batch):
+        value = ((model.weight - 1.0) ** 2).sum()
+        return value * 1e6 if model.weight.abs().max() > 0.6 else value
+
+
+@pytest.mark.parametrize("factor", [None, 10.0])
+def test_blowup_factor_counts_finite_explosions_as_divergence(tmp_path, factor) -> None:
+    from hf_l3rs.meta.trainer import MetaTrainer
+
+    config = _tiny(
+        l3rs={"base_lr": 0.05, "init_output_scale": 1.0},
+        nes={"popsize": 8, "sigma": 2.0, "learning_rate": 0.05},
+        generations=3,
+        blowup_factor=factor,
+    )
+    trainer = MetaTrainer(config, tmp_path, family=_BlowUpAboveThreshold())
+    trainer.run()
+    if factor is None:
+        assert trainer.diverged_total == 0
+    else:
+        assert 0 < trainer.diverged_total < 3 * 8 * 2, trainer.diverged_total
+    # validation reports the raw losses either way (no NaN: nothing is non-finite)
+    assert all(h["val_diverged"] == 0 for h in trainer.history if "val_diverged" in h)
+
+
+def test_blowup_factor_must_exceed_one() -> None:
+    with pytest.raises(ConfigError, match="blowup_factor"):
+        _tiny(blowup_factor=1.0)
+
+
 def test_exported_weights_load(tmp_path) -> None:
     from hf_l3rs import L3RS
     from hf_l3rs.tasks import classic_family

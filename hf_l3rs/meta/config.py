@@ -24,6 +24,10 @@ class MetaTrainConfig:
     generations: int = 100
     tasks_per_generation: int = 2
     objective: str = "final_loss"
+    #: During meta-training, a run whose final evaluation loss exceeds this many times its
+    #: first training loss counts as diverged (worst fitness), like a NaN. Off by default;
+    #: for families where an unstable optimizer ends finite but huge (ill-conditioned regression).
+    blowup_factor: float | None = None
     val_every: int = 10
     val_tasks: int = 8
     checkpoint_every: int = 10
@@ -45,6 +49,8 @@ class MetaTrainConfig:
         for name in ("val_every", "checkpoint_every", "val_tasks"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"MetaTrainConfig.{name} must be >= 1")
+        if self.blowup_factor is not None and not self.blowup_factor > 1:
+            raise ConfigError(f"MetaTrainConfig.blowup_factor must be > 1 (or null), got {self.blowup_factor!r}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError("MetaTrainConfig.threads must be >= 1")
         unknown = set(self.trackers) - {"tensorboard"}

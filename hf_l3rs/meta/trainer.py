@@ -93,6 +93,7 @@ class MetaTrainer:
         self.theta0 = self.state.theta.clone()
         self.best_theta = self.state.theta.clone()
         self.best_val = -math.inf
+        self.best_val_diverged = 0
         self.diverged_total = 0
         self.timing = {
             "evaluate": 0.0,
@@ -113,15 +114,22 @@ class MetaTrainer:
 
         return make
 
-    def _distributed(self, items: list[tuple[torch.Tensor, Any]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _distributed(
+        self, items: list[tuple[torch.Tensor, Any]], blowup: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Evaluate (θ, task) items across processes; everyone gets every result:
-        fitness (-inf if diverged), eval accuracy (NaN if none) and a diverged flag."""
+        fitness (-inf if diverged), eval accuracy (NaN if none) and a diverged flag.
+        With ``blowup``, runs past ``config.blowup_factor`` count as diverged too."""
+        factor = self.config.blowup_factor if blowup else None
 
         def one(item: tuple[torch.Tensor, Any]) -> torch.Tensor:
             theta, task = item
             res = run_task(task, self._factory(theta))
             acc = res.eval_accuracy if res.eval_accuracy is not None else math.nan
-            return torch.tensor([res.fitness(self.config.objective), acc], dtype=torch.float64)
+            fitness = res.fitness(self.config.objective)
+            if factor is not None and res.train_losses and res.eval_loss > factor * abs(res.train_losses[0]):
+                fitness = -math.inf
+            return torch.tensor([fitness, acc], dtype=torch.float64)
 
         self.timing["evaluations"] += len(items)
         costs = [getattr(task, "num_steps", 1) for _, task in items]
@@ -150,7 +158,7 @@ class MetaTrainer:
         population = self.strategy.ask(state)
         tasks = [self.family.sample(s, "train") for s in self.task_seeds(state.generation)]
         items = [(population[i], tasks[j]) for i in range(len(population)) for j in range(len(tasks))]
-        fit, accs, div = self._distributed(items)
+        fit, accs, div = self._distributed(items, blowup=True)
         t0 = time.perf_counter()
         p, m = len(population), len(tasks)
         grid = fit.reshape(p, m)
@@ -191,7 +199,7 @@ class MetaTrainer:
             acc.init_trackers(cfg.name, config=_flat_config(cfg))
         if not self.history:
             base = {"generation": 0, **self.validate(self.state.theta)}
-            self.best_val = base["val_fitness"]
+            self.best_val, self.best_val_diverged = base["val_fitness"], base["val_diverged"]
             self.history.append(base)
             self._log(base)
         bar = tqdm(
@@ -212,8 +220,9 @@ class MetaTrainer:
             g = self.state.generation
             if g % cfg.val_every == 0 or g == cfg.generations:
                 record.update(self.validate(self.state.theta))
-                if record["val_fitness"] > self.best_val:
-                    self.best_val = record["val_fitness"]
+                # fewer diverged validation runs first (val_fitness averages the finite ones only)
+                if (-record["val_diverged"], record["val_fitness"]) > (-self.best_val_diverged, self.best_val):
+                    self.best_val, self.best_val_diverged = record["val_fitness"], record["val_diverged"]
                     self.best_theta = self.state.theta.clone()
             self.history.append(record)
             self._log(record)
@@ -260,6 +269,7 @@ class MetaTrainer:
             meta = {
                 "generation": self.state.generation,
                 "best_val": self.best_val,
+                "best_val_diverged": self.best_val_diverged,
                 "diverged_total": self.diverged_total,
                 "history": self.history,
                 "config": self.config.to_dict(),
@@ -287,6 +297,7 @@ class MetaTrainer:
         self.state = NESState(tensors["theta"], tensors["adam_m"], tensors["adam_v"], int(meta["generation"]))
         self.best_theta, self.theta0 = tensors["best_theta"], tensors["theta0"]
         self.best_val = float(meta["best_val"])
+        self.best_val_diverged = int(meta.get("best_val_diverged", 0))
         self.diverged_total = int(meta["diverged_total"])
         self.history = list(meta["history"])
         logger.info("resumed from generation %d", self.state.generation)
