@@ -74,8 +74,8 @@ def evaluate_run(config_path: Path, run_dir: Path, out: Path, test_tasks: int) -
         f"`{run_dir.relative_to(out)}/final` (Hub-ready).\n\n{curve}\n"
     )
     rows = result["rows"]
-    best = min((r for r in rows.values() if r["lr"] is not None), key=lambda r: r["loss_mean"])
-    best_name = next(k for k, r in rows.items() if r is best)
+    best_name = result["best_baseline_row"]
+    best = rows[best_name]
     cells = [
         f"{r['loss_mean']:.4g} ({r['wins_vs_best_baseline']}/{result['test_tasks']} tasks better)"
         for r in (rows["L3RS meta-trained (best)"], rows["L3RS meta-trained (final)"])

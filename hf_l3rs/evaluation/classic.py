@@ -85,7 +85,8 @@ def compare(
         rows[f"{name} (lr {t.lr:.3g})"] = score(family, BASELINES[name](t.lr), test, "test", name, t.lr)
     for label, net in nets.items():
         rows[label] = score(family, l3rs_factory(net), test, "test", label)
-    best_baseline = min((r for k, r in rows.items() if r.name in baselines), key=lambda r: r.mean)
+    best_label = min((k for k, r in rows.items() if r.name in baselines), key=lambda k: rows[k].mean)
+    best_baseline = rows[best_label]
     return {
         "family": family.name,
         "test_tasks": test_tasks,
@@ -101,6 +102,7 @@ def compare(
             for k, r in rows.items()
         },
         "best_baseline": best_baseline.name,
+        "best_baseline_row": best_label,
     }
 
 

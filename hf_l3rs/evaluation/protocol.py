@@ -236,7 +236,7 @@ class Protocol:
             accelerator,
             costs=costs,
             timing=timing,
-            on_done=lambda claimed: bar.update(claimed - bar.n),
+            on_done=lambda finished: bar.update(finished - bar.n),
         )
         bar.close()
         results: dict[str, Any] = {

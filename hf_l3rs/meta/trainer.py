@@ -126,10 +126,7 @@ class MetaTrainer:
             theta, task = item
             res = run_task(task, self._factory(theta))
             acc = res.eval_accuracy if res.eval_accuracy is not None else math.nan
-            fitness = res.fitness(self.config.objective)
-            if factor is not None and res.train_losses and res.eval_loss > factor * abs(res.train_losses[0]):
-                fitness = -math.inf
-            return torch.tensor([fitness, acc], dtype=torch.float64)
+            return torch.tensor([res.fitness(self.config.objective, factor), acc], dtype=torch.float64)
 
         self.timing["evaluations"] += len(items)
         costs = [getattr(task, "num_steps", 1) for _, task in items]

@@ -21,10 +21,12 @@ class TaskResult:
     #: step -> (eval loss, eval accuracy) at the requested evaluation steps.
     curve: dict[int, tuple[float, float | None]] = field(default_factory=dict)
 
-    def fitness(self, objective: str) -> float:
+    def fitness(self, objective: str, blowup_factor: float | None = None) -> float:
         """Higher is better. ``final_loss`` (paper), ``mean_train_loss`` (Li & Malik's
-        cumulative regret), ``accuracy``. A diverged run scores ``-inf``."""
-        if self.diverged:
+        cumulative regret), ``accuracy``. A diverged run scores ``-inf``; with
+        ``blowup_factor``, so does one whose final evaluation loss exceeds that many times
+        its first training loss (finite, but exploded)."""
+        if self.diverged or self.blew_up(blowup_factor):
             return -math.inf
         if objective == "final_loss":
             return -self.eval_loss
@@ -35,6 +37,9 @@ class TaskResult:
                 raise ValueError("objective 'accuracy' needs a task that reports accuracy")
             return self.eval_accuracy
         raise ValueError(f"unknown fitness objective {objective!r}")
+
+    def blew_up(self, factor: float | None) -> bool:
+        return factor is not None and bool(self.train_losses) and self.eval_loss > factor * abs(self.train_losses[0])
 
 
 OBJECTIVES = ("final_loss", "mean_train_loss", "accuracy")
