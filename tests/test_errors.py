@@ -85,6 +85,16 @@ def test_config_json_missing_field(tmp_path, model) -> None:
         L3RS.from_pretrained(str(folder), model, total_steps=3)
 
 
+def test_config_json_from_before_loss_feature_loads_as_raw(tmp_path, model) -> None:
+    """Checkpoints saved before ``loss_feature`` existed used the raw loss."""
+    folder = _saved(tmp_path, model)
+    data = json.loads((folder / "config.json").read_text())
+    del data["l3rs"]["loss_feature"]
+    (folder / "config.json").write_text(json.dumps(data))
+    opt = L3RS.from_pretrained(str(folder), model, total_steps=3)
+    assert opt.config.loss_feature == "raw"
+
+
 def test_config_json_unknown_field(tmp_path, model) -> None:
     folder = _saved(tmp_path, model)
     data = json.loads((folder / "config.json").read_text())

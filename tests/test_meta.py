@@ -42,6 +42,56 @@ def test_ask_tell_converges_on_a_quadratic() -> None:
     assert end < 0.01 * start, (start, end)
 
 
+def test_unit_scales_change_nothing() -> None:
+    params = NESParams(popsize=4, sigma=0.1, learning_rate=0.05, seed=1)
+    plain, scaled = NES(params), NES(params, scales=torch.ones(6))
+    a = b = plain.init(torch.linspace(-1, 1, 6))
+    for _ in range(3):
+        pop = plain.ask(a)
+        assert torch.equal(pop, scaled.ask(b))
+        fitness = -(pop**2).sum(dim=1)
+        a, b = plain.tell(a, fitness), scaled.tell(b, fitness)
+    assert torch.equal(a.theta, b.theta)
+
+
+def test_scales_multiply_noise_and_step_per_coordinate() -> None:
+    params = NESParams(popsize=4, sigma=0.1, learning_rate=0.05, seed=1)
+    scales = torch.tensor([1.0, 30.0, 1.0])
+    plain, scaled = NES(params), NES(params, scales=scales)
+    state = plain.init(torch.zeros(3))
+    torch.testing.assert_close(scaled.ask(state), plain.ask(state) * scales)
+    fitness = torch.tensor([1.0, 0.0, 3.0, 2.0])
+    step_plain = plain.tell(state, fitness).theta - state.theta
+    step_scaled = scaled.tell(state, fitness).theta - state.theta
+    torch.testing.assert_close(step_scaled, step_plain * scales)
+
+
+def test_a_scaled_coordinate_reaches_a_far_optimum() -> None:
+    """One coordinate's optimum lies 3 away, the others' at 0.1: at a uniform small σ
+    and meta-step it is still far after 100 generations; searched at scale 30 it gets there."""
+    target = torch.tensor([3.0] + [0.1] * 9, dtype=torch.float64)
+    scales = torch.ones(10, dtype=torch.float64)
+    scales[0] = 30.0
+
+    def distance(nes: NES) -> float:
+        state = nes.init(torch.zeros(10))
+        for _ in range(100):
+            pop = nes.ask(state)
+            state = nes.tell(state, -((pop - target) ** 2).sum(dim=1))
+        return abs(float(state.theta[0]) - 3.0)
+
+    params = NESParams(popsize=8, sigma=0.01, learning_rate=0.005)
+    assert distance(NES(params)) > 2.0
+    assert distance(NES(params, scales=scales)) < 0.3
+
+
+def test_scales_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="scales"):
+        NES(NESParams(popsize=2), scales=torch.tensor([1.0, 0.0]))
+    with pytest.raises(ConfigError, match="search_scales"):
+        MetaTrainConfig(search_scales={"hyper_raw": -1.0})
+
+
 def test_schedule_halves_every_decay_period() -> None:
     nes = NES(NESParams(popsize=2, sigma=0.02, learning_rate=0.01, decay_every=500))
     lr, sigma = nes.schedule(500)
@@ -179,6 +229,18 @@ def test_blowup_factor_counts_finite_explosions_as_divergence(tmp_path, factor) 
 def test_blowup_factor_must_exceed_one() -> None:
     with pytest.raises(ConfigError, match="blowup_factor"):
         _tiny(blowup_factor=1.0)
+
+
+def test_search_scales_name_meta_network_parameters(tmp_path) -> None:
+    from hf_l3rs.meta.trainer import MetaTrainer
+
+    with pytest.raises(ConfigError, match=r"search_scales.*no parameter 'hyper'.*hyper_raw"):
+        MetaTrainer(_tiny(search_scales={"hyper": 30.0}), tmp_path)
+    trainer = MetaTrainer(_tiny(search_scales={"hyper_raw": 30.0}), tmp_path)
+    scales = trainer.strategy.scales
+    mask = trainer.net.flat_mask("hyper_raw")
+    assert int(mask.sum()) == len(trainer.net.hyper_names) == 3  # adam β1, β2, ε
+    assert bool((scales[mask] == 30.0).all()) and bool((scales[~mask] == 1.0).all())
 
 
 def test_exported_weights_load(tmp_path) -> None:

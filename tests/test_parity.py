@@ -62,6 +62,7 @@ CASES = {
     "ema_raw": {"ema_betas": (0.0,)},
     "ema_none": {"ema_betas": ()},
     "l2_norm": {"norm": "l2"},
+    "loss_log1p": {"loss_feature": "log1p"},
 }
 
 
@@ -71,7 +72,7 @@ def test_foreach_matches_reference(case: str) -> None:
     _assert_close(_fast(config, "foreach"), _reference(config))
 
 
-@pytest.mark.parametrize("case", ["default", "sgd+adam+wd", "global", "per_layer_mlp", "l2_norm"])
+@pytest.mark.parametrize("case", ["default", "sgd+adam+wd", "global", "per_layer_mlp", "l2_norm", "loss_log1p"])
 def test_fused_matches_reference(case: str) -> None:
     if load_fused() is None:
         pytest.skip("no C++ toolchain: fused kernels unavailable")
@@ -111,3 +112,17 @@ def test_untrained_l3rs_is_mostly_adam_at_base_rate(model) -> None:
     opt.step(loss=train_step(model, 0))
     assert torch.allclose(opt.last_mix[:, 1], torch.full((opt.num_components,), 0.9), atol=0.02)
     assert torch.allclose(opt.last_rate, torch.full_like(opt.last_rate, 1e-3), rtol=0.1)
+
+
+@pytest.mark.parametrize(("mode", "expected"), [("raw", 99.0), ("log1p", 4.605170), ("log1p", -4.605170)])
+def test_loss_feature_transform(mode: str, expected: float) -> None:
+    """The loss columns of the EMA features hold the (transformed) loss; after one step the
+    bias-corrected EMAs equal it exactly."""
+    model = torch.nn.Linear(3, 1)
+    opt = L3RS(model, L3RSConfig(loss_feature=mode), total_steps=5)
+    loss = model(torch.ones(1, 3)).sum() ** 2
+    loss.backward()
+    opt.step(loss=99.0 if expected > 0 else -99.0)
+    nb = len(opt.config.ema_betas)
+    loss_columns = opt._ema.read()[:, 2 * nb : 3 * nb]
+    torch.testing.assert_close(loss_columns, torch.full_like(loss_columns, expected))

@@ -28,6 +28,12 @@ class MetaTrainConfig:
     #: first training loss counts as diverged (worst fitness), like a NaN. Off by default;
     #: for families where an unstable optimizer ends finite but huge (ill-conditioned regression).
     blowup_factor: float | None = None
+    #: Meta-network parameter name -> multiple of σ and of the meta-step at which NES searches
+    #: it (names as in ``L3RSNet.named_parameters()``: ``hyper_raw`` holds the base directions'
+    #: β/ε/λ, ``biases.2`` the output bias of the default 2-hidden-layer MLP). Empty = SPEC's
+    #: uniform search. For the few coordinates with a global effect; see docs/decisions.md
+    #: ("Search scales").
+    search_scales: dict[str, float] = field(default_factory=dict)
     val_every: int = 10
     val_tasks: int = 8
     checkpoint_every: int = 10
@@ -51,6 +57,11 @@ class MetaTrainConfig:
                 raise ConfigError(f"MetaTrainConfig.{name} must be >= 1")
         if self.blowup_factor is not None and not self.blowup_factor > 1:
             raise ConfigError(f"MetaTrainConfig.blowup_factor must be > 1 (or null), got {self.blowup_factor!r}")
+        if not isinstance(self.search_scales, dict):
+            raise ConfigError("MetaTrainConfig.search_scales must be a mapping {parameter name: scale}")
+        for name, scale in self.search_scales.items():
+            if not (isinstance(scale, (int, float)) and 0 < scale < float("inf")):
+                raise ConfigError(f"MetaTrainConfig.search_scales[{name!r}] must be a finite number > 0, got {scale!r}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError("MetaTrainConfig.threads must be >= 1")
         unknown = set(self.trackers) - {"tensorboard"}

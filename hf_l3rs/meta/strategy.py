@@ -55,11 +55,35 @@ class NESState:
 
 
 class NES:
-    """Antithetic NES; fitness is maximised."""
+    """Antithetic NES; fitness is maximised.
 
-    def __init__(self, params: NESParams, shaping: Callable[[Tensor], Tensor] = centered_rank) -> None:
+    ``scales`` (optional, one positive number per coordinate) multiplies both the noise and
+    the step of each coordinate: the search runs on φ with θ = θ₀ + scales·(φ − φ₀). A few
+    coordinates with a global effect (a base direction's β1 among thousands of MLP weights)
+    need it: at the common σ their perturbation does not change the fitness measurably, and
+    Adam moves every coordinate by at most λ per generation.
+    """
+
+    def __init__(
+        self,
+        params: NESParams,
+        shaping: Callable[[Tensor], Tensor] = centered_rank,
+        scales: Tensor | None = None,
+    ) -> None:
         self.params = params
         self.shaping = shaping
+        if scales is not None:
+            scales = scales.detach().to(torch.float64).reshape(-1)
+            if not bool((scales > 0).all()) or not bool(torch.isfinite(scales).all()):
+                raise ValueError("NES scales must be finite and > 0")
+        self.scales = scales
+
+    def _scaled(self, eps: Tensor) -> Tensor:
+        if self.scales is None:
+            return eps
+        if self.scales.numel() != eps.numel():
+            raise ValueError(f"NES scales have {self.scales.numel()} entries, θ has {eps.numel()}")
+        return self.scales * eps
 
     def init(self, theta: Tensor) -> NESState:
         theta = theta.detach().to(torch.float64).clone()
@@ -79,12 +103,13 @@ class NES:
         _, sigma = self.schedule(state.generation)
         rows = []
         for pair in range(self.params.popsize // 2):
-            eps = self.noise(state.generation, pair, state.theta.numel())
+            eps = self._scaled(self.noise(state.generation, pair, state.theta.numel()))
             rows += [state.theta + sigma * eps, state.theta - sigma * eps]
         return torch.stack(rows)
 
     def gradient(self, state: NESState, fitness: Tensor) -> Tensor:
-        """ĝ = Σᵢ rᵢ εᵢ / (P σ) over the shaped fitnesses of the population."""
+        """ĝ = Σᵢ rᵢ εᵢ / (P σ) over the shaped fitnesses of the population (with respect
+        to φ, the unscaled search coordinates)."""
         p = self.params.popsize
         if fitness.shape != (p,):
             raise ValueError(f"tell: expected {p} fitnesses, got shape {tuple(fitness.shape)}")
@@ -105,4 +130,5 @@ class NES:
         m = b1 * state.adam_m + (1 - b1) * grad
         v = b2 * state.adam_v + (1 - b2) * grad * grad
         step = lr * (m / (1 - b1**t)) / (torch.sqrt(v / (1 - b2**t)) + self.params.adam_eps)
+        step = self._scaled(step)
         return replace(state, theta=state.theta + step, adam_m=m, adam_v=v, generation=t)

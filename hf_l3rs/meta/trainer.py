@@ -23,6 +23,7 @@ from hf_l3rs.meta.config import MetaTrainConfig
 from hf_l3rs.meta.shaping import centered_rank
 from hf_l3rs.meta.strategy import NES, NESState
 from hf_l3rs.optim import L3RS, L3RSNet
+from hf_l3rs.optim.config import ConfigError
 from hf_l3rs.parallel import shard_map
 from hf_l3rs.seeding import hash_seed
 from hf_l3rs.tasks import TaskFamily, run_task
@@ -64,6 +65,19 @@ def build_family(config: MetaTrainConfig) -> TaskFamily:
     return get_family(config.family, **config.family_kwargs)
 
 
+def search_scales(net: L3RSNet, scales: dict[str, float]) -> torch.Tensor | None:
+    """Per-coordinate NES scales over θ from {parameter name: scale}; None when empty."""
+    if not scales:
+        return None
+    out = torch.ones(net.num_meta_parameters, dtype=torch.float64)
+    for name, scale in scales.items():
+        try:
+            out[net.flat_mask(name)] = float(scale)
+        except KeyError as exc:
+            raise ConfigError(f"MetaTrainConfig.search_scales: {exc.args[0]}") from None
+    return out
+
+
 @dataclass
 class MetaTrainer:
     """Owns the strategy state, the meta-network and the run's history."""
@@ -88,7 +102,7 @@ class MetaTrainer:
         probe = L3RS(template, cfg.l3rs_config(), total_steps=1, seed=cfg.seed)
         self.net: L3RSNet = probe.net
         self.components = probe.components
-        self.strategy = NES(cfg.nes_params())
+        self.strategy = NES(cfg.nes_params(), scales=search_scales(self.net, cfg.search_scales))
         self.state: NESState = self.strategy.init(self.net.get_flat())
         self.theta0 = self.state.theta.clone()
         self.best_theta = self.state.theta.clone()

@@ -11,6 +11,10 @@ from typing import Any
 
 VARIANTS = ("shared", "global", "per_layer_mlp")
 NORMS = ("rms", "l2")
+LOSS_FEATURES = ("raw", "log1p")
+#: Fields added after the first release, with the value that reproduces older checkpoints
+#: (a saved config without them loads with these, any other missing field is an error).
+ADDED_FIELDS = {"loss_feature": "raw"}
 ROLES = ("conv", "linear", "norm", "bias", "embedding", "other")
 
 
@@ -56,6 +60,9 @@ class L3RSConfig:
     feature_eps: float = 1e-12
     num_components: int | None = None
     hyper_init: dict[str, float] = field(default_factory=dict)
+    #: How the loss enters the EMA features: ``raw`` (SPEC) or ``log1p``, sign(l)·log(1+|l|),
+    #: for losses spanning orders of magnitude between tasks (regression); docs/decisions.md.
+    loss_feature: str = "raw"
 
     def __post_init__(self) -> None:
         # Lists arrive from JSON/YAML: store tuples so the config stays hashable and frozen.
@@ -80,6 +87,8 @@ class L3RSConfig:
             raise ConfigError(f"L3RSConfig.directions has duplicates: {self.directions}")
         if self.norm not in NORMS:
             raise ConfigError(f"L3RSConfig.norm must be one of {NORMS}, got {self.norm!r}")
+        if self.loss_feature not in LOSS_FEATURES:
+            raise ConfigError(f"L3RSConfig.loss_feature must be one of {LOSS_FEATURES}, got {self.loss_feature!r}")
         if self.variant not in VARIANTS:
             raise ConfigError(f"L3RSConfig.variant must be one of {VARIANTS}, got {self.variant!r}")
         for beta in self.ema_betas:
@@ -152,6 +161,7 @@ class L3RSConfig:
             raise ConfigError(f"{path}: not valid JSON ({exc})") from exc
         data = raw.get("l3rs", raw) if isinstance(raw, dict) else raw
         if require_all and isinstance(data, dict):
+            data = {**ADDED_FIELDS, **data}
             missing = sorted({f.name for f in dataclasses.fields(cls)} - set(data))
             if missing:
                 raise ConfigError(f"{path}: missing field(s) {missing} in the L3RS config")

@@ -7,6 +7,8 @@ embedding is appended by the network.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -21,6 +23,13 @@ def time_features(config: L3RSConfig, step: int, total_steps: int) -> Tensor:
     scales = torch.tensor(config.absolute_time_scales, dtype=torch.float64)
     absolute = torch.tanh(total_steps / scales)
     return torch.cat([rel, absolute]).to(torch.float32)
+
+
+def loss_statistic(config: L3RSConfig, loss: float) -> float:
+    """The loss as it enters the EMA features (``config.loss_feature``)."""
+    if config.loss_feature == "log1p":
+        return math.copysign(math.log1p(abs(loss)), loss)
+    return loss
 
 
 class EMAFeatures:

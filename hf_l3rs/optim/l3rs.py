@@ -20,7 +20,7 @@ from hf_l3rs.optim.components import (
 )
 from hf_l3rs.optim.config import L3RSConfig
 from hf_l3rs.optim.directions import get_direction
-from hf_l3rs.optim.features import EMAFeatures, assemble, time_features
+from hf_l3rs.optim.features import EMAFeatures, assemble, loss_statistic, time_features
 from hf_l3rs.optim.fused import FUSED_DIRECTIONS, load_fused
 from hf_l3rs.optim.network import L3RSNet
 
@@ -365,7 +365,7 @@ class L3RS(torch.optim.Optimizer):
         stats = torch.zeros(n, 3, dtype=torch.float64)
         stats[act, 0] = torch.log(self._pnorm[act] + cfg.feature_eps)
         stats[act, 1] = torch.log(torch.nan_to_num(gnorm, nan=0.0, posinf=0.0) + cfg.feature_eps)
-        stats[:, 2] = float(loss) if loss_finite else 0.0
+        stats[:, 2] = loss_statistic(cfg, float(loss)) if loss_finite else 0.0
         rows_dev = rows.to(self.device)
         self._ema.update(stats.to(self.device, torch.float32), rows_dev)
         dl = torch.log(torch.nan_to_num(dnorm, nan=0.0, posinf=0.0) + cfg.feature_eps).to(self._dirlog)

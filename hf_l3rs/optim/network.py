@@ -119,6 +119,14 @@ class L3RSNet(nn.Module):
     def num_meta_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def flat_mask(self, name: str) -> Tensor:
+        """Boolean mask over θ (``get_flat`` order) selecting the parameter ``name``
+        (e.g. ``"hyper_raw"``), for searches that treat some coordinates differently."""
+        names = dict(self.named_parameters())
+        if name not in names:
+            raise KeyError(f"L3RSNet has no parameter {name!r}; known: {sorted(names)}")
+        return torch.cat([torch.full((p.numel(),), n == name, dtype=torch.bool) for n, p in self.named_parameters()])
+
     def get_flat(self) -> Tensor:
         """θ as one float64 vector (the order of ``parameters()``)."""
         return torch.cat([p.detach().reshape(-1).to(torch.float64) for p in self.parameters()])

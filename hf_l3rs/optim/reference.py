@@ -14,6 +14,7 @@ from torch import Tensor
 from hf_l3rs.optim.components import Component
 from hf_l3rs.optim.config import ROLES
 from hf_l3rs.optim.directions import get_direction
+from hf_l3rs.optim.features import loss_statistic
 from hf_l3rs.optim.network import L3RSNet
 
 
@@ -89,7 +90,7 @@ class ReferenceL3RS:
             finite = math.isfinite(gnorm) and all(math.isfinite(x) for x in dnorms) and math.isfinite(loss)
             if finite:
                 pnorm = float(torch.linalg.vector_norm(p))
-                stats = [math.log(pnorm + eps), math.log(gnorm + eps), loss]
+                stats = [math.log(pnorm + eps), math.log(gnorm + eps), loss_statistic(cfg, loss)]
                 for s in range(3):
                     for b, beta in enumerate(cfg.ema_betas):
                         self.ema[j][s][b] = beta * self.ema[j][s][b] + (1 - beta) * stats[s]
