@@ -83,6 +83,9 @@ def _evaluate(args: argparse.Namespace) -> None:
             f"wrote {', '.join(str(p) for p in paths.values())} and plots in {args.output} "
             f"({results['wall_seconds']} s on {results['processes']} process(es))"
         )
+    from hf_l3rs.parallel import shutdown
+
+    shutdown(accelerator)
 
 
 def build_parser() -> argparse.ArgumentParser:

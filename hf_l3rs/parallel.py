@@ -60,6 +60,17 @@ def default_store() -> Any:
         return None
 
 
+def shutdown(accelerator: Any) -> None:
+    """Leave the process group together: without it a process that exits while another
+    still holds the store connection (rank 0 serves the store) can abort at exit
+    ("terminate called without an active exception") after a run that succeeded."""
+    import torch.distributed as dist
+
+    if accelerator is not None and accelerator.num_processes > 1 and dist.is_available() and dist.is_initialized():
+        accelerator.wait_for_everyone()
+        dist.destroy_process_group()
+
+
 def _claims(store: Any, key: str, order: list[int]) -> Iterator[int]:
     """Items claimed by this process, in ``order``, until the counter passes the end."""
     while True:

@@ -39,7 +39,7 @@ WORKER = textwrap.dedent(
     import json, math, sys, time
     import torch
     from accelerate import Accelerator
-    from hf_l3rs.parallel import claim_key, default_store, shard_map
+    from hf_l3rs.parallel import claim_key, default_store, shard_map, shutdown
 
     acc = Accelerator(cpu=True)
     assert acc.num_processes == 2, acc.num_processes
@@ -64,6 +64,7 @@ WORKER = textwrap.dedent(
     if acc.is_main_process:
         rows = [[None if math.isnan(v) else v for v in row] for row in table.tolist()]
         print(json.dumps({"table": rows, "again": again.flatten().tolist()}))
+    shutdown(acc)
     """
 )
 

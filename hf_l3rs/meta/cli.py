@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from hf_l3rs.meta.config import MetaTrainConfig
+from hf_l3rs.parallel import shutdown
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -45,6 +46,7 @@ def run(args: argparse.Namespace) -> None:
             f"done: generation {result['generation']}, best validation fitness {result['best_val']:.4g}; "
             f"meta-weights in {output / 'best'} and {output / 'final'}"
         )
+    shutdown(trainer.accelerator)
 
 
 def dry_run_config(config: MetaTrainConfig) -> MetaTrainConfig:
