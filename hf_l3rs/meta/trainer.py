@@ -341,7 +341,8 @@ class MetaTrainer:
                 f"- run `{cfg.name}`: NES, {self.state.generation} generations, population "
                 f"{self.strategy.params.popsize}, {cfg.tasks_per_generation} tasks per generation, "
                 f"σ {self.strategy.params.sigma:g}, meta-lr {self.strategy.params.learning_rate:g}, "
-                f"decay ×0.5 every {self.strategy.params.decay_every:g} generations",
+                f"decay ×0.5 every {self.strategy.params.decay_every:g} generations"
+                + (f", search scales {cfg.search_scales}" if cfg.search_scales else ""),
                 f"- tasks: `{cfg.family}` {cfg.family_kwargs or ''}, objective `{cfg.objective}`",
                 f"- processes: {self.accelerator.num_processes}; diverged candidate-task runs: {self.diverged_total}",
                 f"- validation fitness: untrained {first['val_fitness']:.4g} → final {last_val['val_fitness']:.4g}, "
