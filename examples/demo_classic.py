@@ -77,11 +77,17 @@ def evaluate_run(config_path: Path, run_dir: Path, out: Path, test_tasks: int) -
     best_name = result["best_baseline_row"]
     best = rows[best_name]
     cells = [
-        f"{r['loss_mean']:.4g} ({r['wins_vs_best_baseline']}/{result['test_tasks']} tasks better)"
+        f"{r['loss_mean']:.4g} ({r['wins_vs_best_baseline']}/{result['test_tasks']} tasks better{_paired(r)})"
         for r in (rows["L3RS meta-trained (best)"], rows["L3RS meta-trained (final)"])
     ]
     summary = f"| `{config.family}` | {cells[0]} | {cells[1]} | {best_name}: {best['loss_mean']:.4g} |"
     return header + "\n" + to_markdown(result) + "\n", summary
+
+
+def _paired(row: dict) -> str:
+    if row["paired_diff_mean"] is None:
+        return ""
+    return f"; paired Δ {row['paired_diff_mean']:+.2g} ± {row['paired_diff_se']:.1g}"
 
 
 def main() -> None:

@@ -98,6 +98,9 @@ def compare(
                 "diverged": r.diverged,
                 "accuracy_mean": statistics.fmean(r.accuracies) if r.accuracies else None,
                 "wins_vs_best_baseline": sum(a < b for a, b in zip(r.losses, best_baseline.losses)),
+                **paired_difference(r.losses, best_baseline.losses),
+                # per test task, in seed order; null where the run diverged
+                "losses": [x if math.isfinite(x) else None for x in r.losses],
             }
             for k, r in rows.items()
         },
@@ -106,18 +109,36 @@ def compare(
     }
 
 
+def paired_difference(losses: list[float], reference: list[float]) -> dict[str, float | None]:
+    """Mean and standard error over tasks of (loss − reference loss) on the same tasks: a
+    narrow win in the means is only a win if this is clearly below zero. None when a run
+    diverged (the difference is infinite) or there are fewer than two tasks."""
+    diffs = [a - b for a, b in zip(losses, reference)]
+    if len(diffs) < 2 or not all(math.isfinite(d) for d in diffs):
+        return {"paired_diff_mean": None, "paired_diff_se": None}
+    return {
+        "paired_diff_mean": statistics.fmean(diffs),
+        "paired_diff_se": statistics.stdev(diffs) / math.sqrt(len(diffs)),
+    }
+
+
 def to_markdown(result: dict[str, Any]) -> str:
     lines = [
         f"**{result['family']}** ({result['test_tasks']} held-out test tasks; baselines tuned on validation tasks)",
         "",
-        "| optimizer | final eval loss (mean ± std) | accuracy | tasks better than best baseline |",
-        "|---|---|---|---|",
+        "| optimizer | final eval loss (mean ± std) | accuracy | tasks better than best baseline "
+        "| paired Δ vs best baseline (mean ± s.e.) |",
+        "|---|---|---|---|---|",
     ]
+    best = result["best_baseline_row"]
     for name, r in result["rows"].items():
         acc = f"{r['accuracy_mean']:.3f}" if r["accuracy_mean"] is not None else "–"
+        diff = "–"
+        if name != best and r["paired_diff_mean"] is not None:
+            diff = f"{r['paired_diff_mean']:+.3g} ± {r['paired_diff_se']:.2g}"
         lines.append(
             f"| {name} | {r['loss_mean']:.4g} ± {r['loss_std']:.2g} | {acc} | "
-            f"{r['wins_vs_best_baseline']}/{result['test_tasks']} |"
+            f"{r['wins_vs_best_baseline']}/{result['test_tasks']} | {diff} |"
         )
     return "\n".join(lines)
 
