@@ -85,9 +85,9 @@ def evaluate_run(config_path: Path, run_dir: Path, out: Path, test_tasks: int) -
 
 
 def _paired(row: dict) -> str:
-    if row["paired_diff_mean"] is None:
-        return ""
-    return f"; paired Δ {row['paired_diff_mean']:+.2g} ± {row['paired_diff_se']:.1g}"
+    from hf_l3rs.evaluation.classic import format_paired
+
+    return "" if row["paired_diff_mean"] is None else f"; paired Δ {format_paired(row, digits=2)}"
 
 
 def main() -> None:

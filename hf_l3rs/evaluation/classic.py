@@ -122,6 +122,12 @@ def paired_difference(losses: list[float], reference: list[float]) -> dict[str, 
     }
 
 
+def format_paired(row: dict[str, Any], digits: int = 3) -> str:
+    """A row's paired difference as "mean ± s.e." with ``digits`` significant digits in the
+    mean (one fewer in the standard error)."""
+    return f"{row['paired_diff_mean']:+.{digits}g} ± {row['paired_diff_se']:.{digits - 1}g}"
+
+
 def to_markdown(result: dict[str, Any]) -> str:
     lines = [
         f"**{result['family']}** ({result['test_tasks']} held-out test tasks; baselines tuned on validation tasks)",
@@ -133,9 +139,7 @@ def to_markdown(result: dict[str, Any]) -> str:
     best = result["best_baseline_row"]
     for name, r in result["rows"].items():
         acc = f"{r['accuracy_mean']:.3f}" if r["accuracy_mean"] is not None else "–"
-        diff = "–"
-        if name != best and r["paired_diff_mean"] is not None:
-            diff = f"{r['paired_diff_mean']:+.3g} ± {r['paired_diff_se']:.2g}"
+        diff = format_paired(r) if name != best and r["paired_diff_mean"] is not None else "–"
         lines.append(
             f"| {name} | {r['loss_mean']:.4g} ± {r['loss_std']:.2g} | {acc} | "
             f"{r['wins_vs_best_baseline']}/{result['test_tasks']} | {diff} |"
