@@ -32,7 +32,7 @@ DEMO_OPTIMIZERS = [
     "adam-cos-1e-4",
     "adam-const-head-1e-3",
     "adam-cos-head-1e-3",
-    "sgd-1e-2",
+    "momentum-const-1e-2",
 ]
 
 

@@ -33,18 +33,89 @@ def _pretrain(args: argparse.Namespace) -> None:
         )
 
 
-def _evaluate(args: argparse.Namespace) -> None:
-    from hf_l3rs.evaluation.protocol import EvalConfig, Protocol
-    from hf_l3rs.evaluation.report import markdown, save
-
-    if args.processes > 1 and "WORLD_SIZE" not in os.environ:
-        # Re-launch this very command on N processes (the correct CPU launch, checked).
+def _relaunch(processes: int) -> None:
+    """Re-launch this very command on ``processes`` CPU processes (the correct launch,
+    checked) unless it already runs under a launcher."""
+    if processes > 1 and "WORLD_SIZE" not in os.environ:
         import subprocess
 
         from hf_l3rs.launch import launch_command
 
-        cmd, env = launch_command(str(Path(__file__).resolve()), args.processes, list(sys.argv[1:]), checked=False)
+        cmd, env = launch_command(str(Path(__file__).resolve()), processes, list(sys.argv[1:]), checked=False)
         raise SystemExit(subprocess.run(cmd, env=env).returncode)
+
+
+def _accelerator(processes: int):
+    """The launched processes' Accelerator (None for one process), one torch thread each."""
+    if processes <= 1:
+        return None
+    import torch
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    if accelerator.num_processes != processes:
+        raise SystemExit(f"expected {processes} processes, this one sees {accelerator.num_processes}")
+    torch.set_num_threads(1)
+    return accelerator
+
+
+def _default_checkpoints(folder: str) -> dict[str, str]:
+    ckpt = Path(folder)
+    return {"D1": str(ckpt / "kanji" / "model.safetensors"), "D2": str(ckpt / "clipart" / "model.safetensors")}
+
+
+def _check_checkpoints(checkpoints: dict[str, str], wanted: list[str]) -> None:
+    from hf_l3rs.evaluation.protocol import EVALUATIONS
+
+    needed = {EVALUATIONS[e][0] for e in wanted} - {None}
+    for key in sorted(needed):
+        path = checkpoints.get(key)
+        if path is None or not Path(path).is_file():
+            raise SystemExit(f"checkpoint for {key} not found: {path} (run `hf-l3rs pretrain` first)")
+
+
+def _benchmark(args: argparse.Namespace) -> None:
+    from hf_l3rs.evaluation.tuned import TunedBenchmark, TunedConfig
+    from hf_l3rs.evaluation.tuned_report import markdown, save
+
+    _relaunch(args.processes)
+    l3rs = None
+    if args.l3rs:
+        l3rs = {}
+        for entry in args.l3rs:
+            label, _, source = entry.rpartition("=")
+            l3rs[label or f"L3RS ({Path(source).name})"] = None if source == "untrained" else source
+    overrides = {
+        "l3rs": l3rs,
+        "val_tasks": args.val_tasks,
+        "test_tasks": args.test_tasks,
+        "horizons": args.horizons,
+        "evaluations": args.evaluations,
+        "families": args.families,
+    }
+    if args.config:
+        cfg = TunedConfig.from_yaml(args.config, **overrides)
+    else:
+        cfg = TunedConfig(
+            checkpoints=_default_checkpoints(args.checkpoints), **{k: v for k, v in overrides.items() if v is not None}
+        )
+    _check_checkpoints(cfg.checkpoints, cfg.evaluations)
+    accelerator = _accelerator(args.processes)
+    results = TunedBenchmark(cfg).run(accelerator)
+    if accelerator is None or accelerator.is_main_process:
+        paths = save(results, args.output)
+        print(markdown(results))
+        print(f"wrote {', '.join(str(p) for p in paths.values())} ({results['wall_seconds']} s)")
+    from hf_l3rs.parallel import shutdown
+
+    shutdown(accelerator)
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from hf_l3rs.evaluation.protocol import EvalConfig, Protocol
+    from hf_l3rs.evaluation.report import markdown, save
+
+    _relaunch(args.processes)
     overrides = {
         "l3rs": args.l3rs,
         "num_tasks": args.num_tasks,
@@ -55,26 +126,11 @@ def _evaluate(args: argparse.Namespace) -> None:
     if args.config:
         cfg = EvalConfig.from_yaml(args.config, **overrides)
     else:
-        ckpt = Path(args.checkpoints)
         cfg = EvalConfig(
-            checkpoints={
-                "D1": str(ckpt / "kanji" / "model.safetensors"),
-                "D2": str(ckpt / "clipart" / "model.safetensors"),
-            },
-            **{k: v for k, v in overrides.items() if v is not None},
+            checkpoints=_default_checkpoints(args.checkpoints), **{k: v for k, v in overrides.items() if v is not None}
         )
-    for key, path in cfg.checkpoints.items():
-        if not Path(path).is_file():
-            raise SystemExit(f"checkpoint for {key} not found: {path} (run `hf-l3rs pretrain` first)")
-    accelerator = None
-    if args.processes > 1:
-        import torch
-        from accelerate import Accelerator
-
-        accelerator = Accelerator(cpu=not torch.cuda.is_available())
-        if accelerator.num_processes != args.processes:
-            raise SystemExit(f"expected {args.processes} processes, this one sees {accelerator.num_processes}")
-        torch.set_num_threads(1)
+    _check_checkpoints(cfg.checkpoints, cfg.evaluations)
+    accelerator = _accelerator(args.processes)
     results = Protocol(cfg).run(accelerator)
     if accelerator is None or accelerator.is_main_process:
         paths = save(results, args.output)
@@ -115,6 +171,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--processes", type=int, default=1, help="CPU processes (relaunched through accelerate)")
     p.add_argument("--output", default="outputs/evaluation")
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser(
+        "benchmark",
+        help="L3RS against hand-designed baselines tuned per horizon on validation tasks (paired statistics)",
+    )
+    p.add_argument("--config", default=None, help="YAML TunedConfig (default: embedded domains, evaluation A)")
+    p.add_argument("--checkpoints", default=str(DEFAULT_CHECKPOINTS), help="folder of pretrained domain checkpoints")
+    p.add_argument(
+        "--l3rs",
+        nargs="+",
+        default=None,
+        help="L3RS entries as [LABEL=]SOURCE (meta-weights folder, Hub id or 'untrained'); the first gets the speedups",
+    )
+    p.add_argument("--val-tasks", type=int, default=None, help="validation tasks per tuning run")
+    p.add_argument("--test-tasks", type=int, default=None, help="test tasks per cell (>= 20 for reporting)")
+    p.add_argument("--horizons", type=int, nargs="+", default=None, help="training steps T")
+    p.add_argument("--evaluations", nargs="+", default=None, help="A B C D E (default A)")
+    p.add_argument("--families", nargs="+", default=None, help="baseline families, e.g. adam-cos nesterov-const")
+    p.add_argument("--processes", type=int, default=1, help="CPU processes (relaunched through accelerate)")
+    p.add_argument("--output", default="outputs/benchmark", help="folder for tuned.md, tuned.json and plots")
+    p.set_defaults(func=_benchmark)
 
     p = sub.add_parser("metatrain", help="meta-train L3RS with NES (same as examples/metatrain.py)")
     from hf_l3rs.meta.cli import build_parser as meta_parser

@@ -117,7 +117,7 @@ def test_protocol_fills_every_cell(tmp_path, tiny_kanji) -> None:
     )
     spec = {"classes_per_task": 2, "train_per_class": 2, "eval_per_class": 2, "batch_size": 4, "image_size": 16}
     src = str(tiny_kanji)
-    optimizers = ["l3rs", "adam-const-1e-3", "adam-cos-1e-3", "adam-const-head-1e-3", "adam-cos-head-1e-4", "sgd-1e-2"]
+    optimizers = ["l3rs", "adam-const-1e-3", "adam-cos-1e-3", "adam-const-head-1e-3", "adam-cos-head-1e-4", "momentum-const-1e-2"]
     cfg = EvalConfig(
         domains={"D1": src, "D2": src},
         checkpoints={"D1": str(ckpt / "model.safetensors"), "D2": str(ckpt / "model.safetensors")},

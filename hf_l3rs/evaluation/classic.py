@@ -12,8 +12,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from hf_l3rs.evaluation.baselines import BASELINES, lr_grid
 from hf_l3rs.optim import L3RS, L3RSNet
+from hf_l3rs.registry import OptimizerSpec, lr_grid
 from hf_l3rs.tasks import TaskFamily, run_task
 from hf_l3rs.tasks.base import OptimizerFactory
 
@@ -51,11 +51,16 @@ def score(
     return Score(name, lr, losses, accs, diverged)
 
 
+def baseline(kind: str, lr: float) -> OptimizerFactory:
+    """A constant-rate baseline of the registry (``adam``, ``rmsprop``, ``momentum``, ...)."""
+    return OptimizerSpec(kind, "const", lr).factory()
+
+
 def tune(family: TaskFamily, name: str, grid: list[float], seeds: list[int]) -> Score:
     """Best learning rate of a baseline by mean final loss on the validation split."""
     best = None
     for lr in grid:
-        s = score(family, BASELINES[name](lr), seeds, "val", name, lr)
+        s = score(family, baseline(name, lr), seeds, "val", name, lr)
         if best is None or s.mean < best.mean:
             best = s
     return best
@@ -82,7 +87,7 @@ def compare(
     test = list(range(test_tasks))
     rows = {}
     for name, t in tuned.items():
-        rows[f"{name} (lr {t.lr:.3g})"] = score(family, BASELINES[name](t.lr), test, "test", name, t.lr)
+        rows[f"{name} (lr {t.lr:.3g})"] = score(family, baseline(name, t.lr), test, "test", name, t.lr)
     for label, net in nets.items():
         rows[label] = score(family, l3rs_factory(net), test, "test", label)
     best_label = min((k for k, r in rows.items() if r.name in baselines), key=lambda k: rows[k].mean)

@@ -20,9 +20,11 @@ import torch
 import yaml
 from torch import nn
 
-from hf_l3rs.evaluation.optimizers import PAPER_BASELINES, OptimizerSpec, parse_optimizer
+from hf_l3rs.evaluation.optimizers import PAPER_BASELINES, L3RSEntry, parse_entry
+from hf_l3rs.evaluation.stats import steps_to_reach
 from hf_l3rs.optim import L3RS, ConfigError, L3RSConfig
 from hf_l3rs.optim.config import reject_unknown_fields
+from hf_l3rs.registry import OptimizerSpec
 from hf_l3rs.tasks.images import ImageTask, ImageTaskFamily, ImageTaskSpec, load_image_dataset
 from hf_l3rs.tasks.inner_loop import run_task
 
@@ -69,7 +71,7 @@ class EvalConfig:
                 raise ConfigError(f"EvalConfig.domains needs {key}")
         for name in self.optimizers:
             try:
-                parse_optimizer(name)
+                parse_entry(name)
             except ValueError as exc:
                 raise ConfigError(f"EvalConfig.optimizers: {exc}") from exc
 
@@ -87,10 +89,10 @@ class Protocol:
     def __init__(self, config: EvalConfig, progress: bool = True) -> None:
         self.config = config
         self.progress = progress
-        self.specs = [parse_optimizer(n) for n in config.optimizers]
-        for s in self.specs:
-            if s.kind == "l3rs" and s.lr is None:  # lr=0.0 marks the always-untrained entry
-                object.__setattr__(s, "name", config.l3rs_label)
+        self.specs = [parse_entry(n) for n in config.optimizers]
+        self.specs = [
+            L3RSEntry(config.l3rs_label) if isinstance(s, L3RSEntry) and s == L3RSEntry() else s for s in self.specs
+        ]
         self._datasets: dict[str, Any] = {}
         self._families: dict[tuple[str, str | None], ImageTaskFamily] = {}
         self._images: dict[str, dict] = {}
@@ -127,27 +129,32 @@ class Protocol:
             self._families[key] = fam
         return self._families[key]
 
-    def l3rs_factory(self, untrained: bool = False):
+    def l3rs_factory(self, untrained: bool = False, net: Any = None):
+        """L3RS over a model: ``net`` (or the configured meta-weights) unless ``untrained``."""
         base_lr = self.config.l3rs_base_lr
+        net = net if net is not None else self._net
 
         def make(model: nn.Module, steps: int) -> L3RS:
-            if self._net is not None and not untrained:
-                return L3RS(model, self._net, total_steps=steps)
+            if net is not None and not untrained:
+                return L3RS(model, net, total_steps=steps)
             cfg = L3RSConfig(base_lr=base_lr) if base_lr else L3RSConfig()
             return L3RS(model, cfg, total_steps=steps)
 
         return make
 
     # --------------------------------------------------------------- running
-    def run_optimizer(self, spec: OptimizerSpec, task: ImageTask) -> dict[int, tuple[float, float]]:
-        """horizon → (eval loss, eval accuracy) for one optimizer on one task."""
-        horizons = self.config.horizons
+    def run_optimizer(
+        self, spec: OptimizerSpec | L3RSEntry, task: ImageTask, horizons: list[int] | None = None
+    ) -> dict[int, tuple[float, float]]:
+        """horizon → (eval loss, eval accuracy) for one optimizer on one task, at
+        ``horizons`` (default: the configured ones)."""
+        horizons = sorted(horizons or self.config.horizons)
         if spec.head_only:
-            return self._head_only(spec, task)
-        if spec.kind == "l3rs":
-            factory = self.l3rs_factory(untrained=spec.lr == 0.0)
+            return self._head_only(spec, task, horizons)
+        if isinstance(spec, L3RSEntry):
+            factory = self.l3rs_factory(untrained=spec.untrained, net=spec.net)
         else:
-            factory = lambda m, t: spec.build(m.parameters(), t)  # noqa: E731
+            factory = spec.factory()
         out: dict[int, tuple[float, float]] = {}
         if spec.per_horizon:
             for h in horizons:
@@ -160,7 +167,7 @@ class Protocol:
                 out[h] = (loss, acc if acc is not None else math.nan)
         return out
 
-    def _head_only(self, spec: OptimizerSpec, task: ImageTask) -> dict[int, tuple[float, float]]:
+    def _head_only(self, spec: OptimizerSpec, task: ImageTask, horizons: list[int]) -> dict[int, tuple[float, float]]:
         """Linear probe: backbone frozen in eval mode, features computed once."""
         model = task.init_model()
         model.eval()
@@ -170,7 +177,7 @@ class Protocol:
         head = model.get_classifier()
         state0 = {k: v.clone() for k, v in head.state_dict().items()}
         out: dict[int, tuple[float, float]] = {}
-        runs = self.config.horizons if spec.per_horizon else [max(self.config.horizons)]
+        runs = horizons if spec.per_horizon else [max(horizons)]
         for total in runs:
             head.load_state_dict(state0)
             opt = spec.build(head.parameters(), total)
@@ -181,7 +188,7 @@ class Protocol:
                 loss.backward()
                 opt.step()
                 step = t + 1
-                if (spec.per_horizon and step == total) or (not spec.per_horizon and step in self.config.horizons):
+                if (spec.per_horizon and step == total) or (not spec.per_horizon and step in horizons):
                     with torch.no_grad():
                         logits = head(f_eval)
                         out[step] = (
@@ -190,9 +197,10 @@ class Protocol:
                         )
         return out
 
-    def cost(self, spec: OptimizerSpec) -> float:
+    def cost(self, spec: OptimizerSpec | L3RSEntry, horizons: list[int] | None = None) -> float:
         """Relative cost of one run (for balancing work across processes)."""
-        steps = sum(self.config.horizons) if spec.per_horizon else max(self.config.horizons)
+        horizons = horizons or self.config.horizons
+        steps = sum(horizons) if spec.per_horizon else max(horizons)
         return steps * (0.05 if spec.head_only else 1.0)
 
     def run(self, accelerator: Any = None) -> dict[str, Any]:
@@ -268,8 +276,9 @@ class Protocol:
 
     def l3rs_label(self) -> str | None:
         """The L3RS that F measures: the configured one, else the untrained one."""
-        trained = [s.label for s in self.specs if s.kind == "l3rs" and s.lr is None]
-        return (trained or [s.label for s in self.specs if s.kind == "l3rs"] or [None])[0]
+        entries = [s for s in self.specs if isinstance(s, L3RSEntry)]
+        trained = [s.label for s in entries if not s.untrained]
+        return (trained or [s.label for s in entries] or [None])[0]
 
 
 def summarize(per_opt: dict[str, dict[str, list[list[float]]]], horizons: list[int]) -> dict[str, Any]:
@@ -287,20 +296,6 @@ def summarize(per_opt: dict[str, dict[str, list[list[float]]]], horizons: list[i
                     "n": len(vals),
                 }
     return out
-
-
-def steps_to_reach(target: float, horizons: list[int], accuracy: list[float]) -> float | None:
-    """Steps (log-linear interpolation between horizons) at which a curve first reaches
-    ``target``; ``None`` if it never does within the horizons."""
-    prev_h, prev_a = None, None
-    for h, a in zip(horizons, accuracy):
-        if a >= target:
-            if prev_h is None or a == prev_a:
-                return float(h)
-            frac = (target - prev_a) / (a - prev_a)
-            return math.exp(math.log(prev_h) + frac * (math.log(h) - math.log(prev_h)))
-        prev_h, prev_a = h, a
-    return None
 
 
 def speedup(summary: dict[str, Any], horizons: list[int], l3rs: str | None) -> dict[str, Any]:

@@ -1,0 +1,367 @@
+"""The tuned benchmark: L3RS against the best hand-designed optimizer a user could tune.
+
+Protocol (docs/design.md, "Tuned benchmark"):
+
+1. Every baseline *family* (``adam-cos``, ``nesterov-const``, ...; ``hf_l3rs.registry``) is
+   swept over a half-decade learning-rate grid on **validation** tasks (meta-train classes,
+   their own seeds). The rate is chosen per family, per horizon and per metric (lowest mean
+   loss; highest mean accuracy, ties to the lower loss). A choice on the edge of the grid
+   extends the grid by one half-decade on that side and is re-run, until it is interior or
+   ``max_extensions`` is used up; the report flags every choice still on an edge.
+2. On **test** tasks (meta-test classes, disjoint from the validation classes), each family
+   runs at its chosen rates, and every L3RS entry runs at every horizon.
+3. Per horizon and metric, the best tuned baseline is the family with the best test mean
+   (the most demanding choice for L3RS). L3RS is compared to it task by task (paired
+   difference, standard error, wins) and by the steps-to-target speedup F (log-interpolated
+   over L3RS's horizons) with a 68 % paired bootstrap interval over test tasks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from hf_l3rs.evaluation.optimizers import L3RSEntry
+from hf_l3rs.evaluation.protocol import EVALUATIONS, EvalConfig, Protocol
+from hf_l3rs.evaluation.stats import HIGHER_IS_BETTER, bootstrap_speedup, mean_se, paired
+from hf_l3rs.optim.config import ConfigError, reject_unknown_fields
+from hf_l3rs.registry import TUNED_FAMILIES, parse_family
+
+METRICS = ("loss", "accuracy")
+
+#: kind -> (lowest, highest) exponent of the initial grid, 10^low … 10^high
+DEFAULT_GRIDS: dict[str, tuple[float, float]] = {
+    "adam": (-4.0, -2.0),
+    "adamw": (-4.0, -2.0),
+    "rmsprop": (-4.0, -2.0),
+    "sgd": (-3.0, -1.0),
+    "momentum": (-3.0, -1.0),
+    "nesterov": (-3.0, -1.0),
+}
+
+
+@dataclass
+class TunedConfig:
+    """What the tuned benchmark runs. ``l3rs``: label → meta-weights folder/repo (``None``:
+    the untrained L3RS); the first entry is the one the speedups are reported for."""
+
+    domains: dict[str, str] = field(default_factory=lambda: {"D1": "kanji", "D2": "clipart"})
+    checkpoints: dict[str, str] = field(default_factory=dict)
+    task_specs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    model: str = "l3rs_resnet_tiny"
+    evaluations: list[str] = field(default_factory=lambda: ["A"])
+    horizons: list[int] = field(default_factory=lambda: [10, 25, 50, 100, 200])
+    families: list[str] = field(default_factory=lambda: list(TUNED_FAMILIES))
+    #: family or kind -> [lowest, highest] exponent of its initial grid (default DEFAULT_GRIDS)
+    grids: dict[str, list[float]] = field(default_factory=dict)
+    per_decade: int = 2
+    max_extensions: int = 4
+    val_tasks: int = 8
+    test_tasks: int = 20
+    l3rs: dict[str, str | None] = field(default_factory=lambda: {"L3RS": "l3rs-kanji-tiny"})
+    bootstrap_samples: int = 2000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for e in self.evaluations:
+            if e not in EVALUATIONS:
+                raise ConfigError(f"TunedConfig.evaluations: unknown {e!r}; known: {sorted(EVALUATIONS)}")
+        if len(self.horizons) < 2 or any(int(h) < 1 for h in self.horizons):
+            raise ConfigError("TunedConfig.horizons needs at least two positive step counts (speedups interpolate)")
+        self.horizons = sorted({int(h) for h in self.horizons})
+        for name in self.families:
+            try:
+                parse_family(name)
+            except ValueError as exc:
+                raise ConfigError(f"TunedConfig.families: {exc}") from exc
+        if not self.families:
+            raise ConfigError("TunedConfig.families must name at least one baseline family")
+        for key, span in self.grids.items():
+            if not (isinstance(span, (list, tuple)) and len(span) == 2 and span[0] < span[1]):
+                raise ConfigError(f"TunedConfig.grids[{key!r}] must be [low_exponent, high_exponent], low < high")
+        if self.per_decade < 1 or self.max_extensions < 0:
+            raise ConfigError("TunedConfig.per_decade must be >= 1 and max_extensions >= 0")
+        if self.val_tasks < 1 or self.test_tasks < 2:
+            raise ConfigError("TunedConfig needs val_tasks >= 1 and test_tasks >= 2 (paired standard errors)")
+        if not self.l3rs:
+            raise ConfigError("TunedConfig.l3rs must name at least one L3RS entry")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> TunedConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"benchmark config {path} does not exist")
+        data = yaml.safe_load(path.read_text()) or {}
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        reject_unknown_fields(cls, data, str(path))
+        return cls(**data)
+
+    def exponent_grid(self, family: str) -> list[int]:
+        """The initial grid as integer exponents k (rate 10^(k / per_decade))."""
+        kind = parse_family(family).kind
+        low, high = self.grids.get(family, self.grids.get(kind, DEFAULT_GRIDS[kind]))
+        return list(range(round(low * self.per_decade), round(high * self.per_decade) + 1))
+
+    def rate(self, k: int) -> float:
+        return 10 ** (k / self.per_decade)
+
+
+def choose(scores: dict[int, dict[str, float]], metric: str) -> tuple[int, str | None]:
+    """The best exponent of a grid for ``metric`` from ``{k: {"loss": mean, "accuracy":
+    mean}}``, and ``"low"``/``"high"`` when it is the grid's smallest/largest rate (else None).
+    Loss: lowest mean. Accuracy: highest mean, ties broken by the lower mean loss. Diverged
+    rates (non-finite loss) are never chosen while another rate is finite."""
+    ks = sorted(scores)
+
+    def key(k: int) -> tuple:
+        s = scores[k]
+        loss = s["loss"] if math.isfinite(s["loss"]) else math.inf
+        if metric == "loss":
+            return (loss, k)
+        acc = s["accuracy"] if math.isfinite(s["accuracy"]) else -math.inf
+        return (-acc if math.isfinite(loss) else math.inf, loss, k)
+
+    best = min(ks, key=key)
+    edge = "low" if best == ks[0] else "high" if best == ks[-1] else None
+    return best, edge
+
+
+class TunedBenchmark:
+    """Runs the protocol above over an evaluation's tasks; the heavy lifting (tasks, runs,
+    head-only probes, sharding over processes) is ``Protocol``'s."""
+
+    def __init__(self, config: TunedConfig, progress: bool = True) -> None:
+        self.config = config
+        self.progress = progress
+        self.families = {name: parse_family(name) for name in config.families}
+        base = EvalConfig(
+            domains=config.domains,
+            checkpoints=config.checkpoints,
+            task_specs=config.task_specs,
+            model=config.model,
+            horizons=config.horizons,
+            optimizers=[],
+            evaluations=config.evaluations,
+            seed=config.seed,
+        )
+        self.protocol = Protocol(base, progress=False)
+        self.entries: dict[str, L3RSEntry] = {}
+        for label, source in config.l3rs.items():
+            if source is None:
+                self.entries[label] = L3RSEntry(label, untrained=True)
+            else:
+                from hf_l3rs.hub import load_net
+
+                self.entries[label] = L3RSEntry(label, net=load_net(source))
+
+    # ------------------------------------------------------------- running
+    def _runs(self, items: list[tuple], accelerator: Any, desc: str) -> torch.Tensor:
+        """Rows [loss at each horizon..., accuracy at each horizon...] for items
+        (evaluation, split, task index, spec or L3RS label, horizons)."""
+        from tqdm.auto import tqdm
+
+        from hf_l3rs.parallel import shard_map
+
+        horizons = self.config.horizons
+        main = accelerator is None or accelerator.is_main_process
+        bar = tqdm(total=len(items), desc=desc, disable=not (self.progress and main), dynamic_ncols=True)
+        tasks: dict[tuple, Any] = {}
+
+        def one(item: tuple) -> torch.Tensor:
+            ev, split, i, what, hs = item
+            if (ev, split, i) not in tasks:
+                init, domain = EVALUATIONS[ev]
+                seed = self.config.seed + i
+                tasks[(ev, split, i)] = self.protocol.family(init, domain).sample(seed, split)
+            task = tasks[(ev, split, i)]
+            spec = self.entries[what] if isinstance(what, str) else what  # L3RS entries travel by label
+            res = self.protocol.run_optimizer(spec, task, list(hs))
+            # A diverged run: infinite loss, zero accuracy. A horizon not run: NaN.
+            row = [(_loss(res[h][0]) if h in res else math.nan) for h in horizons]
+            row += [(_accuracy(res[h][1]) if h in res else math.nan) for h in horizons]
+            return torch.tensor(row, dtype=torch.float64)
+
+        costs = [self._cost(item) for item in items]
+        table = shard_map(
+            one,
+            items,
+            2 * len(horizons),
+            accelerator,
+            costs=costs,
+            on_done=lambda finished: bar.update(finished - bar.n),
+        )
+        bar.close()
+        return table
+
+    def _cost(self, item: tuple) -> float:
+        what, hs = item[3], list(item[4])
+        spec = self.entries[what] if isinstance(what, str) else what
+        return self.protocol.cost(spec, hs)
+
+    def tune(self, ev: str, accelerator: Any = None) -> dict[str, Any]:
+        """Validation sweeps with edge extension → per family: every rate's validation means,
+        and the chosen rate per metric and horizon (with its edge flag)."""
+        cfg, horizons, nh = self.config, self.config.horizons, len(self.config.horizons)
+        grids = {f: cfg.exponent_grid(f) for f in self.families}
+        # family -> k -> per-horizon mean loss / accuracy over validation tasks
+        means: dict[str, dict[int, dict[str, list[float]]]] = {f: {} for f in self.families}
+        extensions = 0
+        while True:
+            todo = [(f, k) for f in self.families for k in grids[f] if k not in means[f]]
+            items = [
+                (ev, "val", i, self.families[f].with_lr(cfg.rate(k)), tuple(horizons))
+                for f, k in todo
+                for i in range(cfg.val_tasks)
+            ]
+            table = self._runs(items, accelerator, f"{ev}: tuning {len(todo)} rates")
+            for j, (f, k) in enumerate(todo):
+                rows = table[j * cfg.val_tasks : (j + 1) * cfg.val_tasks]
+                means[f][k] = {
+                    "loss": [_mean(rows[:, h].tolist()) for h in range(nh)],
+                    "accuracy": [_mean(rows[:, nh + h].tolist()) for h in range(nh)],
+                }
+            grew = False
+            for f in self.families:
+                add = set()
+                for metric in METRICS:
+                    for hi in range(nh):
+                        scores = {k: {m: means[f][k][m][hi] for m in METRICS} for k in grids[f]}
+                        _, edge = choose(scores, metric)
+                        if edge is not None and extensions < cfg.max_extensions:
+                            add.add(min(grids[f]) - 1 if edge == "low" else max(grids[f]) + 1)
+                if add:
+                    grids[f] = sorted({*grids[f], *add})
+                    grew = True
+            if not grew:
+                break
+            extensions += 1
+        out: dict[str, Any] = {}
+        for f in self.families:
+            chosen: dict[str, dict[str, Any]] = {m: {} for m in METRICS}
+            for metric in METRICS:
+                for hi, h in enumerate(horizons):
+                    scores = {k: {m: means[f][k][m][hi] for m in METRICS} for k in grids[f]}
+                    best, edge = choose(scores, metric)
+                    chosen[metric][str(h)] = {"lr": cfg.rate(best), "exponent": best, "edge": edge}
+            out[f] = {
+                "rates": [cfg.rate(k) for k in grids[f]],
+                "validation": {f"{cfg.rate(k):.3g}": means[f][k] for k in grids[f]},
+                "chosen": chosen,
+            }
+        return out
+
+    def test(self, ev: str, tuning: dict[str, Any], accelerator: Any = None) -> dict[str, Any]:
+        """Test-task runs of every family at its chosen rates and of every L3RS entry."""
+        cfg, horizons, nh = self.config, self.config.horizons, len(self.config.horizons)
+        # (family, exponent) -> the horizons at which that rate was chosen for some metric
+        wanted: dict[tuple[str, int], set[int]] = {}
+        for f, t in tuning.items():
+            for metric in METRICS:
+                for h, c in t["chosen"][metric].items():
+                    wanted.setdefault((f, c["exponent"]), set()).add(int(h))
+        keys = sorted(wanted)
+        items: list[tuple] = []
+        for f, k in keys:
+            spec = self.families[f].with_lr(cfg.rate(k))
+            hs = tuple(sorted(wanted[(f, k)])) if spec.per_horizon else tuple(horizons)
+            items += [(ev, "test", i, spec, hs) for i in range(cfg.test_tasks)]
+        for label in self.entries:
+            items += [(ev, "test", i, label, tuple(horizons)) for i in range(cfg.test_tasks)]
+        table = self._runs(items, accelerator, f"{ev}: testing")
+        n = cfg.test_tasks
+        by_run = {key: table[j * n : (j + 1) * n] for j, key in enumerate(keys)}
+        out: dict[str, Any] = {}
+        for f, t in tuning.items():
+            out[f] = {m: {} for m in METRICS}
+            for metric in METRICS:
+                col0 = 0 if metric == "loss" else nh
+                for hi, h in enumerate(horizons):
+                    c = t["chosen"][metric][str(h)]
+                    values = by_run[(f, c["exponent"])][:, col0 + hi].tolist()
+                    out[f][metric][str(h)] = {"lr": c["lr"], "edge": c["edge"], "values": values}
+        offset = len(keys) * n
+        for j, label in enumerate(self.entries):
+            rows = table[offset + j * n : offset + (j + 1) * n]
+            out[label] = {
+                metric: {
+                    str(h): {"values": rows[:, (0 if metric == "loss" else nh) + hi].tolist()}
+                    for hi, h in enumerate(horizons)
+                }
+                for metric in METRICS
+            }
+        return out
+
+    def run(self, accelerator: Any = None) -> dict[str, Any]:
+        start = time.perf_counter()
+        results: dict[str, Any] = {"config": dataclasses.asdict(self.config), "evaluations": {}}
+        for ev in self.config.evaluations:
+            tuning = self.tune(ev, accelerator)
+            test = self.test(ev, tuning, accelerator)
+            results["evaluations"][ev] = analyse(tuning, test, self.config, list(self.entries))
+        results["wall_seconds"] = round(time.perf_counter() - start, 1)
+        results["processes"] = accelerator.num_processes if accelerator is not None else 1
+        return results
+
+
+def analyse(tuning: dict[str, Any], test: dict[str, Any], config: TunedConfig, l3rs: list[str]) -> dict[str, Any]:
+    """Summaries, the best tuned baseline per metric and horizon, paired differences and
+    speedups of every L3RS entry against it."""
+    horizons = config.horizons
+    summary: dict[str, Any] = {}
+    for label, metrics in test.items():
+        summary[label] = {}
+        for metric, per_h in metrics.items():
+            summary[label][metric] = {}
+            for h, cell in per_h.items():
+                mean, se = _mean(cell["values"]), mean_se(cell["values"])[1]
+                summary[label][metric][h] = {
+                    "mean": mean,
+                    "se": se,
+                    **{k: cell[k] for k in ("lr", "edge") if k in cell},
+                }
+    best: dict[str, dict[str, Any]] = {m: {} for m in METRICS}
+    for metric in METRICS:
+        sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
+        for h in map(str, horizons):
+            family = max(
+                tuning,
+                key=lambda f: sign * _finite_or(summary[f][metric][h]["mean"], -sign * math.inf),
+            )
+            best[metric][h] = {"family": family, **summary[family][metric][h]}
+    comparisons: dict[str, Any] = {}
+    for label in l3rs:
+        comparisons[label] = {m: {} for m in METRICS}
+        for metric in METRICS:
+            hib = HIGHER_IS_BETTER[metric]
+            runs = {h: test[label][metric][str(h)]["values"] for h in horizons}
+            for h in horizons:
+                ref = test[best[metric][str(h)]["family"]][metric][str(h)]["values"]
+                comparisons[label][metric][str(h)] = {
+                    "paired": paired(runs[h], ref, hib),
+                    **bootstrap_speedup(h, horizons, runs, ref, hib, config.bootstrap_samples, config.seed),
+                }
+    return {"tuning": tuning, "test": test, "summary": summary, "best": best, "comparisons": comparisons}
+
+
+def _loss(x: float) -> float:
+    return x if math.isfinite(x) else math.inf
+
+
+def _accuracy(x: float | None) -> float:
+    return x if x is not None and math.isfinite(x) else 0.0
+
+
+def _mean(values: list[float]) -> float:
+    """Mean over tasks, a diverged run included (an infinite loss makes the mean infinite)."""
+    return sum(values) / len(values) if values else math.nan
+
+
+def _finite_or(x: float, default: float) -> float:
+    return x if math.isfinite(x) else default
