@@ -100,8 +100,14 @@ def _benchmark(args: argparse.Namespace) -> None:
             checkpoints=_default_checkpoints(args.checkpoints), **{k: v for k, v in overrides.items() if v is not None}
         )
     _check_checkpoints(cfg.checkpoints, cfg.evaluations)
+    previous = None
+    saved = Path(args.output) / "tuned.json"
+    if args.reuse_baselines and saved.is_file():
+        import json
+
+        previous = json.loads(saved.read_text())
     accelerator = _accelerator(args.processes)
-    results = TunedBenchmark(cfg).run(accelerator)
+    results = TunedBenchmark(cfg).run(accelerator, previous=previous)
     if accelerator is None or accelerator.is_main_process:
         paths = save(results, args.output)
         print(markdown(results))
@@ -191,6 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--families", nargs="+", default=None, help="baseline families, e.g. adam-cos nesterov-const")
     p.add_argument("--processes", type=int, default=1, help="CPU processes (relaunched through accelerate)")
     p.add_argument("--output", default="outputs/benchmark", help="folder for tuned.md, tuned.json and plots")
+    p.add_argument(
+        "--reuse-baselines",
+        action="store_true",
+        help="reuse the tuned baselines of OUTPUT/tuned.json when its configuration matches (only L3RS runs)",
+    )
     p.set_defaults(func=_benchmark)
 
     p = sub.add_parser("metatrain", help="meta-train L3RS with NES (same as examples/metatrain.py)")

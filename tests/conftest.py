@@ -58,3 +58,13 @@ def train_step(model: nn.Module, step: int) -> torch.Tensor:
 @pytest.fixture
 def model() -> SmallCNN:
     return small_cnn()
+
+
+@pytest.fixture(scope="session")
+def tiny_kanji(tmp_path_factory):
+    """8 rendered kanji classes × 6 samples at 16 px (HF dataset folder); needs cairosvg."""
+    pytest.importorskip("cairosvg")
+    from hf_l3rs.tasks.domains import prepare_domain
+
+    root = tmp_path_factory.mktemp("domains")
+    return prepare_domain("kanji", root=root, num_classes=8, samples_per_class=6, image_size=16, workers=1)

@@ -257,8 +257,11 @@ class TunedBenchmark:
             }
         return out
 
-    def test(self, ev: str, tuning: dict[str, Any], accelerator: Any = None) -> dict[str, Any]:
-        """Test-task runs of every family at its chosen rates and of every L3RS entry."""
+    def test(
+        self, ev: str, tuning: dict[str, Any], accelerator: Any = None, baselines: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Test-task runs of every family at its chosen rates and of every L3RS entry;
+        ``baselines`` (the families' part of an earlier ``test``) skips the families' runs."""
         cfg, horizons, nh = self.config, self.config.horizons, len(self.config.horizons)
         # (family, exponent) -> the horizons at which that rate was chosen for some metric
         wanted: dict[tuple[str, int], set[int]] = {}
@@ -266,7 +269,7 @@ class TunedBenchmark:
             for metric in METRICS:
                 for h, c in t["chosen"][metric].items():
                     wanted.setdefault((f, c["exponent"]), set()).add(int(h))
-        keys = sorted(wanted)
+        keys = sorted(wanted) if baselines is None else []
         items: list[tuple] = []
         for f, k in keys:
             spec = self.families[f].with_lr(cfg.rate(k))
@@ -277,8 +280,8 @@ class TunedBenchmark:
         table = self._runs(items, accelerator, f"{ev}: testing")
         n = cfg.test_tasks
         by_run = {key: table[j * n : (j + 1) * n] for j, key in enumerate(keys)}
-        out: dict[str, Any] = {}
-        for f, t in tuning.items():
+        out: dict[str, Any] = dict(baselines or {})
+        for f, t in tuning.items() if baselines is None else ():
             out[f] = {m: {} for m in METRICS}
             for metric in METRICS:
                 col0 = 0 if metric == "loss" else nh
@@ -298,12 +301,23 @@ class TunedBenchmark:
             }
         return out
 
-    def run(self, accelerator: Any = None) -> dict[str, Any]:
+    def run(self, accelerator: Any = None, previous: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Tune, test and analyse every evaluation. ``previous``: the results of an earlier
+        run (``tuned.json``); where its configuration matches but for the L3RS entries, its
+        baselines (tuning and test runs) are reused and only the L3RS entries run."""
         start = time.perf_counter()
         results: dict[str, Any] = {"config": dataclasses.asdict(self.config), "evaluations": {}}
+        reusable = previous is not None and _baseline_config(previous["config"]) == _baseline_config(results["config"])
         for ev in self.config.evaluations:
-            tuning = self.tune(ev, accelerator)
-            test = self.test(ev, tuning, accelerator)
+            if reusable and ev in previous["evaluations"]:
+                old = previous["evaluations"][ev]
+                tuning = old["tuning"]
+                baselines = {f: _restore_infinities(old["test"][f]) for f in tuning}
+                test = self.test(ev, tuning, accelerator, baselines=baselines)
+                results.setdefault("reused_baselines", []).append(ev)
+            else:
+                tuning = self.tune(ev, accelerator)
+                test = self.test(ev, tuning, accelerator)
             results["evaluations"][ev] = analyse(tuning, test, self.config, list(self.entries))
         results["wall_seconds"] = round(time.perf_counter() - start, 1)
         results["processes"] = accelerator.num_processes if accelerator is not None else 1
@@ -348,6 +362,22 @@ def analyse(tuning: dict[str, Any], test: dict[str, Any], config: TunedConfig, l
                     **bootstrap_speedup(h, horizons, runs, ref, hib, config.bootstrap_samples, config.seed),
                 }
     return {"tuning": tuning, "test": test, "summary": summary, "best": best, "comparisons": comparisons}
+
+
+def _baseline_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The part of a configuration that determines the baselines' results."""
+    return {k: v for k, v in config.items() if k not in ("l3rs", "bootstrap_samples")}
+
+
+def _restore_infinities(runs: dict[str, Any]) -> dict[str, Any]:
+    """Loss values saved as null (a diverged run, strict JSON) back to infinity."""
+    out = {}
+    for metric, per_h in runs.items():
+        out[metric] = {}
+        for h, cell in per_h.items():
+            fill = math.inf if metric == "loss" else 0.0
+            out[metric][h] = {**cell, "values": [fill if v is None else v for v in cell["values"]]}
+    return out
 
 
 def _loss(x: float) -> float:

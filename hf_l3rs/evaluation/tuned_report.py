@@ -147,7 +147,8 @@ def plot(results: dict[str, Any], folder: Path) -> list[Path]:
         ax.set_xscale("log")
         ax.set_xlabel("baseline steps T")
         ax.set_ylabel("speedup F over the best tuned baseline (×)")
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
         fig.suptitle(f"{TITLES.get(ev, ev)}: L3RS against tuned baselines")
         fig.tight_layout()
         p = folder / f"tuned_{ev}.png"

@@ -1,0 +1,224 @@
+"""The tuned benchmark (hf_l3rs.evaluation.tuned): grid-edge handling, validation/test
+disjointness, paired statistics and speedups on hand-computed cases, and a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import pytest
+
+from hf_l3rs.evaluation.stats import bootstrap_speedup, paired, speedup_at, steps_to_reach
+from hf_l3rs.evaluation.tuned import TunedBenchmark, TunedConfig, choose
+from hf_l3rs.optim import ConfigError
+from hf_l3rs.registry import OptimizerSpec, parse_family, parse_optimizer
+
+
+def test_registry_names_one_meaning_each() -> None:
+    assert parse_optimizer("sgd-const-1e-2") == OptimizerSpec("sgd", "const", 1e-2)
+    momentum = parse_optimizer("momentum-const-1e-2").build([__import__("torch").zeros(2, requires_grad=True)], 5)
+    assert momentum.defaults["momentum"] == 0.9 and not momentum.defaults["nesterov"]
+    plain = parse_optimizer("sgd-const-1e-2").build([__import__("torch").zeros(2, requires_grad=True)], 5)
+    assert plain.defaults["momentum"] == 0
+    assert parse_optimizer("adam-cos-head-1e-4").head_only and parse_optimizer("adam-cos-head-1e-4").per_horizon
+    assert parse_family("nesterov-cos").family == "nesterov-cos"
+    with pytest.raises(ValueError, match="expected <kind>-<schedule>"):
+        parse_optimizer("sgd-1e-2")
+
+
+def test_warmup_cosine_schedule_rises_then_decays() -> None:
+    import torch
+
+    p = torch.zeros(1, requires_grad=True)
+    opt = parse_optimizer("adam-warmcos-1.0").build([p], 20)
+    rates = []
+    for _ in range(20):
+        rates.append(opt.param_groups[0]["lr"])
+        p.grad = torch.ones(1)
+        opt.step()
+    assert rates[:2] == pytest.approx([0.5, 1.0])  # warm-up over 10 % = 2 steps
+    assert rates[2] == pytest.approx(1.0) and all(a >= b for a, b in itertools.pairwise(rates[2:]))
+    assert rates[-1] < 0.01
+
+
+@pytest.mark.parametrize(
+    ("losses", "metric", "expected"),
+    [
+        ({-8: 3.0, -7: 2.0, -6: 1.0}, "loss", (-6, "high")),
+        ({-8: 1.0, -7: 2.0, -6: 3.0}, "loss", (-8, "low")),
+        ({-8: 3.0, -7: 1.0, -6: 2.0}, "loss", (-7, None)),
+        ({-8: 3.0, -7: math.inf, -6: 2.0}, "loss", (-6, "high")),
+    ],
+)
+def test_choose_detects_grid_edges(losses, metric, expected) -> None:
+    scores = {k: {"loss": v, "accuracy": 0.5} for k, v in losses.items()}
+    assert choose(scores, metric) == expected
+
+
+def test_choose_accuracy_breaks_ties_by_loss() -> None:
+    scores = {
+        -8: {"accuracy": 0.9, "loss": 0.5},
+        -7: {"accuracy": 0.9, "loss": 0.3},
+        -6: {"accuracy": 0.8, "loss": 0.1},
+    }
+    assert choose(scores, "accuracy") == (-7, None)
+    assert choose(scores, "loss") == (-6, "high")
+
+
+def _fake_benchmark(optimum_exponent: float, max_extensions: int, seen: list) -> TunedBenchmark:
+    """A benchmark whose runs are a synthetic loss (log10 lr - optimum)^2: no tasks built."""
+    import torch
+
+    cfg = TunedConfig(
+        families=["adam-const"],
+        horizons=[5, 10],
+        val_tasks=2,
+        test_tasks=3,
+        max_extensions=max_extensions,
+        l3rs={"L3RS": None},
+    )
+    bench = TunedBenchmark(cfg, progress=False)
+
+    def runs(items, accelerator, desc):
+        seen.extend(items)
+        rows = []
+        for _ev, _split, i, what, _hs in items:
+            lr = what.lr if not isinstance(what, str) else 10**optimum_exponent
+            loss = (math.log10(lr) - optimum_exponent) ** 2 + 0.01 * i
+            rows.append([loss, loss / 2, 1 / (1 + loss), 1 / (1 + loss / 2)])
+        return torch.tensor(rows, dtype=torch.float64)
+
+    bench._runs = runs
+    return bench
+
+
+def test_tuning_extends_an_edge_until_the_optimum_is_interior() -> None:
+    seen: list = []
+    bench = _fake_benchmark(-5.0, max_extensions=4, seen=seen)
+    tuning = bench.tune("A")["adam-const"]
+    for metric in ("loss", "accuracy"):
+        for h in ("5", "10"):
+            chosen = tuning["chosen"][metric][h]
+            assert chosen["lr"] == pytest.approx(1e-5) and chosen["edge"] is None
+    assert min(tuning["rates"]) == pytest.approx(10**-5.5)  # one half-decade beyond the optimum
+    assert {item[1] for item in seen} == {"val"}  # tuning only ever sees validation tasks
+
+
+def test_tuning_reports_an_edge_it_could_not_leave() -> None:
+    bench = _fake_benchmark(-7.0, max_extensions=1, seen=[])
+    chosen = bench.tune("A")["adam-const"]["chosen"]["loss"]["10"]
+    assert chosen["edge"] == "low" and chosen["lr"] == pytest.approx(10**-4.5)
+
+
+def test_test_runs_use_test_tasks_and_the_chosen_rates() -> None:
+    seen: list = []
+    bench = _fake_benchmark(-3.0, max_extensions=2, seen=seen)
+    tuning = bench.tune("A")
+    seen.clear()
+    test = bench.test("A", tuning)
+    assert {item[1] for item in seen} == {"test"}
+    assert [item[3].lr for item in seen if not isinstance(item[3], str)] == pytest.approx([1e-3] * 3)
+    assert len(test["adam-const"]["loss"]["10"]["values"]) == 3 and len(test["L3RS"]["accuracy"]["5"]["values"]) == 3
+
+
+def test_validation_and_test_tasks_draw_disjoint_classes(tiny_kanji) -> None:
+    from hf_l3rs.tasks.images import ImageTaskFamily, ImageTaskSpec, load_image_dataset
+
+    spec = ImageTaskSpec(classes_per_task=2, train_per_class=2, eval_per_class=2, batch_size=4, k_min=1, k_max=1)
+    fam = ImageTaskFamily(load_image_dataset(str(tiny_kanji)), spec, model_name="l3rs_resnet_tiny", name="k")
+
+    def classes(split: str) -> set[int]:
+        out = set()
+        for seed in range(6):
+            task = fam.sample(seed, split)
+            out |= set(_task_classes(fam, task))
+        return out
+
+    val, test = classes("val"), classes("test")
+    assert val and test and val.isdisjoint(test)
+    assert val <= set(fam.class_splits.classes["meta_train"]) and test <= set(fam.class_splits.classes["meta_test"])
+
+
+def _task_classes(fam, task) -> list[int]:
+    """Original class ids of a task's evaluation images (found by pixel identity)."""
+    import torch
+
+    out = []
+    for x in task.eval_x:
+        out += [c for c, members in fam.by_class.items() if any(torch.equal(fam.image(i), x) for i in members)]
+    return out
+
+
+def test_paired_difference_on_a_hand_computed_case() -> None:
+    out = paired([0.8, 0.6, 0.9], [0.7, 0.7, 0.7], higher_is_better=True)
+    # diffs 0.1, -0.1, 0.2: mean 1/15, sample sd sqrt(0.07/3), se = sd / sqrt(3)
+    assert out["mean"] == pytest.approx(1 / 15)
+    assert out["se"] == pytest.approx(math.sqrt(0.07 / 3) / math.sqrt(3))
+    assert out["wins"] == 2 and out["n"] == 3 and out["significant"] == 0
+    loss = paired([1.0, 1.1, 0.9, 1.0], [2.0, 2.0, 2.0, 2.1], higher_is_better=False)
+    assert loss["mean"] == pytest.approx(-1.025) and loss["wins"] == 4 and loss["significant"] == 1
+    assert paired([1.0, math.inf], [1.0, 1.0], higher_is_better=False)["mean"] is None
+
+
+def test_steps_to_target_and_speedup_by_hand() -> None:
+    assert steps_to_reach(0.5, [10, 100], [0.2, 0.8]) == pytest.approx(10**1.5)
+    assert steps_to_reach(1.0, [10, 100], [2.0, 0.5], higher_is_better=False) == pytest.approx(10 ** (1 + 2 / 3))
+    assert speedup_at(100, [10, 100], [0.2, 0.8], 0.5, True) == (pytest.approx(100 / 10**1.5), False)
+    assert speedup_at(100, [10, 100], [0.6, 0.8], 0.5, True) == (10.0, True)  # only a lower bound
+    assert speedup_at(100, [10, 100], [0.2, 0.4], 0.5, True) == (None, False)
+    runs = {10: [0.2, 0.2, 0.2], 100: [0.8, 0.8, 0.8]}
+    out = bootstrap_speedup(100, [10, 100], runs, [0.5, 0.5, 0.5], True, samples=50)
+    assert out["speedup"] == pytest.approx(100 / 10**1.5) and out["low"] == out["high"] == pytest.approx(out["speedup"])
+
+
+def test_bad_benchmark_configs_name_the_field() -> None:
+    with pytest.raises(ConfigError, match="families"):
+        TunedConfig(families=["adagrad-const"])
+    with pytest.raises(ConfigError, match="horizons"):
+        TunedConfig(horizons=[10])
+    with pytest.raises(ConfigError, match="grids"):
+        TunedConfig(grids={"adam": [-2, -4]})
+    with pytest.raises(ConfigError, match="test_tasks"):
+        TunedConfig(test_tasks=1)
+
+
+def test_tiny_end_to_end_run_writes_strict_json_and_tables(tmp_path, tiny_kanji) -> None:
+    from hf_l3rs.evaluation.tuned_report import markdown, save
+
+    src = str(tiny_kanji)
+    spec = {"classes_per_task": 2, "train_per_class": 2, "eval_per_class": 2, "batch_size": 4, "image_size": 16}
+    cfg = TunedConfig(
+        domains={"D1": src, "D2": src},
+        task_specs={src: spec},
+        evaluations=["E"],
+        horizons=[1, 2],
+        families=["adam-cos", "sgd-const", "adam-const-head"],
+        grids={"adam": [-2, -1], "sgd": [-2, -1]},
+        max_extensions=1,
+        val_tasks=1,
+        test_tasks=2,
+        l3rs={"L3RS (untrained)": None},
+        bootstrap_samples=20,
+    )
+    results = TunedBenchmark(cfg, progress=False).run()
+    data = results["evaluations"]["E"]
+    for metric in ("loss", "accuracy"):
+        for h in ("1", "2"):
+            best = data["best"][metric][h]
+            means = [data["summary"][f][metric][h]["mean"] for f in cfg.families]
+            assert best["mean"] == (max(means) if metric == "accuracy" else min(means))
+            assert data["comparisons"]["L3RS (untrained)"][metric][h]["paired"]["n"] == 2
+    paths = save(results, tmp_path)
+
+    def refuse(name):
+        raise ValueError(name)
+
+    assert json.loads(paths["json"].read_text(), parse_constant=refuse)["evaluations"]["E"]["best"]
+    assert "best tuned baseline" in markdown(results) and (tmp_path / "tuned_E.png").stat().st_size > 0
+    again = TunedBenchmark(cfg, progress=False).run(previous=json.loads(paths["json"].read_text()))
+    assert again["reused_baselines"] == ["E"]
+    for metric in ("loss", "accuracy"):
+        for h in ("1", "2"):
+            old, new = data["best"][metric][h], again["evaluations"]["E"]["best"][metric][h]
+            assert (new["family"], new["lr"], new["mean"]) == (old["family"], old["lr"], old["mean"])
