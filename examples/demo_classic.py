@@ -13,6 +13,7 @@ families (two-moons MLP, linear regression, logistic regression, Rosenbrock):
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -24,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def metatrain(config: Path, out: Path, processes: int, resume: bool) -> None:
     from hf_l3rs.launch import launch_command
 
-    if processes > 1 and shutil.which("accelerate") is None:
+    if processes > 1 and importlib.util.find_spec("accelerate") is None:
         processes = 1
     args = ["--config", str(config), "--output", str(out)] + (["--resume"] if resume else [])
     cmd, env = launch_command(str(ROOT / "examples" / "metatrain.py"), processes, args)

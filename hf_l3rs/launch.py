@@ -6,8 +6,8 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
-import shutil
 import socket
 import sys
 
@@ -28,13 +28,14 @@ def launch_command(
     so a mis-launch fails instead of running N copies; scripts that check the world size
     themselves pass ``checked=False``."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
-    accelerate = shutil.which("accelerate")
     if processes > 1:
-        if accelerate is None:
-            raise RuntimeError("the `accelerate` command is not on PATH; install accelerate")
+        if importlib.util.find_spec("accelerate") is None:
+            raise RuntimeError("N processes need accelerate: pip install accelerate")
+        # The launcher of this interpreter (a venv's, even when its bin/ is not on PATH).
         cmd = [
-            accelerate,
-            "launch",
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
             "--multi_gpu",
             "--num_processes",
             str(processes),

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import subprocess
 import textwrap
 from pathlib import Path
 
-import pytest
 import torch
 
 from hf_l3rs.parallel import balanced_assignment, shard_map
@@ -74,8 +72,6 @@ def test_two_processes_claim_work_dynamically(tmp_path: Path) -> None:
     and every process ends with the same complete table (NaN and inf included)."""
     from hf_l3rs.launch import launch_command
 
-    if shutil.which("accelerate") is None:
-        pytest.skip("accelerate CLI not on PATH")
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     cmd, env = launch_command(str(script), 2, [], checked=False)

@@ -64,6 +64,7 @@ CASES = {
     "ema_none": {"ema_betas": ()},
     "l2_norm": {"norm": "l2"},
     "loss_log1p": {"loss_feature": "log1p"},
+    "rate_cosine": {"rate_schedule": "cosine"},
 }
 
 
@@ -73,7 +74,9 @@ def test_foreach_matches_reference(case: str) -> None:
     _assert_close(_fast(config, "foreach"), _reference(config))
 
 
-@pytest.mark.parametrize("case", ["default", "sgd+adam+wd", "global", "per_layer_mlp", "l2_norm", "loss_log1p"])
+@pytest.mark.parametrize(
+    "case", ["default", "sgd+adam+wd", "global", "per_layer_mlp", "l2_norm", "loss_log1p", "rate_cosine"]
+)
 def test_fused_matches_reference(case: str) -> None:
     if load_fused() is None:
         pytest.skip("no C++ toolchain: fused kernels unavailable")
@@ -81,9 +84,11 @@ def test_fused_matches_reference(case: str) -> None:
     _assert_close(_fast(config, "fused"), _reference(config))
 
 
-def test_one_hot_adam_constant_rate_is_normalised_adam() -> None:
-    """Mixing forced one-hot on adam, rate forced to η₀: L3RS is normalised Adam."""
-    config = L3RSConfig(base_lr=3e-3)
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_one_hot_adam_is_normalised_adam_on_its_schedule(schedule: str) -> None:
+    """Mixing forced one-hot on adam, rate logit forced to 0: L3RS is normalised Adam at η₀,
+    constant or on the cosine 0.5·(1 + cos(π·(t−1)/T)) of a cosine-scheduled baseline."""
+    config = L3RSConfig(base_lr=3e-3, rate_schedule=schedule)
     model, twin = small_cnn(), small_cnn()
     opt = L3RS(model, config, total_steps=30)
     with torch.no_grad():
@@ -101,7 +106,8 @@ def test_one_hot_adam_constant_rate_is_normalised_adam() -> None:
                 vi.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
                 d = (mi / (1 - b1**t)) / ((vi / (1 - b2**t)).sqrt() + eps)
                 rms = d.norm() / d.numel() ** 0.5
-                p.sub_(lr * d / (rms + 1e-12))
+                factor = 0.5 * (1 + math.cos(math.pi * (t - 1) / 30)) if schedule == "cosine" else 1.0
+                p.sub_(lr * factor * d / (rms + 1e-12))
     assert float(opt.last_mix[:, 1].min()) == 1.0
     for (name, p), q in zip(model.named_parameters(), twin.parameters()):
         rel = float((p - q).detach().norm() / q.detach().norm())

@@ -12,9 +12,10 @@ from typing import Any
 VARIANTS = ("shared", "global", "per_layer_mlp")
 NORMS = ("rms", "l2")
 LOSS_FEATURES = ("raw", "log1p")
+RATE_SCHEDULES = ("constant", "cosine")
 #: Fields added after the first release, with the value that reproduces older checkpoints
 #: (a saved config without them loads with these, any other missing field is an error).
-ADDED_FIELDS = {"loss_feature": "raw"}
+ADDED_FIELDS = {"loss_feature": "raw", "rate_schedule": "constant"}
 ROLES = ("conv", "linear", "norm", "bias", "embedding", "other")
 
 
@@ -63,6 +64,10 @@ class L3RSConfig:
     #: How the loss enters the EMA features: ``raw`` (SPEC) or ``log1p``, sign(l)·log(1+|l|),
     #: for losses spanning orders of magnitude between tasks (regression); docs/decisions.md.
     loss_feature: str = "raw"
+    #: A hand-designed prior the learned rate multiplies: ``constant`` (SPEC) or ``cosine``,
+    #: 0.5·(1 + cos(π·t/T)) over the announced horizon T, so that the untrained L3RS already
+    #: follows a tuned cosine schedule and meta-training only corrects it (docs/decisions.md).
+    rate_schedule: str = "constant"
 
     def __post_init__(self) -> None:
         # Lists arrive from JSON/YAML: store tuples so the config stays hashable and frozen.
@@ -89,6 +94,8 @@ class L3RSConfig:
             raise ConfigError(f"L3RSConfig.norm must be one of {NORMS}, got {self.norm!r}")
         if self.loss_feature not in LOSS_FEATURES:
             raise ConfigError(f"L3RSConfig.loss_feature must be one of {LOSS_FEATURES}, got {self.loss_feature!r}")
+        if self.rate_schedule not in RATE_SCHEDULES:
+            raise ConfigError(f"L3RSConfig.rate_schedule must be one of {RATE_SCHEDULES}, got {self.rate_schedule!r}")
         if self.variant not in VARIANTS:
             raise ConfigError(f"L3RSConfig.variant must be one of {VARIANTS}, got {self.variant!r}")
         for beta in self.ema_betas:

@@ -25,6 +25,16 @@ def time_features(config: L3RSConfig, step: int, total_steps: int) -> Tensor:
     return torch.cat([rel, absolute]).to(torch.float32)
 
 
+def rate_schedule_factor(config: L3RSConfig, step: int, total_steps: int | None) -> float:
+    """The prior multiplying the learned rate at the ``step``-th update (1-based) of a run of
+    ``total_steps``: 1 for ``constant``; for ``cosine`` the same 0.5·(1 + cos(π·(step−1)/T))
+    as a cosine-scheduled baseline (1 at the first update, 0 from step T + 1 on)."""
+    if config.rate_schedule == "constant" or not total_steps:
+        return 1.0
+    progress = min(step - 1, total_steps) / total_steps
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def loss_statistic(config: L3RSConfig, loss: float) -> float:
     """The loss as it enters the EMA features (``config.loss_feature``)."""
     if config.loss_feature == "log1p":

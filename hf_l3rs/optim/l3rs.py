@@ -20,7 +20,7 @@ from hf_l3rs.optim.components import (
 )
 from hf_l3rs.optim.config import L3RSConfig
 from hf_l3rs.optim.directions import get_direction
-from hf_l3rs.optim.features import EMAFeatures, assemble, loss_statistic, time_features
+from hf_l3rs.optim.features import EMAFeatures, assemble, loss_statistic, rate_schedule_factor, time_features
 from hf_l3rs.optim.fused import FUSED_DIRECTIONS, load_fused
 from hf_l3rs.optim.network import L3RSNet
 
@@ -379,6 +379,7 @@ class L3RS(torch.optim.Optimizer):
             self.descriptor,
         )
         rate, mix = self.net(feats, self.component_map)
+        rate = rate * rate_schedule_factor(cfg, self._step, self.total_steps)
         self.last_rate, self.last_mix = rate, mix
         if self.record_dynamics:
             self.dynamics.append(

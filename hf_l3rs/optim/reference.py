@@ -14,7 +14,7 @@ from torch import Tensor
 from hf_l3rs.optim.components import Component
 from hf_l3rs.optim.config import ROLES
 from hf_l3rs.optim.directions import get_direction
-from hf_l3rs.optim.features import loss_statistic
+from hf_l3rs.optim.features import loss_statistic, rate_schedule_factor
 from hf_l3rs.optim.network import L3RSNet
 
 
@@ -102,7 +102,7 @@ class ReferenceL3RS:
         group_of = [g for g in self.groups for _ in g["params"]]
         for j, (dirs, news, dnorms) in pending.items():
             p, group = self.params[j], group_of[j]
-            eta = group["lr"] * float(rate[j])
+            eta = group["lr"] * float(rate[j]) * rate_schedule_factor(cfg, self.t, self.total_steps)
             update = torch.zeros_like(p)
             for k, d in enumerate(dirs):
                 scale = dnorms[k] / math.sqrt(p.numel()) if cfg.norm == "rms" else dnorms[k]
