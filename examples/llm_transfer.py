@@ -4,7 +4,7 @@ AdamW over a learning-rate grid. Writes outputs/llm_transfer/{results.json,table
 
     python examples/llm_transfer.py [--steps 60] [--l3rs l3rs-kanji-tiny]
 
-L3RS's base rate is set to the best AdamW rate of the grid (SPEC §1: η₀ is the domain's tuned
+L3RS's base rate is set to the best AdamW rate of the grid (docs/design.md §1: η₀ is the domain's tuned
 Adam rate); everything else comes from the meta-weights, which never saw text.
 """
 

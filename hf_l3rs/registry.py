@@ -184,7 +184,7 @@ def lr_grid(low_exp: float = -4.0, high_exp: float = 0.0, per_decade: int = 2) -
     return [10 ** (low_exp + i / per_decade) for i in range(n + 1)]
 
 
-#: The paper's fixed comparison (SPEC §3): Adam const/cosine at 1e-3…1e-5, on everything and
+#: The paper's fixed comparison (docs/design.md §4.1): Adam const/cosine at 1e-3…1e-5, on everything and
 #: on the head only, plus SGD with momentum 0.9 at 1e-2.
 PAPER_BASELINES = [
     f"adam-{s}{h}-{lr}" for s in ("const", "cos") for h in ("", "-head") for lr in ("1e-3", "1e-4", "1e-5")

@@ -1,4 +1,4 @@
-"""The fast L3RS step (fused and foreach) agrees with the loop reference (SPEC §1)."""
+"""The fast L3RS step (fused and foreach) agrees with the loop reference (docs/design.md §1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The paper's evaluation protocol (SPEC §3, paper Fig. 3).
+"""The paper's evaluation protocol (docs/design.md §4.1, paper Fig. 3).
 
 A: init D1, tasks D1 · B: init D1, tasks D2 · C: init D2, tasks D1 · D: init D2, tasks D2 ·
 E: random init, tasks D1 · F: steps L3RS needs to reach each baseline's accuracy at that

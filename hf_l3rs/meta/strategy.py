@@ -1,4 +1,4 @@
-"""Natural Evolution Strategies with antithetic sampling and Adam on θ (SPEC §2).
+"""Natural Evolution Strategies with antithetic sampling and Adam on θ (docs/design.md §2).
 
 Evosax-style: a strategy is a pure object with explicit, saveable state and two verbs.
 ``ask`` makes the population from the state; ``tell`` turns fitnesses into the next state.

@@ -50,7 +50,7 @@ def _module_roles(model: nn.Module) -> dict[int, str]:
 
 
 def infer_role(name: str, p: Tensor, module_roles: dict[int, str] | None = None) -> str:
-    """Role one-hot category of SPEC §1 (conv / linear / norm / bias / embedding / other)."""
+    """Role one-hot category of docs/design.md §1 (conv / linear / norm / bias / embedding / other)."""
     if module_roles and id(p) in module_roles:
         return module_roles[id(p)]
     lname = name.lower()

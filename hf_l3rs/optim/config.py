@@ -1,4 +1,4 @@
-"""``L3RSConfig``: every choice of SPEC §1 that a checkpoint must remember."""
+"""``L3RSConfig``: every choice of docs/design.md §1 that a checkpoint must remember."""
 
 from __future__ import annotations
 
@@ -61,10 +61,10 @@ class L3RSConfig:
     feature_eps: float = 1e-12
     num_components: int | None = None
     hyper_init: dict[str, float] = field(default_factory=dict)
-    #: How the loss enters the EMA features: ``raw`` (SPEC) or ``log1p``, sign(l)·log(1+|l|),
+    #: How the loss enters the EMA features: ``raw`` (the paper's) or ``log1p``, sign(l)·log(1+|l|),
     #: for losses spanning orders of magnitude between tasks (regression); docs/decisions.md.
     loss_feature: str = "raw"
-    #: A hand-designed prior the learned rate multiplies: ``constant`` (SPEC) or ``cosine``,
+    #: A hand-designed prior the learned rate multiplies: ``constant`` (the paper's) or ``cosine``,
     #: 0.5·(1 + cos(π·t/T)) over the announced horizon T, so that the untrained L3RS already
     #: follows a tuned cosine schedule and meta-training only corrects it (docs/decisions.md).
     rate_schedule: str = "constant"

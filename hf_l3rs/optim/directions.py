@@ -1,4 +1,4 @@
-"""Base directions (SPEC §1): the update directions L3RS mixes, as a registry by name.
+"""Base directions (docs/design.md §1): the update directions L3RS mixes, as a registry by name.
 
 Each direction keeps its own per-parameter state and declares its meta-learned
 hyper-parameters. It is written twice: ``reference`` (one tensor, reads like the paper)

@@ -1,4 +1,4 @@
-"""Per-component feature rows (SPEC §1 "Per-component features"), all components at once.
+"""Per-component feature rows (docs/design.md §1 "Per-component features"), all components at once.
 
 Column order: EMA features (statistic-major: log‖p‖, log‖g‖, loss; one column per β),
 relative time, absolute time, log‖d_k‖ per base direction, descriptor. The learned layer

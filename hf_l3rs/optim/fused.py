@@ -1,7 +1,7 @@
 """Just-in-time build of the fused CPU kernels (``csrc/fused_l3rs.cpp``).
 
 The foreach path of L3RS makes ~10 memory passes per step; the fused kernels make two
-(SPEC §1, "State and cost"). The build needs a C++ compiler and ``ninja``; it runs once
+(docs/design.md §1, "State and cost"). The build needs a C++ compiler and ``ninja``; it runs once
 per machine (cached by torch under ``TORCH_EXTENSIONS_DIR``). Any failure falls back to
 the foreach path with one warning, never an error.
 """

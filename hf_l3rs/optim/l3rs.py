@@ -1,4 +1,4 @@
-"""The L3RS optimizer (SPEC §1): per-component learned rate and mixing of base directions."""
+"""The L3RS optimizer (docs/design.md §1): per-component learned rate and mixing of base directions."""
 
 from __future__ import annotations
 

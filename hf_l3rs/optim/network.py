@@ -1,4 +1,4 @@
-"""``L3RSNet``: the meta-network (SPEC §1 "Network") and every meta-learned number.
+"""``L3RSNet``: the meta-network (docs/design.md §1 "Network") and every meta-learned number.
 
 Everything evolution perturbs lives here as parameters (MLP, layer embeddings, the base
 directions' unconstrained hyper-parameters), so ``get_flat``/``set_flat`` is the whole θ.

@@ -1,6 +1,6 @@
 """A readable, loop-per-component L3RS step, for parity tests against :class:`L3RS`.
 
-It follows SPEC §1 line by line and shares only the meta-network (``L3RSNet``) and the
+It follows docs/design.md §1 line by line and shares only the meta-network (``L3RSNet``) and the
 directions' ``reference`` formulas with the fast optimizer. Slow on purpose.
 """
 

@@ -1,4 +1,4 @@
-"""Image-classification fine-tuning tasks (SPEC §3) from any HF image dataset.
+"""Image-classification fine-tuning tasks (docs/design.md §3) from any HF image dataset.
 
 The same code reads ``ILSVRC/imagenet-1k`` from the Hub, a Places365 copy, a folder written
 by ``Dataset.save_to_disk``, or a folder in the Hub's parquet layout. Classes are split by a
