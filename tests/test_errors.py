@@ -175,3 +175,22 @@ def test_invalid_constructor_arguments(model) -> None:
         L3RS(model, total_steps=3, implementation="cuda")
     with pytest.raises(ValueError, match="no parameter"):
         L3RS([torch.zeros(3)], total_steps=3)
+
+
+def test_same_count_other_roles_is_mapped_by_role(model, caplog) -> None:
+    """A 7-tensor MLP is not the 7-tensor CNN the embeddings were trained on: every linear
+    weight borrows the only trained linear (head.weight, #5), every bias the trained bias of
+    nearest depth (#2 at 0.33, #4 at 0.67, #6 at 1.0; ties go to the first), and the mapping
+    is logged."""
+    net = L3RS(model, total_steps=3).net
+    mlp = torch.nn.Sequential(
+        torch.nn.Linear(4, 4), torch.nn.Linear(4, 4), torch.nn.Linear(4, 4), torch.nn.Linear(4, 2, bias=False)
+    )
+    # components: 0 w (0.00), 1 b (0.17), 2 w (0.33), 3 b (0.50), 4 w (0.67), 5 b (0.83), 6 w (1.00)
+    with caplog.at_level("WARNING"):
+        opt = L3RS(mlp, net, total_steps=3)
+    assert opt.component_map.tolist() == [5, 2, 5, 2, 5, 4, 5]  # 0.50 and 0.83 are ties
+    assert "not the architecture" in caplog.text
+    with pytest.raises(EmbeddingMismatchError, match="with other roles"):
+        L3RS(mlp, net, total_steps=3, map_embeddings=False)
+    assert L3RS(small_cnn(), net, total_steps=3).component_map.tolist() == list(range(7))

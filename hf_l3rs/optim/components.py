@@ -166,9 +166,9 @@ def log_mapping(components: list[Component], mapping: Tensor, trained: int) -> N
     lines = [f"  {c.name} ({c.role}, depth {c.depth:.2f}) <- trained #{int(m)}" for c, m in zip(components, mapping)]
     shown = lines if len(lines) <= 12 else [*lines[:6], f"  ... {len(lines) - 12} more ...", *lines[-6:]]
     logger.warning(
-        "L3RS: this model has %d components, the checkpoint was meta-trained on %d; "
-        "each component uses the embedding of the trained component of the same role with "
-        "the nearest relative depth:\n%s",
+        "L3RS: this model's %d components are not the architecture the checkpoint was meta-trained "
+        "on (%d components); each component uses the embedding of the trained component of the "
+        "same role with the nearest relative depth:\n%s",
         len(components),
         trained,
         "\n".join(shown),

@@ -111,13 +111,17 @@ class L3RS(torch.optim.Optimizer):
         self.device = self._params[0].device
         self.net = net.to(self.device)
         trained = self.config.num_components
-        if trained == num:
+        # Identity only for the architecture the embeddings were trained on: same count AND the
+        # same role at every position (a 41-tensor BERT is not the 41-tensor ResNet).
+        same_architecture = trained == num and torch.equal(roles.cpu(), net.trained_roles.cpu())
+        if same_architecture:
             mapping = torch.arange(num)
         elif not map_embeddings:
+            other = ", with other roles," if trained == num else ""
             raise EmbeddingMismatchError(
-                f"L3RS: this model has {num} components but the meta-weights were trained on "
-                f"{trained}; pass map_embeddings=True to map each component to the trained one "
-                "of the same role and nearest depth, or use meta-weights trained on this model."
+                f"L3RS: this model has {num} components{other} but the meta-weights were trained on "
+                f"{trained}; pass map_embeddings=True to map each component to the trained one of the "
+                "same role and nearest depth, or use meta-weights trained on this model."
             )
         else:
             mapping = map_components(roles, depths, net.trained_roles.cpu(), net.trained_depths.cpu())
