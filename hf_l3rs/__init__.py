@@ -1,21 +1,40 @@
-"""hf_l3rs: the learned optimizer L3RS for the Hugging Face ecosystem."""
+"""hf_l3rs: the learned optimizer L3RS for the Hugging Face ecosystem.
+
+The public names are imported on first use (PEP 562), so ``import hf_l3rs`` and the
+``hf-l3rs`` command line stay light: torch, YAML and the meta-trainer load only when a name
+that needs them is touched.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from hf_l3rs.hub import CheckpointError, bundled_weights, load_net, push_to_hub, save_net
-from hf_l3rs.meta import NES, MetaTrainConfig, NESParams, NESState, centered_rank
-from hf_l3rs.optim import (
-    DIRECTIONS,
-    L3RS,
-    BaseDirection,
-    ConfigError,
-    EmbeddingMismatchError,
-    Hyper,
-    L3RSConfig,
-    L3RSNet,
-    MissingLossError,
-    register_direction,
-)
+#: public name -> module that defines it
+_EXPORTS = {
+    "CheckpointError": "hf_l3rs.hub",
+    "bundled_weights": "hf_l3rs.hub",
+    "load_net": "hf_l3rs.hub",
+    "push_to_hub": "hf_l3rs.hub",
+    "save_net": "hf_l3rs.hub",
+    "NES": "hf_l3rs.meta.strategy",
+    "NESParams": "hf_l3rs.meta.strategy",
+    "NESState": "hf_l3rs.meta.strategy",
+    "MetaTrainConfig": "hf_l3rs.meta.config",
+    "centered_rank": "hf_l3rs.meta.shaping",
+    "DIRECTIONS": "hf_l3rs.optim",
+    "L3RS": "hf_l3rs.optim",
+    "BaseDirection": "hf_l3rs.optim",
+    "ConfigError": "hf_l3rs.optim",
+    "EmbeddingMismatchError": "hf_l3rs.optim",
+    "Hyper": "hf_l3rs.optim",
+    "L3RSConfig": "hf_l3rs.optim",
+    "L3RSNet": "hf_l3rs.optim",
+    "MissingLossError": "hf_l3rs.optim",
+    "register_direction": "hf_l3rs.optim",
+}
 
 __all__ = [
     "DIRECTIONS",
@@ -40,3 +59,35 @@ __all__ = [
     "register_direction",
     "save_net",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hf_l3rs' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:  # static analysers and IDEs see the real names
+    from hf_l3rs.hub import CheckpointError, bundled_weights, load_net, push_to_hub, save_net
+    from hf_l3rs.meta.config import MetaTrainConfig
+    from hf_l3rs.meta.shaping import centered_rank
+    from hf_l3rs.meta.strategy import NES, NESParams, NESState
+    from hf_l3rs.optim import (
+        DIRECTIONS,
+        L3RS,
+        BaseDirection,
+        ConfigError,
+        EmbeddingMismatchError,
+        Hyper,
+        L3RSConfig,
+        L3RSNet,
+        MissingLossError,
+        register_direction,
+    )

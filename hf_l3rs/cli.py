@@ -151,7 +151,10 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from hf_l3rs import __version__
+
     ap = argparse.ArgumentParser(prog="hf-l3rs", description=__doc__)
+    ap.add_argument("--version", action="version", version=f"hf-l3rs {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("prepare-data", help="render the embedded domains into HF datasets (cached)")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from hf_l3rs.meta.config import MetaTrainConfig
-from hf_l3rs.parallel import shutdown
+if TYPE_CHECKING:
+    from hf_l3rs.meta.config import MetaTrainConfig
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -28,7 +29,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 
 def run(args: argparse.Namespace) -> None:
+    from hf_l3rs.meta.config import MetaTrainConfig
     from hf_l3rs.meta.trainer import MetaTrainer
+    from hf_l3rs.parallel import shutdown
 
     overrides = {"generations": args.generations, "threads": args.threads, "expect_processes": args.expect_processes}
     if args.no_trackers:
@@ -51,6 +54,8 @@ def run(args: argparse.Namespace) -> None:
 
 def dry_run_config(config: MetaTrainConfig) -> MetaTrainConfig:
     """The same run, shrunk to one generation that any machine finishes in minutes."""
+    from hf_l3rs.meta.config import MetaTrainConfig
+
     data = config.to_dict()
     data.update(
         generations=1,

@@ -1,0 +1,35 @@
+"""The package surface: light import, every public name resolves, CLI version."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import hf_l3rs
+
+
+def test_import_is_light() -> None:
+    """`import hf_l3rs` (and the CLI parser) load neither torch, YAML nor the meta-trainer."""
+    code = (
+        "import sys, hf_l3rs, hf_l3rs.cli; hf_l3rs.cli.build_parser(); "
+        "print(sorted(m for m in ('torch', 'yaml', 'hf_l3rs.meta.trainer', 'hf_l3rs.tasks') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_every_public_name_resolves() -> None:
+    assert set(hf_l3rs.__all__) == set(hf_l3rs._EXPORTS) | {"__version__"}
+    for name in hf_l3rs.__all__:
+        assert getattr(hf_l3rs, name) is not None
+    from hf_l3rs import L3RS
+    from hf_l3rs.optim import L3RS as direct
+
+    assert L3RS is direct
+
+
+def test_cli_version() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "hf_l3rs.cli", "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == f"hf-l3rs {hf_l3rs.__version__}"
