@@ -44,3 +44,14 @@ def test_compare_reports_per_task_losses_wins_and_paired_difference(tmp_path) ->
 def test_paired_difference_is_undefined_for_a_diverged_run() -> None:
     assert paired_difference([1.0, math.inf], [1.0, 2.0]) == {"paired_diff_mean": None, "paired_diff_se": None}
     assert paired_difference([1.0, 3.0], [2.0, 2.0]) == {"paired_diff_mean": 0.0, "paired_diff_se": pytest.approx(1.0)}
+
+
+def test_a_diverging_baseline_is_reported_not_a_crash(tmp_path) -> None:
+    family = LinearRegression(k_min=5, k_max=5)
+    net = L3RS(family.sample(0).init_model(), L3RSConfig(base_lr=0.1), total_steps=5).net
+    result = compare(family, {"L3RS": net}, baselines=("sgd",), tune_tasks=1, test_tasks=3, grid=[1e12])
+    row = result["rows"]["sgd (lr 1e+12)"]
+    assert row["diverged"] == 3 and row["loss_mean"] == math.inf and row["losses"] == [None] * 3
+    save(result, tmp_path)
+    saved = _strict_json((tmp_path / "classic_linear_regression.json").read_text())
+    assert saved["rows"]["sgd (lr 1e+12)"]["loss_mean"] is None and "inf" in to_markdown(result)

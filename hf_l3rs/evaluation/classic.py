@@ -3,7 +3,6 @@ grid, on held-out instances of a classic objective family."""
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from hf_l3rs import jsonio
 from hf_l3rs.optim import L3RS, L3RSNet
 from hf_l3rs.registry import OptimizerSpec, lr_grid
 from hf_l3rs.tasks import TaskFamily, run_task
@@ -32,7 +32,9 @@ class Score:
 
     @property
     def std(self) -> float:
-        return statistics.pstdev(self.losses) if len(self.losses) > 1 else 0.0
+        """Spread of the runs that did not diverge (the diverged ones are counted apart)."""
+        finite = [x for x in self.losses if math.isfinite(x)]
+        return statistics.pstdev(finite) if len(finite) > 1 else 0.0
 
 
 def score(
@@ -156,5 +158,5 @@ def save(result: dict[str, Any], folder: str | Path) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"classic_{result['family']}"
-    (folder / f"{stem}.json").write_text(json.dumps(result, indent=1))
+    jsonio.write(folder / f"{stem}.json", result)
     (folder / f"{stem}.md").write_text(to_markdown(result) + "\n")

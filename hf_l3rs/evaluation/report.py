@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
 from pathlib import Path
 from typing import Any
+
+from hf_l3rs import jsonio
 
 TITLES = {
     "A": "A: init D1, tasks D1 (in-domain)",
@@ -132,7 +133,7 @@ def plot(results: dict[str, Any], folder: Path) -> list[Path]:
 def save(results: dict[str, Any], folder: str | Path) -> dict[str, Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    jsonio.write(folder / "results.json", results)
     write_csv(results, folder / "results.csv")
     (folder / "tables.md").write_text(markdown(results) + "\n")
     plot(results, folder)

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
+from hf_l3rs import jsonio
 from hf_l3rs.evaluation.report import TITLES
-
-
-def strict(value: Any) -> Any:
-    """``value`` with every non-finite float replaced by None (JSON has no inf/NaN)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): strict(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [strict(v) for v in value]
-    return value
 
 
 def _num(x: float | None, metric: str, se: float | None = None) -> str:
@@ -162,7 +151,7 @@ def save(results: dict[str, Any], folder: str | Path) -> dict[str, Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"json": folder / "tuned.json", "markdown": folder / "tuned.md"}
-    paths["json"].write_text(json.dumps(strict(results), indent=1, allow_nan=False))
+    jsonio.write(paths["json"], results)
     paths["markdown"].write_text(markdown(results) + "\n")
     for i, p in enumerate(plot(results, folder)):
         paths[f"plot{i}"] = p

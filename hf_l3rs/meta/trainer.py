@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from hf_l3rs import jsonio
 from hf_l3rs.meta.config import MetaTrainConfig
 from hf_l3rs.meta.shaping import centered_rank
 from hf_l3rs.meta.strategy import NES, NESState
@@ -285,9 +286,7 @@ class MetaTrainer:
                 "history": self.history,
                 "config": self.config.to_dict(),
             }
-            tmp = folder / "trainer.json.tmp"
-            tmp.write_text(json.dumps(meta, indent=1, default=_json_default))
-            os.replace(tmp, folder / "trainer.json")
+            jsonio.write(folder / "trainer.json", meta)  # atomic; -inf (no fitness yet) → null
         acc.wait_for_everyone()
 
     def load_checkpoint(self) -> None:
@@ -307,7 +306,7 @@ class MetaTrainer:
         tensors = load_file(str(folder / "state.safetensors"))
         self.state = NESState(tensors["theta"], tensors["adam_m"], tensors["adam_v"], int(meta["generation"]))
         self.best_theta, self.theta0 = tensors["best_theta"], tensors["theta0"]
-        self.best_val = float(meta["best_val"])
+        self.best_val = -math.inf if meta["best_val"] is None else float(meta["best_val"])
         self.best_val_diverged = int(meta.get("best_val_diverged", 0))
         self.diverged_total = int(meta["diverged_total"])
         self.history = list(meta["history"])
@@ -324,8 +323,8 @@ class MetaTrainer:
         from hf_l3rs.meta.curves import plot_meta_curve
 
         out = self.output_dir
-        (out / "history.json").write_text(json.dumps(self.history, indent=1, default=_json_default))
-        (out / "timing.json").write_text(json.dumps({**self.timing, "processes": acc.num_processes}, indent=1))
+        jsonio.write(out / "history.json", self.history)
+        jsonio.write(out / "timing.json", {**self.timing, "processes": acc.num_processes})
         plot_meta_curve(self.history, out / "meta_training_curve.png", title=self.config.name)
         first = self.history[0]
         for tag, theta in (("final", self.state.theta), ("best", self.best_theta)):
@@ -354,12 +353,6 @@ class MetaTrainer:
             "training": training,
             "tags": [cfg.family.replace("+", "-")],
         }
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def _flat_config(cfg: MetaTrainConfig) -> dict[str, Any]:
