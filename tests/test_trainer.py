@@ -190,3 +190,48 @@ def test_timm_registry() -> None:
     loss = model(x).logsumexp(1).mean()
     loss.backward()
     opt.step(loss=loss)
+
+
+def test_logs_carry_the_learned_rate_and_mixing(tmp_path) -> None:
+    from trainer_plugins import L3RSCallback, L3RSTrainer
+
+    for trainer_cls, callbacks in ((L3RSTrainer, None), (transformers.Trainer, [L3RSCallback()])):
+        model = tiny_bert()
+        opt = L3RS(model, CONFIG, seed=1)
+        trainer = trainer_cls(
+            model=model,
+            args=args(tmp_path / trainer_cls.__name__, logging_strategy="steps", logging_steps=2),
+            train_dataset=dataset(),
+            optimizers=(opt, None),
+            callbacks=callbacks,
+        )
+        trainer.train()
+        logged = [h for h in trainer.state.log_history if "loss" in h]
+        assert len(logged) == 3
+        last = logged[-1]
+        rate = opt.last_rate
+        assert last["l3rs/rate_mean"] == pytest.approx(float(rate.mean()))
+        assert last["l3rs/rate_min"] <= last["l3rs/rate_mean"] <= last["l3rs/rate_max"]
+        assert sum(last[f"l3rs/mix_{d}"] for d in opt.direction_names) == pytest.approx(1.0)
+
+
+def test_resume_with_a_longer_horizon_is_said(tmp_path, caplog) -> None:
+    from trainer_plugins import L3RSCallback
+
+    def run(out, max_steps, resume=None):
+        model = tiny_bert()
+        opt = L3RS(model, CONFIG, seed=1)
+        trainer = transformers.Trainer(
+            model=model,
+            args=args(out, save_strategy="steps", save_steps=3, max_steps=max_steps),
+            train_dataset=dataset(),
+            optimizers=(opt, None),
+            callbacks=[L3RSCallback()],
+        )
+        trainer.train(resume_from_checkpoint=resume)
+        return opt
+
+    run(tmp_path / "a", 6)
+    with caplog.at_level("WARNING"):
+        opt = run(tmp_path / "b", 9, resume=str(tmp_path / "a" / "checkpoint-3"))
+    assert opt.total_steps == 9 and "horizon changed from 6 to" in caplog.text
