@@ -235,3 +235,41 @@ def test_resume_with_a_longer_horizon_is_said(tmp_path, caplog) -> None:
     with caplog.at_level("WARNING"):
         opt = run(tmp_path / "b", 9, resume=str(tmp_path / "a" / "checkpoint-3"))
     assert opt.total_steps == 9 and "horizon changed from 6 to" in caplog.text
+
+
+def test_timm_with_weight_decay_keeps_names_roles_and_order() -> None:
+    """timm regroups tensors into no-decay / decay groups: with model= L3RS still sees the
+    model's names, roles and order, so trained meta-weights meet every tensor at its own
+    embedding (identity mapping); each tensor keeps its group's weight decay."""
+    timm = pytest.importorskip("timm")
+    from trainer_plugins import register_timm
+
+    register_timm()
+    model = timm.create_model("resnet10t", num_classes=3)
+    direct = L3RS(model, total_steps=5)
+    opt = timm.optim.create_optimizer_v2(
+        model, "l3rs", lr=1.0, weight_decay=0.05, total_steps=5, net=direct.net, model=model
+    )
+    assert [(c.name, c.role, c.depth) for c in opt.components] == [(c.name, c.role, c.depth) for c in direct.components]
+    assert opt.component_map.tolist() == list(range(len(direct.components)))
+    decay = {opt.components[j].name: opt.param_groups[g]["weight_decay"] for j, g in enumerate(opt._group_index)}
+    assert decay["conv1.0.weight"] == 0.05 and decay["bn1.weight"] == 0.0 and decay["fc.bias"] == 0.0
+    assert len(opt.param_groups) == 2 and [id(p) for p in opt._params] == [id(p) for p in model.parameters()]
+    with pytest.raises(ValueError, match="do not belong to the model"):
+        L3RS([torch.zeros(2, requires_grad=True)], model=model, total_steps=5)
+
+
+def test_optimizer_cls_and_kwargs_with_model_gets_names(tmp_path) -> None:
+    model = tiny_bert()
+    trainer = transformers.Trainer(
+        model=model,
+        args=args(tmp_path),
+        train_dataset=dataset(),
+        optimizer_cls_and_kwargs=(L3RS, {"net": CONFIG, "model": model, "total_steps": 6}),
+    )
+    trainer.train()  # no callback: the loss hook comes from model=
+    from trainer_plugins import find_l3rs
+
+    opt = find_l3rs(trainer.optimizer)
+    assert opt._step == 6
+    assert [c.name for c in opt.components] == [n for n, p in model.named_parameters() if p.requires_grad]

@@ -1,7 +1,11 @@
 """Register L3RS in timm's optimizer registry: ``create_optimizer_v2(model, "l3rs", ...)``.
 
 timm takes the part of the name after the last ``_``, so the name has no underscore. Extra
-keyword arguments reach L3RS (``total_steps``, ``net`` or ``pretrained`` for meta-weights)."""
+keyword arguments reach L3RS (``total_steps``, ``net`` or ``pretrained`` for meta-weights).
+timm regroups the model's tensors (decay / no-decay) and drops their names: pass
+``model=model`` too, so L3RS sees each tensor under its name, role and place in the model
+(without it the tensors are ``param_0 …`` in timm's order, and meta-weights trained on this
+architecture would meet its tensors in the wrong order)."""
 
 from __future__ import annotations
 

@@ -62,6 +62,11 @@ class L3RS(torch.optim.Optimizer):
         map_embeddings: allow a model whose components differ from the checkpoint's to
             borrow embeddings by role and depth (logged once). ``False`` makes it an error.
         seed: initialisation seed of a fresh network.
+        loss_from: module whose ``output.loss`` each step's loss is read from (default: the
+            model, when one is known).
+        model: the module the parameters belong to, when ``params`` are bare tensors or
+            groups of them (timm's ``create_optimizer_v2``, Trainer's
+            ``optimizer_cls_and_kwargs``): components then take its names, roles and order.
 
     Call ``step(loss=loss)`` (or ``observe_loss(loss)`` then ``step()``) every step.
     """
@@ -78,6 +83,7 @@ class L3RS(torch.optim.Optimizer):
         map_embeddings: bool = True,
         seed: int = 0,
         loss_from: nn.Module | None = None,
+        model: nn.Module | None = None,
     ) -> None:
         if not (isinstance(lr, (int, float)) and lr >= 0):
             raise ValueError(f"L3RS: lr must be a number >= 0, got {lr!r}")
@@ -85,14 +91,21 @@ class L3RS(torch.optim.Optimizer):
             raise ValueError(f"L3RS: weight_decay must be >= 0, got {weight_decay!r}")
         if implementation not in IMPLEMENTATIONS:
             raise ValueError(f"L3RS: implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
-        groups, names, model = normalize_params(params)
+        groups, names, module = normalize_params(params)
+        model = model if model is not None else module
         self._hook = None
         super().__init__(groups, {"lr": float(lr), "weight_decay": float(weight_decay)})
         self._frozen_groups = True
-        self._params: list[Tensor] = [p for g in self.param_groups for p in g["params"]]
-        self._group_index: list[int] = [gi for gi, g in enumerate(self.param_groups) for _ in g["params"]]
-        named = [(n, p) for ns, g in zip(names, self.param_groups) for n, p in zip(ns, g["params"])]
-        self.components = describe(named, model)
+        # (group, name, tensor) per component; with a model, in the model's order and names
+        # (timm and Trainer hand over regrouped bare tensors: decay / no-decay)
+        entries = [
+            (gi, n, p) for gi, (ns, g) in enumerate(zip(names, self.param_groups)) for n, p in zip(ns, g["params"])
+        ]
+        if model is not None:
+            entries = _in_model_order(entries, model)
+        self._params: list[Tensor] = [p for _, _, p in entries]
+        self._group_index: list[int] = [gi for gi, _, _ in entries]
+        self.components = describe([(n, p) for _, n, p in entries], model)
         num = len(self.components)
         roles = role_indices(self.components)
         depths = torch.tensor([c.depth for c in self.components], dtype=torch.float32)
@@ -552,6 +565,18 @@ class L3RS(torch.optim.Optimizer):
         from hf_l3rs.hub import save_net
 
         save_net(self.net, save_directory, components=self.components, **card_info)
+
+
+def _in_model_order(entries: list[tuple[int, str, Tensor]], model: nn.Module) -> list[tuple[int, str, Tensor]]:
+    """Components sorted into ``model.named_parameters()`` order under the model's names;
+    a tensor that is not the model's is an error (its role and depth would be guesses)."""
+    where = {id(p): (i, name) for i, (name, p) in enumerate(model.named_parameters())}
+    missing = [n for _, n, p in entries if id(p) not in where]
+    if missing:
+        raise ValueError(
+            f"L3RS: {len(missing)} parameter(s) ({', '.join(missing[:3])}) do not belong to the model given as model="
+        )
+    return sorted(((gi, where[id(p)][1], p) for gi, _, p in entries), key=lambda e: where[id(e[2])][0])
 
 
 def _total_steps_from_scheduler(optimizer: torch.optim.Optimizer) -> int | None:
