@@ -40,7 +40,9 @@ def render_card(net: L3RSNet, info: dict[str, Any]) -> str:
         "num_meta": f"{net.num_meta_parameters:,}",
         "num_components": str(cfg.num_components),
         "base_lr": f"{cfg.base_lr:g}",
-        "hyper": json.dumps({d: {k: round(v, 6) for k, v in h.items()} for d, h in net.hyper_values().items()}),
+        # 6 significant digits, not 6 decimals: ε ≈ 1e-8 must not print as 0.0
+        "hyper": json.dumps({d: {k: float(f"{v:.6g}") for k, v in h.items()} for d, h in net.hyper_values().items()}),
+        "rate_schedule": cfg.rate_schedule,
         "training": info.get("training", "Not recorded (untrained or trained outside `hf-l3rs metatrain`)."),
         "evaluation": info.get("evaluation", "No evaluation recorded."),
     }
