@@ -47,7 +47,7 @@ def main() -> None:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
 
     from hf_l3rs import L3RS
-    from trainer_plugins import L3RSTrainer
+    from hf_l3rs.trainer_plugins import L3RSTrainer
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--steps", type=int, default=60)

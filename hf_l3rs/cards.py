@@ -27,7 +27,7 @@ def _metadata(info: dict[str, Any]) -> str:
 def render_card(net: L3RSNet, info: dict[str, Any]) -> str:
     """Fill ``hub_cards/l3rs_card.md``. ``info`` keys: title, repo_id, training (Markdown),
     evaluation (Markdown), datasets, tags, license, model_index (HF model-index list)."""
-    from hub_cards import template
+    from hf_l3rs.hub_cards import template
 
     cfg = net.config
     values = {

@@ -33,3 +33,12 @@ def test_cli_version() -> None:
         [sys.executable, "-m", "hf_l3rs.cli", "--version"], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == f"hf-l3rs {hf_l3rs.__version__}"
+
+
+def test_plugins_and_card_templates_install_under_the_package() -> None:
+    """trainer_plugins/ and hub_cards/ are repository folders installed as hf_l3rs.*."""
+    from hf_l3rs.hub_cards import template
+    from hf_l3rs.trainer_plugins import L3RSCallback, L3RSTrainer, register_timm
+
+    assert callable(register_timm) and L3RSCallback and L3RSTrainer
+    assert "$metadata" in template()

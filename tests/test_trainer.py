@@ -87,7 +87,7 @@ def plain_loop(steps: int = 6, accumulation: int = 1):
 
 @pytest.mark.parametrize("accumulation", [1, 2])
 def test_trainer_matches_plain_loop(tmp_path, accumulation) -> None:
-    from trainer_plugins import L3RSCallback
+    from hf_l3rs.trainer_plugins import L3RSCallback
 
     model = tiny_bert()
     opt = L3RS(model, CONFIG, seed=1)  # no total_steps, no loss glue: the callback and the hook
@@ -126,7 +126,7 @@ def test_plain_trainer_as_written(tmp_path, caplog) -> None:
 
 
 def test_trainer_resume_from_checkpoint_is_exact(tmp_path) -> None:
-    from trainer_plugins import L3RSCallback
+    from hf_l3rs.trainer_plugins import L3RSCallback
 
     def run(out, resume=None):
         model = tiny_bert()
@@ -148,7 +148,7 @@ def test_trainer_resume_from_checkpoint_is_exact(tmp_path) -> None:
 
 
 def test_l3rs_trainer_keeps_learned_schedule(tmp_path) -> None:
-    from trainer_plugins import L3RSTrainer
+    from hf_l3rs.trainer_plugins import L3RSTrainer
 
     model = tiny_bert()
     opt = L3RS(model, CONFIG, seed=1)
@@ -161,7 +161,7 @@ def test_l3rs_trainer_keeps_learned_schedule(tmp_path) -> None:
 
 
 def test_optimizer_cls_and_kwargs(tmp_path) -> None:
-    from trainer_plugins import L3RSCallback
+    from hf_l3rs.trainer_plugins import L3RSCallback
 
     model = tiny_bert()
     trainer = transformers.Trainer(
@@ -172,7 +172,7 @@ def test_optimizer_cls_and_kwargs(tmp_path) -> None:
         callbacks=[L3RSCallback()],
     )
     trainer.train()
-    from trainer_plugins import find_l3rs
+    from hf_l3rs.trainer_plugins import find_l3rs
 
     opt = find_l3rs(trainer.optimizer)
     assert opt is not None and opt._step == 6
@@ -180,7 +180,7 @@ def test_optimizer_cls_and_kwargs(tmp_path) -> None:
 
 def test_timm_registry() -> None:
     timm = pytest.importorskip("timm")
-    from trainer_plugins import register_timm
+    from hf_l3rs.trainer_plugins import register_timm
 
     register_timm()
     model = timm.create_model("resnet10t", num_classes=3)
@@ -193,7 +193,7 @@ def test_timm_registry() -> None:
 
 
 def test_logs_carry_the_learned_rate_and_mixing(tmp_path) -> None:
-    from trainer_plugins import L3RSCallback, L3RSTrainer
+    from hf_l3rs.trainer_plugins import L3RSCallback, L3RSTrainer
 
     for trainer_cls, callbacks in ((L3RSTrainer, None), (transformers.Trainer, [L3RSCallback()])):
         model = tiny_bert()
@@ -216,7 +216,7 @@ def test_logs_carry_the_learned_rate_and_mixing(tmp_path) -> None:
 
 
 def test_resume_with_a_longer_horizon_is_said(tmp_path, caplog) -> None:
-    from trainer_plugins import L3RSCallback
+    from hf_l3rs.trainer_plugins import L3RSCallback
 
     def run(out, max_steps, resume=None):
         model = tiny_bert()
@@ -242,7 +242,7 @@ def test_timm_with_weight_decay_keeps_names_roles_and_order() -> None:
     model's names, roles and order, so trained meta-weights meet every tensor at its own
     embedding (identity mapping); each tensor keeps its group's weight decay."""
     timm = pytest.importorskip("timm")
-    from trainer_plugins import register_timm
+    from hf_l3rs.trainer_plugins import register_timm
 
     register_timm()
     model = timm.create_model("resnet10t", num_classes=3)
@@ -268,7 +268,7 @@ def test_optimizer_cls_and_kwargs_with_model_gets_names(tmp_path) -> None:
         optimizer_cls_and_kwargs=(L3RS, {"net": CONFIG, "model": model, "total_steps": 6}),
     )
     trainer.train()  # no callback: the loss hook comes from model=
-    from trainer_plugins import find_l3rs
+    from hf_l3rs.trainer_plugins import find_l3rs
 
     opt = find_l3rs(trainer.optimizer)
     assert opt._step == 6

@@ -319,7 +319,7 @@ class L3RS(torch.optim.Optimizer):
                     "L3RS needs the total number of training steps: pass total_steps=... to the "
                     "constructor or call opt.set_total_steps(T) before training (with "
                     "transformers.Trainer: L3RS(..., total_steps=args.max_steps) or "
-                    "callbacks=[trainer_plugins.L3RSCallback()])."
+                    "callbacks=[hf_l3rs.trainer_plugins.L3RSCallback()])."
                 )
             self.set_total_steps(inferred)
         self._step += 1
