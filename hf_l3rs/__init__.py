@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 #: public name -> module that defines it
 _EXPORTS = {
     "CheckpointError": "hf_l3rs.hub",
+    "HubError": "hf_l3rs.hub",
     "bundled_weights": "hf_l3rs.hub",
     "load_net": "hf_l3rs.hub",
     "push_to_hub": "hf_l3rs.hub",
@@ -44,6 +45,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "EmbeddingMismatchError",
+    "HubError",
     "Hyper",
     "L3RSConfig",
     "L3RSNet",
@@ -75,7 +77,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # static analysers and IDEs see the real names
-    from hf_l3rs.hub import CheckpointError, bundled_weights, load_net, push_to_hub, save_net
+    from hf_l3rs.hub import CheckpointError, HubError, bundled_weights, load_net, push_to_hub, save_net
     from hf_l3rs.meta.config import MetaTrainConfig
     from hf_l3rs.meta.shaping import centered_rank
     from hf_l3rs.meta.strategy import NES, NESParams, NESState

@@ -52,6 +52,16 @@ class CheckpointError(ValueError):
     """A meta-weights folder is missing a file or holds a corrupt one."""
 
 
+class HubError(RuntimeError):
+    """Talking to the Hub failed; the message names the repo and the endpoint."""
+
+
+def _endpoint() -> str:
+    from huggingface_hub import constants
+
+    return os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
+
+
 def _version() -> str:
     from hf_l3rs import __version__
 
@@ -88,7 +98,9 @@ def save_net(
     (out / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
     from hf_l3rs.cards import render_card
 
-    info = {**(card or {}), **card_info}
+    # A re-save keeps what the loaded card recorded (meta-training, evaluation, model-index)
+    # unless the caller gives new values.
+    info = {**getattr(net, "card_info", {}), **(card or {}), **card_info}
     (out / CARD_NAME).write_text(render_card(net, info))
     return out
 
@@ -111,6 +123,11 @@ def resolve(
         return bundled
     if path.exists():
         raise CheckpointError(f"{path} is a file; from_pretrained expects a folder or a Hub repo id")
+    if "/" not in str(name_or_path):
+        raise CheckpointError(
+            f"{str(name_or_path)!r} is not a local folder nor meta-weights bundled with hf_l3rs "
+            f"(bundled: {', '.join(bundled_weights()) or 'none'}); a Hub repo id looks like 'org/name'"
+        )
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
@@ -128,10 +145,15 @@ def resolve(
     except HFValidationError as exc:
         raise CheckpointError(f"{name_or_path!r} is neither a local folder nor a valid Hub repo id") from exc
     except LocalEntryNotFoundError as exc:
-        raise CheckpointError(
-            f"{name_or_path!r} is not a local folder and is not in the Hugging Face cache "
-            f"({'local_files_only' if local_files_only else 'offline'}): {exc}"
-        ) from exc
+        if local_files_only:
+            why = "local_files_only=True" if os.environ.get("HF_HUB_OFFLINE", "0") == "0" else "HF_HUB_OFFLINE=1"
+            raise CheckpointError(
+                f"{name_or_path!r} is not a local folder and is not in the Hugging Face cache ({why}, so the "
+                f"Hub at {_endpoint()} was not asked)"
+            ) from exc
+        raise HubError(f"cannot download {name_or_path!r} from {_endpoint()}: {exc}") from exc
+    except Exception as exc:  # network, auth, missing repo: name what and where
+        raise HubError(f"cannot download {name_or_path!r} from {_endpoint()}: {type(exc).__name__}: {exc}") from exc
     return Path(folder)
 
 
@@ -190,6 +212,7 @@ def load_net(
         config = config.replace(**overrides)
     tensors = load_tensors(folder)
     net = L3RSNet(config, tensors.get("trained_roles"), tensors.get("trained_depths"))
+    net.card_info = read_card(folder)  # kept by a re-save (save_net)
     expected = net.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -207,23 +230,74 @@ def load_net(
     return net
 
 
+def read_card(folder: Path) -> dict[str, Any]:
+    """What a saved card recorded and a re-save must keep: its meta-training and evaluation
+    sections, model-index, datasets and tags (empty when there is no card)."""
+    path = folder / CARD_NAME
+    if not path.is_file():
+        return {}
+    from huggingface_hub import ModelCard
+
+    try:
+        card = ModelCard.load(path)
+    except Exception:  # an unparsable card is not worth failing a load over
+        return {}
+    info: dict[str, Any] = {}
+    data = card.data.to_dict()
+    if data.get("model-index"):
+        info["model_index"] = data["model-index"]
+    if data.get("datasets"):
+        info["datasets"] = data["datasets"]
+    tags = [t for t in data.get("tags") or [] if t not in ("learned-optimizer", "l3rs", "optimizer")]
+    if tags:
+        info["tags"] = tags
+    for key, heading in (("training", "## Meta-training"), ("evaluation", "## Evaluation")):
+        if heading + "\n" in card.text:
+            section = card.text.split(heading + "\n", 1)[1].split("\n## ", 1)[0].strip()
+            if section and not section.startswith(("Not recorded", "No evaluation recorded")):
+                info[key] = section
+    title = next((line[2:].strip() for line in card.text.splitlines() if line.startswith("# ")), None)
+    if title:
+        info["title"] = title
+    return info
+
+
 def push_to_hub(
     save_directory: str | os.PathLike,
     repo_id: str,
     *,
-    private: bool = False,
+    private: bool | None = None,
     token: str | None = None,
-    commit_message: str = "Upload L3RS meta-weights",
+    commit_message: str | None = None,
+    create_pr: bool = False,
+    branch: str | None = None,
 ) -> str:
-    """Upload a folder written by :func:`save_net` (safetensors, JSON, card only)."""
+    """Upload a folder written by :func:`save_net`: safetensors, JSON, the card and its
+    plots only (never a pickle). Returns the commit URL. Failures raise :class:`HubError`
+    naming the repo and the endpoint."""
     from huggingface_hub import HfApi
 
-    api = HfApi(token=token, library_name=LIBRARY_NAME, library_version=_version())
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    info = api.upload_folder(
-        repo_id=repo_id,
-        folder_path=str(save_directory),
-        allow_patterns=[WEIGHTS_NAME, CONFIG_NAME, CARD_NAME, "*.png", "*.md", "*.json"],
-        commit_message=commit_message,
-    )
+    folder = Path(save_directory)
+    for name in (WEIGHTS_NAME, CONFIG_NAME):
+        if not (folder / name).is_file():
+            raise CheckpointError(f"{folder}: no {name}; write the folder with save_pretrained first")
+    endpoint = _endpoint()
+    try:
+        api = HfApi(endpoint=endpoint, token=token, library_name=LIBRARY_NAME, library_version=_version())
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        if branch is not None:
+            api.create_branch(repo_id, branch=branch, exist_ok=True)
+        info = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=str(folder),
+            allow_patterns=[WEIGHTS_NAME, CONFIG_NAME, CARD_NAME, "*.png"],
+            commit_message=commit_message or "Upload L3RS meta-weights",
+            create_pr=create_pr,
+            revision=branch,
+        )
+    except Exception as exc:  # network, auth, permissions: say which repo and where
+        hint = " (check your token: `hf auth login` or token=...)" if "401" in str(exc) or "403" in str(exc) else ""
+        raise HubError(
+            f"pushing {folder} to {repo_id!r} at {endpoint} failed{hint}: {type(exc).__name__}: {exc}"
+        ) from exc
     return str(info)

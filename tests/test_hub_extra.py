@@ -43,26 +43,98 @@ def test_card_carries_model_index(tmp_path) -> None:
     assert meta["library_name"] == "hf_l3rs" and meta["model-index"] == index and meta["datasets"] == ["kanjivg"]
 
 
-def test_push_to_hub_sends_only_safe_files(tmp_path, monkeypatch) -> None:
-    calls = {}
+class FakeApi:
+    """Records what would be sent to the Hub."""
 
-    class FakeApi:
-        def __init__(self, **kw):
-            calls["init"] = kw
+    calls: dict = {}
 
-        def create_repo(self, repo_id, **kw):
-            calls["repo"] = repo_id
+    def __init__(self, **kw):
+        FakeApi.calls = {"init": kw}
 
-        def upload_folder(self, **kw):
-            calls["upload"] = kw
-            return "https://huggingface.co/org/x/commit/1"
+    def create_repo(self, repo_id, **kw):
+        FakeApi.calls["repo"] = (repo_id, kw)
 
+    def create_branch(self, repo_id, branch, **kw):
+        FakeApi.calls["branch"] = branch
+
+    def upload_folder(self, **kw):
+        from pathlib import Path
+
+        FakeApi.calls["upload"] = kw
+        folder = Path(kw["folder_path"])
+        FakeApi.calls["files"] = sorted(
+            p.name for p in folder.iterdir() if any(p.match(pattern) for pattern in kw["allow_patterns"])
+        )
+        return "https://huggingface.co/org/x/commit/1"
+
+
+@pytest.fixture
+def fake_hub(monkeypatch):
     import huggingface_hub
 
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    return FakeApi
+
+
+def test_push_to_hub_sends_only_safe_files(tmp_path, fake_hub) -> None:
     save_net(load_net("l3rs-kanji-tiny"), tmp_path / "w")
     (tmp_path / "w" / "evil.pkl").write_bytes(b"not uploaded")
-    push_to_hub(tmp_path / "w", "org/x", token="t")
-    assert calls["repo"] == "org/x" and calls["init"]["library_name"] == "hf_l3rs"
-    patterns = calls["upload"]["allow_patterns"]
-    assert "model.safetensors" in patterns and not any(p.endswith("pkl") or p == "*" for p in patterns)
+    assert push_to_hub(tmp_path / "w", "org/x", token="t").endswith("/commit/1")
+    assert fake_hub.calls["repo"][0] == "org/x" and fake_hub.calls["init"]["library_name"] == "hf_l3rs"
+    assert fake_hub.calls["files"] == ["README.md", "config.json", "model.safetensors"]
+
+
+def test_optimizer_push_entry_points(tmp_path, fake_hub) -> None:
+    """Both of huggingface_hub's entry points: save_pretrained(push_to_hub=True) and
+    push_to_hub(repo_id, ...), with its options; unknown arguments are an error."""
+    opt = L3RS(small_cnn(), total_steps=3)
+    url = opt.save_pretrained(tmp_path / "w", push_to_hub=True, repo_id="org/x", private=True)
+    assert url.endswith("/commit/1") and fake_hub.calls["repo"] == ("org/x", {"private": True, "exist_ok": True})
+    assert fake_hub.calls["files"] == ["README.md", "config.json", "model.safetensors"]
+    opt.push_to_hub("org/y", create_pr=True, branch="dev", commit_message="m")
+    upload = fake_hub.calls["upload"]
+    assert fake_hub.calls["repo"][0] == "org/y" and fake_hub.calls["branch"] == "dev"
+    assert upload["create_pr"] and upload["revision"] == "dev" and upload["commit_message"] == "m"
+    assert fake_hub.calls["files"] == ["README.md", "config.json", "model.safetensors"]
+    with pytest.raises(TypeError):
+        opt.save_pretrained(tmp_path / "w", push_to_hb=True)
+
+
+def test_unreachable_endpoint_names_repo_and_endpoint(tmp_path, monkeypatch) -> None:
+    import socket
+
+    from hf_l3rs.hub import HubError
+
+    with socket.socket() as s:  # a port nobody listens on: the connection is refused at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    endpoint = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    save_net(load_net("l3rs-kanji-tiny"), tmp_path / "w")
+    with pytest.raises(HubError, match=rf"'org/x' at {endpoint}"):
+        push_to_hub(tmp_path / "w", "org/x", token="hf_fake")
+
+
+def test_misspelled_bundled_name_lists_the_bundled_ones() -> None:
+    from hf_l3rs.hub import CheckpointError
+
+    with pytest.raises(CheckpointError, match=r"bundled: .*l3rs-kanji-tiny"):
+        load_net("l3rs-kanji-tny")
+
+
+def test_resave_keeps_the_card_history_and_it_parses(tmp_path) -> None:
+    from huggingface_hub import ModelCard
+
+    from hf_l3rs.hub import BUNDLED_DIR
+
+    original = (BUNDLED_DIR / "l3rs-kanji-tiny" / "README.md").read_text()
+    model = small_cnn()
+    L3RS.from_pretrained("l3rs-kanji-tiny", model, total_steps=3).save_pretrained(tmp_path / "again")
+    text = (tmp_path / "again" / "README.md").read_text()
+    for section in ("## Meta-training", "## Evaluation"):
+        kept = text.split(section, 1)[1].split("\n## ", 1)[0].strip()
+        assert kept and kept == original.split(section, 1)[1].split("\n## ", 1)[0].strip()
+    card = ModelCard.load(tmp_path / "again" / "README.md")
+    results = card.data.eval_results
+    recorded = yaml.safe_load(original.split("---")[1])["model-index"][0]["results"][0]["metrics"]
+    assert [(r.metric_type, r.metric_value) for r in results] == [(m["type"], m["value"]) for m in recorded]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -560,11 +562,67 @@ class L3RS(torch.optim.Optimizer):
             map_embeddings=map_embeddings,
         )
 
-    def save_pretrained(self, save_directory: str, **card_info: Any) -> None:
-        """Write ``model.safetensors``, ``config.json`` and a model card (``README.md``)."""
-        from hf_l3rs.hub import save_net
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        *,
+        card: dict[str, Any] | None = None,
+        push_to_hub: bool = False,
+        repo_id: str | None = None,
+        private: bool | None = None,
+        token: str | None = None,
+        commit_message: str | None = None,
+        create_pr: bool = False,
+        branch: str | None = None,
+    ) -> str | None:
+        """Write ``model.safetensors``, ``config.json`` and a model card (``README.md``;
+        ``card`` fills it, see ``hf_l3rs.cards.render_card``; meta-weights loaded with a
+        card keep its history). With ``push_to_hub=True`` also upload the folder to
+        ``repo_id`` (default: the folder's name) and return the commit URL
+        (``huggingface_hub.ModelHubMixin.save_pretrained``'s convention)."""
+        from hf_l3rs import hub
 
-        save_net(self.net, save_directory, components=self.components, **card_info)
+        hub.save_net(self.net, save_directory, components=self.components, card=card)
+        if not push_to_hub:
+            return None
+        return hub.push_to_hub(
+            save_directory,
+            repo_id or Path(save_directory).name,
+            private=private,
+            token=token,
+            commit_message=commit_message,
+            create_pr=create_pr,
+            branch=branch,
+        )
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        card: dict[str, Any] | None = None,
+        private: bool | None = None,
+        token: str | None = None,
+        commit_message: str | None = None,
+        create_pr: bool = False,
+        branch: str | None = None,
+    ) -> str:
+        """Save the meta-weights to a temporary folder and upload them to ``repo_id``
+        (safetensors, JSON and card only). Returns the commit URL."""
+        import tempfile
+
+        from hf_l3rs import hub
+
+        with tempfile.TemporaryDirectory() as tmp:
+            hub.save_net(self.net, tmp, components=self.components, card=card)
+            return hub.push_to_hub(
+                tmp,
+                repo_id,
+                private=private,
+                token=token,
+                commit_message=commit_message,
+                create_pr=create_pr,
+                branch=branch,
+            )
 
 
 def _in_model_order(entries: list[tuple[int, str, Tensor]], model: nn.Module) -> list[tuple[int, str, Tensor]]:
