@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -288,3 +289,41 @@ def test_expect_processes_guard(tmp_path) -> None:
 
     with pytest.raises(ProcessCountError, match="starts ONE process"):
         _trainer(_tiny(expect_processes=2), tmp_path)
+
+
+def test_two_machines_on_one_host_match_one_machine(tmp_path) -> None:
+    """The shipped two-machine Accelerate config, both "machines" on this host (one process
+    each): the same θ as a single process, bit for bit."""
+    import socket
+
+    import yaml
+
+    from hf_l3rs.launch import launch_command
+
+    cfg = _tiny(generations=3, checkpoint_every=3).to_dict()
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    _launch(1, path, tmp_path / "one")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    _, env = launch_command(str(ROOT / "examples" / "metatrain.py"), 2, [])
+    procs = []
+    for rank in (1, 0):
+        cmd = [
+            sys.executable, "-m", "accelerate.commands.launch",
+            "--config_file", str(ROOT / "examples" / "accelerate" / "two-machines.yaml"),
+            "--num_processes", "2", "--machine_rank", str(rank),
+            "--main_process_ip", "127.0.0.1", "--main_process_port", port,
+            str(ROOT / "examples" / "metatrain.py"),
+            "--config", str(path), "--output", str(tmp_path / "two"), "--no-trackers", "--threads", "1",
+        ]  # fmt: skip
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    for proc in procs:
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, out[-3000:]
+    from safetensors.torch import load_file
+
+    one = load_file(str(tmp_path / "one" / "checkpoint" / "state.safetensors"))
+    two = load_file(str(tmp_path / "two" / "checkpoint" / "state.safetensors"))
+    assert torch.equal(one["theta"], two["theta"]) and not torch.equal(one["theta"], one["theta0"])

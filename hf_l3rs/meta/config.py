@@ -13,6 +13,19 @@ from hf_l3rs.meta.strategy import NESParams
 from hf_l3rs.optim.config import ConfigError, L3RSConfig, reject_unknown_fields
 from hf_l3rs.tasks.inner_loop import OBJECTIVES
 
+#: Accelerate's experiment trackers (``Accelerator(log_with=...)``) -> the module each needs.
+TRACKERS = {
+    "tensorboard": "tensorboard",
+    "trackio": "trackio",
+    "wandb": "wandb",
+    "mlflow": "mlflow",
+    "comet_ml": "comet_ml",
+    "aim": "aim",
+    "clearml": "clearml",
+    "dvclive": "dvclive",
+    "swanlab": "swanlab",
+}
+
 
 @dataclass
 class MetaTrainConfig:
@@ -64,9 +77,11 @@ class MetaTrainConfig:
                 raise ConfigError(f"MetaTrainConfig.search_scales[{name!r}] must be a finite number > 0, got {scale!r}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError("MetaTrainConfig.threads must be >= 1")
-        unknown = set(self.trackers) - {"tensorboard"}
+        unknown = set(self.trackers) - set(TRACKERS)
         if unknown:
-            raise ConfigError(f"MetaTrainConfig.trackers: unsupported {sorted(unknown)} (supported: tensorboard)")
+            raise ConfigError(
+                f"MetaTrainConfig.trackers: unsupported {sorted(unknown)} (supported: {sorted(TRACKERS)})"
+            )
         self.l3rs_config()  # validates the nested blocks, naming their fields
         self.nes_params()
 

@@ -42,7 +42,7 @@ def make_accelerator(config: MetaTrainConfig, output_dir: Path):
     from accelerate import Accelerator
 
     use_cpu = not torch.cuda.is_available()
-    log_with = list(config.trackers) or None
+    log_with = available_trackers(config.trackers) or None
     acc = Accelerator(cpu=use_cpu, log_with=log_with, project_dir=str(output_dir))
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched != acc.num_processes:
@@ -58,6 +58,23 @@ def make_accelerator(config: MetaTrainConfig, output_dir: Path):
             "`ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes N --num_machines 1`."
         )
     return acc
+
+
+def available_trackers(names: list[str]) -> list[str]:
+    """The configured trackers whose package is installed; the others are named once (a
+    missing tracker must not stop a long run, nor vanish without a word)."""
+    import importlib.util
+
+    from hf_l3rs.meta.config import TRACKERS
+
+    missing = [n for n in names if importlib.util.find_spec(TRACKERS[n]) is None]
+    if missing:
+        logger.warning(
+            "meta-training: tracker(s) %s not installed, not logging to them (pip install 'hf-l3rs[tracking]' "
+            "for TensorBoard, or the tracker's own package)",
+            missing,
+        )
+    return [n for n in names if n not in missing]
 
 
 def build_family(config: MetaTrainConfig) -> TaskFamily:
@@ -207,13 +224,10 @@ class MetaTrainer:
             self.load_checkpoint()
         if acc.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-        if cfg.trackers:
+        self.tracking = bool(cfg.trackers) and bool(getattr(acc, "log_with", None))
+        if self.tracking:
             acc.init_trackers(cfg.name, config=_flat_config(cfg))
-        if not self.history:
-            base = {"generation": 0, **self.validate(self.state.theta)}
-            self.best_val, self.best_val_diverged = base["val_fitness"], base["val_diverged"]
-            self.history.append(base)
-            self._log(base)
+        # The bar shows from the start: the first validation can take minutes at paper scale.
         bar = tqdm(
             total=cfg.generations,
             initial=self.state.generation,
@@ -221,6 +235,13 @@ class MetaTrainer:
             desc=f"NES {cfg.name}",
             dynamic_ncols=True,
         )
+        if not self.history:
+            bar.set_postfix_str("scoring the initial θ on the validation tasks")
+            base = {"generation": 0, **self.validate(self.state.theta)}
+            self.best_val, self.best_val_diverged = base["val_fitness"], base["val_diverged"]
+            self.history.append(base)
+            self._log(base)
+            bar.set_postfix(val=f"{self.best_val:.3g}")
         done = 0
         # timing.json covers the generation loop only (start-up and the first validation excluded)
         self.timing = dict.fromkeys(self.timing, 0)
@@ -253,12 +274,12 @@ class MetaTrainer:
         self.timing["loop"] += time.perf_counter() - loop_start
         if self.state.generation >= cfg.generations:
             self.finish()
-        if cfg.trackers:
+        if self.tracking:
             acc.end_training()
         return {"generation": self.state.generation, "best_val": self.best_val, "history": self.history}
 
     def _log(self, record: dict[str, Any]) -> None:
-        if self.config.trackers:
+        if getattr(self, "tracking", False):
             values = {
                 k: v
                 for k, v in record.items()
