@@ -35,6 +35,7 @@ _EXPORTS = {
     "L3RSNet": "hf_l3rs.optim",
     "MissingLossError": "hf_l3rs.optim",
     "register_direction": "hf_l3rs.optim",
+    "set_verbosity": "hf_l3rs.verbosity",
 }
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "push_to_hub",
     "register_direction",
     "save_net",
+    "set_verbosity",
 ]
 
 
@@ -93,3 +95,4 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
         MissingLossError,
         register_direction,
     )
+    from hf_l3rs.verbosity import set_verbosity

@@ -42,3 +42,32 @@ def test_plugins_and_card_templates_install_under_the_package() -> None:
 
     assert callable(register_timm) and L3RSCallback and L3RSTrainer
     assert "$metadata" in template()
+
+
+def test_set_verbosity_controls_hf_l3rs_messages() -> None:
+    import logging
+
+    import pytest
+
+    from hf_l3rs.verbosity import get_logger, get_verbosity, set_verbosity
+
+    before = get_verbosity()
+    try:
+        set_verbosity("warning")
+        assert not get_logger("hf_l3rs.optim.components").isEnabledFor(logging.INFO)
+        set_verbosity(logging.INFO)
+        assert get_logger("hf_l3rs.optim.components").isEnabledFor(logging.INFO)
+        with pytest.raises(ValueError, match="level must be one of"):
+            set_verbosity("loud")
+    finally:
+        set_verbosity(before)
+
+
+def test_cpu_only_runs_do_not_print_the_cuda_warning() -> None:
+    code = (
+        "import torch, sys; from hf_l3rs.optim.fused import load_fused; "
+        "print('cuda' if torch.cuda.is_available() else ('built' if load_fused() else 'no-kernels'))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    if proc.stdout.strip() != "cuda":
+        assert "No CUDA runtime is found" not in proc.stderr

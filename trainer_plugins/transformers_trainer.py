@@ -9,14 +9,14 @@ through ``optimizer_cls_and_kwargs`` needs (it never sees the model).
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from transformers import Trainer, TrainerCallback
 
 from hf_l3rs.optim import L3RS
+from hf_l3rs.verbosity import get_logger
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 
 def find_l3rs(optimizer: Any) -> L3RS | None:
@@ -53,7 +53,7 @@ class L3RSCallback(TrainerCallback):
             return
         if opt.total_steps is not None and opt.total_steps != state.max_steps:
             # e.g. a run resumed with a larger max_steps: its optimizer state carries the old horizon
-            logger.warning(
+            logger.info(
                 "L3RS: horizon changed from %d to the Trainer's max_steps=%d (time features and the "
                 "rate prior now follow the new horizon)",
                 opt.total_steps,

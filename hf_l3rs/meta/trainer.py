@@ -8,7 +8,6 @@ a task computes its loss (``hf_l3rs.tasks``).
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import time
@@ -28,8 +27,9 @@ from hf_l3rs.optim.config import ConfigError
 from hf_l3rs.parallel import shard_map
 from hf_l3rs.seeding import hash_seed
 from hf_l3rs.tasks import TaskFamily, run_task
+from hf_l3rs.verbosity import get_logger
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 CHECKPOINT_DIR = "checkpoint"
 
 

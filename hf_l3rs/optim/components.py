@@ -3,7 +3,6 @@ an unseen architecture's components onto the ones an L3RS was meta-trained on.""
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -13,8 +12,9 @@ import torch
 from torch import Tensor, nn
 
 from hf_l3rs.optim.config import ROLES
+from hf_l3rs.verbosity import get_logger
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 _NORM_WORDS = ("norm", "bn", "ln", "gn")
@@ -165,7 +165,7 @@ def log_mapping(components: list[Component], mapping: Tensor, trained: int) -> N
     _LOGGED.add(signature)
     lines = [f"  {c.name} ({c.role}, depth {c.depth:.2f}) <- trained #{int(m)}" for c, m in zip(components, mapping)]
     shown = lines if len(lines) <= 12 else [*lines[:6], f"  ... {len(lines) - 12} more ...", *lines[-6:]]
-    logger.warning(
+    logger.info(
         "L3RS: this model's %d components are not the architecture the checkpoint was meta-trained "
         "on (%d components); each component uses the embedding of the trained component of the "
         "same role with the nearest relative depth:\n%s",

@@ -9,13 +9,14 @@ the foreach path with one warning, never an error.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import threading
 from pathlib import Path
 from types import ModuleType
 
-logger = logging.getLogger(__name__)
+from hf_l3rs.verbosity import get_logger
+
+logger = get_logger(__name__)
 
 _SOURCE = Path(__file__).parent / "csrc" / "fused_l3rs.cpp"
 _lock = threading.Lock()
@@ -38,9 +39,12 @@ def load_fused(verbose: bool = False) -> ModuleType | None:
         if _module is not None or _failed is not None:
             return _module
         try:
-            from torch.utils.cpp_extension import load
-
+            load = _quiet_cpp_extension_load()
             source = _stable_source()
+            logger.info(
+                "loading the fused CPU kernels (built once per machine with the system compiler, ~30 s the first "
+                "time; HF_L3RS_DISABLE_FUSED=1 uses the slower foreach path instead)"
+            )
             _module = load(
                 name=f"hf_l3rs_fused_{source.parent.name}",
                 sources=[str(source)],
@@ -55,6 +59,27 @@ def load_fused(verbose: bool = False) -> ModuleType | None:
                 _failed.splitlines()[0][:300],
             )
     return _module
+
+
+def _quiet_cpp_extension_load():
+    """torch's extension loader, imported without its "No CUDA runtime is found" warning on
+    machines that have no GPU (it concerns CUDA extensions; ours is CPU-only)."""
+    import logging
+
+    import torch
+
+    if torch.cuda.is_available():
+        from torch.utils.cpp_extension import load
+
+        return load
+    quiet = logging.getLogger("torch.utils.cpp_extension")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        from torch.utils.cpp_extension import load
+    finally:
+        quiet.setLevel(level)
+    return load
 
 
 def _stable_source() -> Path:

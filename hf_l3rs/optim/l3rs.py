@@ -25,6 +25,7 @@ from hf_l3rs.optim.directions import get_direction
 from hf_l3rs.optim.features import EMAFeatures, assemble, loss_statistic, rate_schedule_factor, time_features
 from hf_l3rs.optim.fused import FUSED_DIRECTIONS, load_fused
 from hf_l3rs.optim.network import L3RSNet
+from hf_l3rs.verbosity import get_logger
 
 IMPLEMENTATIONS = ("auto", "fused", "foreach")
 _NORM_EPS = 1e-12
@@ -643,7 +644,6 @@ def _total_steps_from_scheduler(optimizer: torch.optim.Optimizer) -> int | None:
     Logged, since it is inferred; ``None`` when there is no such scheduler."""
     import functools
     import gc
-    import logging
 
     # A scheduler holds the optimizer (or a wrapper such as accelerate's AcceleratedOptimizer
     # whose .optimizer is this one) in its __dict__: walk owners of attribute dicts, 3 levels.
@@ -669,7 +669,7 @@ def _total_steps_from_scheduler(optimizer: torch.optim.Optimizer) -> int | None:
             steps = fn.keywords.get("num_training_steps") if isinstance(fn, functools.partial) else None
             if isinstance(steps, int) and steps > 0:
                 name = getattr(fn.func, "__name__", "schedule")
-                logging.getLogger(__name__).warning(
+                get_logger(__name__).warning(
                     "L3RS: total_steps=%d taken from the attached learning-rate scheduler (%s). That "
                     "scheduler also multiplies L3RS's learned rate; use lr_scheduler_type='constant' "
                     "to keep L3RS's own schedule.",
