@@ -150,6 +150,38 @@ def _evaluate(args: argparse.Namespace) -> None:
     shutdown(accelerator)
 
 
+def _push(args: argparse.Namespace) -> None:
+    from hf_l3rs.hub import load_net, push_to_hub
+
+    load_net(args.folder)  # refuse to upload a folder that would not load
+    url = push_to_hub(
+        args.folder,
+        args.repo_id,
+        private=args.private or None,
+        commit_message=args.commit_message,
+        create_pr=args.create_pr,
+        branch=args.branch,
+    )
+    print(url)
+
+
+def _download(args: argparse.Namespace) -> None:
+    import shutil
+
+    from hf_l3rs.hub import load_net, resolve
+
+    folder = resolve(args.repo_id, revision=args.revision, cache_dir=args.cache_dir)
+    net = load_net(folder)  # validates config and tensors
+    if args.local_dir:
+        target = Path(args.local_dir)
+        target.mkdir(parents=True, exist_ok=True)
+        for f in folder.iterdir():
+            if f.is_file():
+                shutil.copy(f, target / f.name)
+        folder = target
+    print(f"{folder} ({net.num_meta_parameters:,} meta-parameters, directions {', '.join(net.config.directions)})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from hf_l3rs import __version__
 
@@ -158,27 +190,29 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("prepare-data", help="render the embedded domains into HF datasets (cached)")
-    p.add_argument("--domains", nargs="+", default=["kanji", "clipart"], choices=["kanji", "clipart"])
+    p.add_argument(
+        "--domains", nargs="+", default=["kanji", "clipart"], choices=["kanji", "clipart"], help="domains to render"
+    )
     p.add_argument("--root", default=None, help="cache folder (default ~/.cache/hf_l3rs/domains)")
     p.set_defaults(func=_prepare)
 
     p = sub.add_parser("pretrain", help="pretrain a timm model on each domain's pretrain classes")
-    p.add_argument("--domains", nargs="+", default=["kanji", "clipart"])
+    p.add_argument("--domains", nargs="+", default=["kanji", "clipart"], help="domains to pretrain on")
     p.add_argument("--model", default=None, help="timm model name (default l3rs_resnet_tiny)")
     p.add_argument("--steps", type=int, default=None, help="override the calibrated step count")
-    p.add_argument("--output", default=str(DEFAULT_CHECKPOINTS))
+    p.add_argument("--output", default=str(DEFAULT_CHECKPOINTS), help="folder for <domain>/model.safetensors")
     p.set_defaults(func=_pretrain)
 
     p = sub.add_parser("evaluate", help="the paper's evaluations A-F against the Adam baselines")
     p.add_argument("--config", default=None, help="YAML EvalConfig (default: embedded domains)")
-    p.add_argument("--checkpoints", default=str(DEFAULT_CHECKPOINTS))
+    p.add_argument("--checkpoints", default=str(DEFAULT_CHECKPOINTS), help="folder of pretrained domain checkpoints")
     p.add_argument("--l3rs", default=None, help="meta-weights folder or Hub id (default: untrained L3RS)")
-    p.add_argument("--l3rs-base-lr", type=float, default=None)
-    p.add_argument("--num-tasks", type=int, default=None)
-    p.add_argument("--horizons", type=int, nargs="+", default=None)
-    p.add_argument("--evaluations", nargs="+", default=None)
+    p.add_argument("--l3rs-base-lr", type=float, default=None, help="override the meta-weights' base rate η₀")
+    p.add_argument("--num-tasks", type=int, default=None, help="test tasks per cell")
+    p.add_argument("--horizons", type=int, nargs="+", default=None, help="training steps T")
+    p.add_argument("--evaluations", nargs="+", default=None, help="any of A B C D E")
     p.add_argument("--processes", type=int, default=1, help="CPU processes (relaunched through accelerate)")
-    p.add_argument("--output", default="outputs/evaluation")
+    p.add_argument("--output", default="outputs/evaluation", help="folder for tables, JSON, CSV and plots")
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser(
@@ -207,6 +241,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_benchmark)
 
+    p = sub.add_parser("push", help="upload a meta-weights folder to the Hub (safetensors, JSON and card only)")
+    p.add_argument("folder", help="folder written by save_pretrained or a meta-training run (best/, final/)")
+    p.add_argument("repo_id", help="Hub repository, e.g. org/l3rs-resnet34")
+    p.add_argument("--private", action="store_true", help="create the repository private")
+    p.add_argument("--branch", default=None, help="push to this branch (created if needed)")
+    p.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
+    p.add_argument("--commit-message", default=None, help="commit message")
+    p.set_defaults(func=_push)
+
+    p = sub.add_parser("download", help="fetch meta-weights from the Hub into the cache (or a folder) and check them")
+    p.add_argument("repo_id", help="Hub repository or bundled name, e.g. org/l3rs-resnet34 or l3rs-kanji-tiny")
+    p.add_argument("--revision", default=None, help="branch, tag or commit")
+    p.add_argument("--cache-dir", default=None, help="Hugging Face cache folder")
+    p.add_argument("--local-dir", default=None, help="also copy the files into this folder")
+    p.set_defaults(func=_download)
+
     p = sub.add_parser("metatrain", help="meta-train L3RS with NES (same as examples/metatrain.py)")
     from hf_l3rs.meta.cli import build_parser as meta_parser
 
@@ -219,8 +269,12 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError) as exc:
-        if os.environ.get("HF_L3RS_DEBUG"):
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        # bad input, missing files, Hub failures (HubError): one line, no traceback
+        # (HF_L3RS_DEBUG=1 shows it); other RuntimeErrors are bugs and keep theirs
+        if os.environ.get("HF_L3RS_DEBUG") or (
+            isinstance(exc, RuntimeError) and type(exc).__name__ not in ("HubError", "ProcessCountError")
+        ):
             raise
         raise SystemExit(f"hf-l3rs {args.command}: error: {exc}") from None
 

@@ -71,3 +71,53 @@ def test_cpu_only_runs_do_not_print_the_cuda_warning() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     if proc.stdout.strip() != "cuda":
         assert "No CUDA runtime is found" not in proc.stderr
+
+
+def test_every_cli_option_has_help() -> None:
+    import argparse
+
+    from hf_l3rs.cli import build_parser
+
+    missing = []
+
+    def walk(parser: argparse.ArgumentParser, path: list[str]) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, [*path, name])
+            elif not action.help:
+                missing.append((path, action.dest))
+
+    walk(build_parser(), [])
+    assert missing == []
+
+
+def test_cli_download_and_push(tmp_path, monkeypatch) -> None:
+    """download checks and copies meta-weights (a bundled name here: no network); push
+    refuses a folder that would not load, then uploads through HfApi (faked)."""
+    import huggingface_hub
+    import pytest
+
+    from hf_l3rs.cli import main
+
+    main(["download", "l3rs-kanji-tiny", "--local-dir", str(tmp_path / "w")])
+    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    sent = {}
+
+    class Api:
+        def __init__(self, **kw):
+            pass
+
+        def create_repo(self, repo_id, **kw):
+            sent["repo"] = repo_id
+
+        def upload_folder(self, **kw):
+            sent["folder"] = kw["folder_path"]
+            return "url"
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", Api)
+    main(["push", str(tmp_path / "w"), "org/x"])
+    assert sent == {"repo": "org/x", "folder": str(tmp_path / "w")}
+    (tmp_path / "w" / "config.json").write_text("{}")
+    with pytest.raises(SystemExit, match="hf-l3rs push: error"):
+        main(["push", str(tmp_path / "w"), "org/x"])
