@@ -78,6 +78,14 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTS))
 
 
+def _install_timm_hook() -> None:
+    from hf_l3rs.timm_hook import install
+
+    install()
+
+
+_install_timm_hook()
+
 if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from hf_l3rs.hub import CheckpointError, HubError, bundled_weights, load_net, push_to_hub, save_net
     from hf_l3rs.meta.config import MetaTrainConfig

@@ -273,3 +273,24 @@ def test_optimizer_cls_and_kwargs_with_model_gets_names(tmp_path) -> None:
     opt = find_l3rs(trainer.optimizer)
     assert opt._step == 6
     assert [c.name for c in opt.components] == [n for n, p in model.named_parameters() if p.requires_grad]
+
+
+@pytest.mark.parametrize("order", ["hf_l3rs first", "timm first"])
+def test_timm_knows_l3rs_once_both_are_imported(order: str) -> None:
+    """No register_timm() call and no transformers import: importing hf_l3rs and timm (either
+    order) is enough for create_optimizer_v2(model, "l3rs", model=model)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("timm")
+    first, second = (
+        ("import hf_l3rs", "import timm.optim") if order == "hf_l3rs first" else ("import timm.optim", "import hf_l3rs")
+    )
+    code = (
+        f"import sys; {first}; {second}; import timm; "
+        "m = timm.create_model('resnet10t', num_classes=3); "
+        "o = timm.optim.create_optimizer_v2(m, 'l3rs', lr=1.0, total_steps=5, model=m); "
+        "print(type(o).__mro__[1].__name__, o.components[0].name, 'transformers' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["L3RS", "conv1.0.weight", "False"]
