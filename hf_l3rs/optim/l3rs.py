@@ -231,6 +231,15 @@ class L3RS(torch.optim.Optimizer):
         self._nonfinite = torch.zeros(n, dtype=torch.long)
         self._skipped_loss = 0
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Everything, not only torch's defaults/state/param_groups: a pickled or deep-copied
+        L3RS (with its model, in one copy) keeps its network, horizon and features and steps
+        exactly like the original."""
+        return self.__dict__.copy()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+
     def state_dict(self) -> dict[str, Any]:
         out = super().state_dict()
         out["l3rs"] = {
