@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -71,6 +73,89 @@ def shutdown(accelerator: Any) -> None:
         dist.destroy_process_group()
 
 
+class LostProcessError(RuntimeError):
+    """Another process of the run stopped responding (killed, crashed, machine lost)."""
+
+
+#: Seconds without a heartbeat after which a process counts as lost (HF_L3RS_PROCESS_TIMEOUT).
+PROCESS_TIMEOUT = float(os.environ.get("HF_L3RS_PROCESS_TIMEOUT", "30"))
+HEARTBEAT_EVERY = 2.0
+_heartbeat: threading.Thread | None = None
+
+
+def start_heartbeat(store: Any, rank: int) -> None:
+    """A daemon thread that bumps this process's counter in the store every few seconds,
+    so the others can tell a slow process (still beating) from a dead one."""
+    global _heartbeat
+    if _heartbeat is not None:
+        return
+
+    def beat() -> None:
+        key = f"{KEY_PREFIX}/heartbeat/{rank}"
+        while True:
+            try:
+                store.add(key, 1)
+            except Exception:  # the store is gone: the run is ending
+                return
+            time.sleep(HEARTBEAT_EVERY)
+
+    _heartbeat = threading.Thread(target=beat, name="hf_l3rs-heartbeat", daemon=True)
+    _heartbeat.start()
+
+
+def store_barrier(store: Any, key: str, rank: int, world: int, timeout: float | None = None) -> None:
+    """Wait until all ``world`` processes reached ``key``; raise :class:`LostProcessError`
+    naming a process whose heartbeat stopped for ``timeout`` seconds (instead of hanging in
+    a collective until the backend's 30-minute timeout)."""
+    timeout = PROCESS_TIMEOUT if timeout is None else timeout
+    start_heartbeat(store, rank)
+    try:
+        store.add(key, 1)
+        last_beat: dict[int, tuple[int, float]] = {}
+        while int(store.add(key, 0)) < world:
+            now = time.monotonic()
+            for r in range(world):
+                if r == rank:
+                    continue
+                beats = int(store.add(f"{KEY_PREFIX}/heartbeat/{r}", 0))
+                if r not in last_beat or beats != last_beat[r][0]:
+                    last_beat[r] = (beats, now)
+                elif now - last_beat[r][1] > timeout:
+                    raise LostProcessError(
+                        f"process {r} of {world} stopped responding ({timeout:.0f} s without a heartbeat): it was "
+                        "killed or crashed; continue with --resume from the last checkpoint"
+                    )
+            time.sleep(0.2)
+    except LostProcessError:
+        raise
+    except Exception as exc:  # the store lives in process 0: a lost connection means rank 0 is gone
+        raise LostProcessError(f"lost the connection to process 0 ({type(exc).__name__}: {exc})") from exc
+
+
+_BARRIERS = itertools.count()  # every process passes the same barriers in the same order
+
+
+def barrier(accelerator: Any, flag: bool = False) -> bool:
+    """Wait for every process (through the store, so a dead one is named, see
+    :func:`store_barrier`) and return whether ``flag`` was set in any of them."""
+    if accelerator is None or accelerator.num_processes == 1:
+        return flag
+    store = default_store()
+    if store is None:
+        total = accelerator.reduce(torch.tensor([float(flag)], device=accelerator.device), reduction="sum")
+        return bool(total.item() > 0)
+    n = next(_BARRIERS)
+    key = f"{KEY_PREFIX}/barrier/{n}"
+    if flag:
+        store.add(f"{key}/flag", 1)
+    store_barrier(store, f"{key}/arrived", accelerator.process_index, accelerator.num_processes)
+    raised = int(store.add(f"{key}/flag", 0)) > 0
+    if accelerator.process_index == 0 and n >= 2:  # everyone has left barrier n - 2 by now
+        for what in ("arrived", "flag"):
+            store.delete_key(f"{KEY_PREFIX}/barrier/{n - 2}/{what}")
+    return raised
+
+
 def _claims(store: Any, key: str, order: list[int]) -> Iterator[int]:
     """Items claimed by this process, in ``order``, until the counter passes the end."""
     while True:
@@ -123,7 +208,11 @@ def shard_map(
                 on_done(min(n, round(done_here * n / share)))
     t1 = time.perf_counter()
     if world > 1:
-        accelerator.wait_for_everyone()  # time spent here is load imbalance
+        # time spent here is load imbalance; a process that died is named, not waited for
+        if store is not None:
+            store_barrier(store, claim_key(call, "left"), rank, world)
+        else:
+            accelerator.wait_for_everyone()
         t2 = time.perf_counter()
         inf_pos, inf_neg = torch.isposinf(out), torch.isneginf(out)
         finite = torch.where(inf_pos | inf_neg, torch.zeros_like(out), out)
@@ -137,8 +226,8 @@ def shard_map(
         nan = flags[0]
         if store is not None and rank == 0:
             # everyone has left the claim loop once the reduce is done
-            store.delete_key(key)
-            store.delete_key(claim_key(call, "finished"))
+            for what in ("claimed", "finished", "left"):
+                store.delete_key(claim_key(call, what))
         if timing is not None:
             timing["imbalance"] = timing.get("imbalance", 0.0) + t2 - t1
             timing["communicate"] = timing.get("communicate", 0.0) + time.perf_counter() - t2

@@ -256,12 +256,11 @@ def test_exported_weights_load(tmp_path) -> None:
     assert "NES, 2 generations" in card
 
 
-def _launch(nproc: int, config: Path, out: Path) -> None:
+def _launch(nproc: int, config: Path, out: Path, resume: bool = False) -> None:
     from hf_l3rs.launch import launch_command
 
-    cmd, env = launch_command(
-        str(ROOT / "examples" / "metatrain.py"), nproc, ["--config", str(config), "--output", str(out), "--no-trackers"]
-    )
+    args = ["--config", str(config), "--output", str(out), "--no-trackers"] + (["--resume"] if resume else [])
+    cmd, env = launch_command(str(ROOT / "examples" / "metatrain.py"), nproc, args)
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
 

@@ -45,10 +45,13 @@ def run(args: argparse.Namespace) -> None:
     trainer = MetaTrainer(config, output)
     result = trainer.run(resume=args.resume)
     if trainer.accelerator.is_main_process:
-        print(
-            f"done: generation {result['generation']}, best validation fitness {result['best_val']:.4g}; "
-            f"meta-weights in {output / 'best'} and {output / 'final'}"
-        )
+        if result["stopped"]:
+            print(f"stopped by SIGTERM at generation {result['generation']}; continue with --resume --output {output}")
+        else:
+            print(
+                f"done: generation {result['generation']}, best validation fitness {result['best_val']:.4g}; "
+                f"meta-weights in {output / 'best'} and {output / 'final'}"
+            )
     shutdown(trainer.accelerator)
 
 

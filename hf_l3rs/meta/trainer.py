@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from hf_l3rs.meta.shaping import centered_rank
 from hf_l3rs.meta.strategy import NES, NESState
 from hf_l3rs.optim import L3RS, L3RSNet
 from hf_l3rs.optim.config import ConfigError
-from hf_l3rs.parallel import shard_map
+from hf_l3rs.parallel import barrier, shard_map
 from hf_l3rs.seeding import hash_seed
 from hf_l3rs.tasks import TaskFamily, run_task
 from hf_l3rs.verbosity import get_logger
@@ -58,6 +59,63 @@ def make_accelerator(config: MetaTrainConfig, output_dir: Path):
             "`ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes N --num_machines 1`."
         )
     return acc
+
+
+BACKUP_DIR = "checkpoint.bak"
+
+
+class CheckpointCorrupt(ValueError):
+    """A meta-training checkpoint is missing, truncated or inconsistent."""
+
+
+def _read_checkpoint(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The JSON and tensors of one checkpoint folder, checked to belong together."""
+    from safetensors import SafetensorError, safe_open
+
+    state, trainer = folder / "state.safetensors", folder / "trainer.json"
+    if not (state.is_file() and trainer.is_file()):
+        raise CheckpointCorrupt(f"{folder} is incomplete (needs state.safetensors and trainer.json)")
+    try:
+        meta = json.loads(trainer.read_text())
+        tensors = load_file(str(state))
+        with safe_open(str(state), framework="pt") as f:
+            saved_generation = (f.metadata() or {}).get("generation")
+    except (json.JSONDecodeError, UnicodeDecodeError, SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointCorrupt(f"{folder} is unreadable ({type(exc).__name__}: {exc})") from exc
+    missing = {"theta", "adam_m", "adam_v", "best_theta", "theta0"} - set(tensors)
+    if missing or not isinstance(meta, dict) or "generation" not in meta:
+        raise CheckpointCorrupt(f"{folder} is incomplete (missing {sorted(missing) or 'trainer fields'})")
+    if saved_generation is not None and int(saved_generation) != int(meta["generation"]):
+        raise CheckpointCorrupt(
+            f"{folder}: state.safetensors is from generation {saved_generation}, trainer.json from {meta['generation']}"
+        )
+    return meta, tensors
+
+
+class _TermSignal:
+    """Inside the ``with``: SIGTERM (pre-emption) sets ``received`` instead of killing the
+    process, so the loop can checkpoint at the next generation boundary."""
+
+    def __init__(self) -> None:
+        self.received = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _TermSignal:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = True
+
+    def __exit__(self, *exc: Any) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
 
 
 def available_trackers(names: list[str]) -> list[str]:
@@ -220,7 +278,7 @@ class MetaTrainer:
         from tqdm.auto import tqdm
 
         acc, cfg = self.accelerator, self.config
-        if resume and (self.output_dir / CHECKPOINT_DIR / "trainer.json").is_file():
+        if resume and any((self.output_dir / d).is_dir() for d in (CHECKPOINT_DIR, BACKUP_DIR)):
             self.load_checkpoint()
         if acc.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -246,37 +304,63 @@ class MetaTrainer:
         # timing.json covers the generation loop only (start-up and the first validation excluded)
         self.timing = dict.fromkeys(self.timing, 0)
         loop_start = time.perf_counter()
-        while self.state.generation < cfg.generations:
-            if stop_after is not None and done >= stop_after:
-                break
-            record = self.generation()
-            g = self.state.generation
-            if g % cfg.val_every == 0 or g == cfg.generations:
-                record.update(self.validate(self.state.theta))
-                # fewer diverged validation runs first (val_fitness averages the finite ones only)
-                if (-record["val_diverged"], record["val_fitness"]) > (-self.best_val_diverged, self.best_val):
-                    self.best_val, self.best_val_diverged = record["val_fitness"], record["val_diverged"]
-                    self.best_theta = self.state.theta.clone()
-            self.history.append(record)
-            self._log(record)
-            bar.update(1)
-            bar.set_postfix(
-                fit=f"{record['fitness_mean']:.3g}",
-                val=f"{self.best_val:.3g}",
-                acc=f"{record.get('val_accuracy', record['accuracy_mean']):.3f}",
-                sigma=f"{record['sigma']:.2g}",
-                div=self.diverged_total,
-            )
-            if g % cfg.checkpoint_every == 0 or g == cfg.generations:
-                self.save_checkpoint()
-            done += 1
+        self.stopped = False
+        with _TermSignal() as term:
+            while self.state.generation < cfg.generations:
+                if stop_after is not None and done >= stop_after:
+                    break
+                if self._anyone(term.received):
+                    # pre-empted (SIGTERM to any process): the last generation is saved, all stop together
+                    self.save_checkpoint()
+                    self.stopped = True
+                    logger.warning(
+                        "meta-training: SIGTERM received; checkpoint written at generation %d, stopping "
+                        "(continue with --resume)",
+                        self.state.generation,
+                    )
+                    break
+                self._one_generation(bar)
+                done += 1
         bar.close()
         self.timing["loop"] += time.perf_counter() - loop_start
         if self.state.generation >= cfg.generations:
             self.finish()
         if self.tracking:
             acc.end_training()
-        return {"generation": self.state.generation, "best_val": self.best_val, "history": self.history}
+        return {
+            "generation": self.state.generation,
+            "best_val": self.best_val,
+            "history": self.history,
+            "stopped": self.stopped,
+        }
+
+    def _anyone(self, flag: bool) -> bool:
+        """Whether ``flag`` holds in any process (a store barrier: a lost process is named)."""
+        return barrier(self.accelerator, flag)
+
+    def _one_generation(self, bar: Any) -> None:
+        """One generation, its validation when due, the log, the bar and the checkpoint."""
+        cfg = self.config
+        record = self.generation()
+        g = self.state.generation
+        if g % cfg.val_every == 0 or g == cfg.generations:
+            record.update(self.validate(self.state.theta))
+            # fewer diverged validation runs first (val_fitness averages the finite ones only)
+            if (-record["val_diverged"], record["val_fitness"]) > (-self.best_val_diverged, self.best_val):
+                self.best_val, self.best_val_diverged = record["val_fitness"], record["val_diverged"]
+                self.best_theta = self.state.theta.clone()
+        self.history.append(record)
+        self._log(record)
+        bar.update(1)
+        bar.set_postfix(
+            fit=f"{record['fitness_mean']:.3g}",
+            val=f"{self.best_val:.3g}",
+            acc=f"{record.get('val_accuracy', record['accuracy_mean']):.3f}",
+            sigma=f"{record['sigma']:.2g}",
+            div=self.diverged_total,
+        )
+        if g % cfg.checkpoint_every == 0 or g == cfg.generations:
+            self.save_checkpoint()
 
     def _log(self, record: dict[str, Any]) -> None:
         if getattr(self, "tracking", False):
@@ -289,16 +373,24 @@ class MetaTrainer:
 
     # ---------------------------------------------------------- checkpoints
     def save_checkpoint(self) -> None:
-        """θ, Adam moments, best θ (safetensors) and the rest (JSON); atomic per file."""
+        """θ, Adam moments, best θ (safetensors) and the rest (JSON), written to a fresh
+        folder that then replaces ``checkpoint/``; the previous one is kept as
+        ``checkpoint.bak/``. A crash at any point leaves at least one complete checkpoint."""
         acc = self.accelerator
-        acc.wait_for_everyone()
+        barrier(acc)
         if acc.is_main_process:
-            folder = self.output_dir / CHECKPOINT_DIR
-            folder.mkdir(parents=True, exist_ok=True)
+            out = self.output_dir
+            tmp, current, backup = out / f"{CHECKPOINT_DIR}.tmp", out / CHECKPOINT_DIR, out / BACKUP_DIR
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir(parents=True)
             tensors = {**self.state.tensors(), "best_theta": self.best_theta, "theta0": self.theta0}
-            tmp = folder / "state.safetensors.tmp"
-            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-            os.replace(tmp, folder / "state.safetensors")
+            generation = str(self.state.generation)
+            save_file(
+                {k: v.contiguous() for k, v in tensors.items()},
+                str(tmp / "state.safetensors"),
+                metadata={"generation": generation},
+            )
             meta = {
                 "generation": self.state.generation,
                 "best_val": self.best_val,
@@ -307,24 +399,43 @@ class MetaTrainer:
                 "history": self.history,
                 "config": self.config.to_dict(),
             }
-            jsonio.write(folder / "trainer.json", meta)  # atomic; -inf (no fitness yet) → null
-        acc.wait_for_everyone()
+            jsonio.write(tmp / "trainer.json", meta)  # -inf (no fitness yet) → null
+            if current.exists():
+                if backup.exists():
+                    shutil.rmtree(backup)
+                os.replace(current, backup)
+            os.replace(tmp, current)
+        barrier(acc)
 
     def load_checkpoint(self) -> None:
-        folder = self.output_dir / CHECKPOINT_DIR
-        meta = json.loads((folder / "trainer.json").read_text())
+        """Resume from ``checkpoint/``, or from ``checkpoint.bak/`` (with a warning) when the
+        newest one is missing, truncated or corrupt; both unreadable is a clear error."""
+        errors = []
+        for name in (CHECKPOINT_DIR, BACKUP_DIR):
+            folder = self.output_dir / name
+            try:
+                meta, tensors = _read_checkpoint(folder)
+            except CheckpointCorrupt as exc:
+                errors.append(str(exc))
+                continue
+            if name == BACKUP_DIR:
+                logger.warning("--resume: %s; resuming from the previous checkpoint %s", errors[0], folder)
+            self._restore(folder, meta, tensors)
+            return
+        raise CheckpointCorrupt("--resume: no readable checkpoint: " + "; ".join(errors))
+
+    def _restore(self, folder: Path, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
         saved = MetaTrainConfig.from_dict(meta["config"])
         mismatched = {
             k
             for k, v in saved.to_dict().items()
-            if k not in ("generations", "trackers") and v != self.config.to_dict()[k]
+            if k not in ("generations", "trackers", "expect_processes") and v != self.config.to_dict()[k]
         }
         if mismatched:
             raise ValueError(
                 f"--resume: the checkpoint in {folder} was made with a different config "
                 f"(fields {sorted(mismatched)}); use another output folder"
             )
-        tensors = load_file(str(folder / "state.safetensors"))
         self.state = NESState(tensors["theta"], tensors["adam_m"], tensors["adam_v"], int(meta["generation"]))
         self.best_theta, self.theta0 = tensors["best_theta"], tensors["theta0"]
         self.best_val = -math.inf if meta["best_val"] is None else float(meta["best_val"])
