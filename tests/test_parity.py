@@ -65,6 +65,7 @@ CASES = {
     "l2_norm": {"norm": "l2"},
     "loss_log1p": {"loss_feature": "log1p"},
     "rate_cosine": {"rate_schedule": "cosine"},
+    "head_prior": {"init_head_fraction": 0.3, "init_head_rate": 5.0, "init_backbone_rate": 0.2},
 }
 
 
@@ -135,3 +136,42 @@ def test_loss_feature_transform(mode: str, loss: float, expected: float) -> None
     nb = len(opt.config.ema_betas)
     loss_columns = opt._ema.read()[:, 2 * nb : 3 * nb]
     torch.testing.assert_close(loss_columns, torch.full_like(loss_columns, expected))
+
+
+def test_head_prior_starts_head_and_backbone_at_their_rates() -> None:
+    """init_head_fraction: the deepest 5 % of components (here the last linear and its bias,
+    depths 0.975 and 1.0 of 41) start at head·η₀, all others at backbone·η₀; the fraction's
+    own boundary (depth 0.95) is still backbone."""
+    timm = pytest.importorskip("timm")
+    import hf_l3rs.tasks.models  # noqa: F401
+
+    model = timm.create_model("l3rs_resnet_tiny", num_classes=5)
+    config = L3RSConfig(base_lr=3e-3, init_head_fraction=0.05, init_head_rate=3.3, init_backbone_rate=0.1)
+    opt = L3RS(model, config, total_steps=10)
+    loss = model(torch.randn(4, 3, 32, 32)).logsumexp(1).mean()
+    loss.backward()
+    opt.step(loss=loss)
+    head = [j for j, c in enumerate(opt.components) if c.depth > 0.95]
+    assert [opt.components[j].name for j in head] == ["fc.weight", "fc.bias"]
+    rate = opt.last_rate
+    torch.testing.assert_close(rate[head], torch.full((2,), 3.3 * 3e-3), rtol=0.05, atol=0)
+    backbone = torch.ones(len(rate), dtype=torch.bool)
+    backbone[head] = False
+    torch.testing.assert_close(rate[backbone], torch.full((int(backbone.sum()),), 0.1 * 3e-3), rtol=0.05, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"init_head_fraction": 1.5}, "init_head_fraction"),
+        ({"init_head_fraction": 0.05, "descriptor": False}, "descriptor"),
+        ({"init_head_fraction": 0.05, "variant": "global"}, "global"),
+        ({"init_head_fraction": 0.05, "hidden_sizes": (32,)}, "hidden layers"),
+        ({"init_head_rate": 0.0}, "init_head_rate"),
+    ],
+)
+def test_head_prior_config_errors(changes, match) -> None:
+    from hf_l3rs.optim.config import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        L3RSConfig(**changes)

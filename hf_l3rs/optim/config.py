@@ -15,7 +15,13 @@ LOSS_FEATURES = ("raw", "log1p")
 RATE_SCHEDULES = ("constant", "cosine")
 #: Fields added after the first release, with the value that reproduces older checkpoints
 #: (a saved config without them loads with these, any other missing field is an error).
-ADDED_FIELDS = {"loss_feature": "raw", "rate_schedule": "constant"}
+ADDED_FIELDS = {
+    "loss_feature": "raw",
+    "rate_schedule": "constant",
+    "init_head_fraction": 0.0,
+    "init_head_rate": 1.0,
+    "init_backbone_rate": 1.0,
+}
 ROLES = ("conv", "linear", "norm", "bias", "embedding", "other")
 
 
@@ -68,6 +74,14 @@ class L3RSConfig:
     #: 0.5·(1 + cos(π·t/T)) over the announced horizon T, so that the untrained L3RS already
     #: follows a tuned cosine schedule and meta-training only corrects it (docs/decisions.md).
     rate_schedule: str = "constant"
+    #: A hand-designed start for fine-tuning (docs/design.md §1 "Initialisation"): the
+    #: components in the deepest ``init_head_fraction`` of the network by relative depth (the
+    #: freshly initialised head) start at ``init_head_rate``·η₀, all others at
+    #: ``init_backbone_rate``·η₀. Written into the MLP's initial weights (θ keeps its shape),
+    #: so meta-training refines it. 0 = off (the paper's uniform start).
+    init_head_fraction: float = 0.0
+    init_head_rate: float = 1.0
+    init_backbone_rate: float = 1.0
 
     def __post_init__(self) -> None:
         # Lists arrive from JSON/YAML: store tuples so the config stays hashable and frozen.
@@ -96,6 +110,19 @@ class L3RSConfig:
             raise ConfigError(f"L3RSConfig.loss_feature must be one of {LOSS_FEATURES}, got {self.loss_feature!r}")
         if self.rate_schedule not in RATE_SCHEDULES:
             raise ConfigError(f"L3RSConfig.rate_schedule must be one of {RATE_SCHEDULES}, got {self.rate_schedule!r}")
+        if not 0.0 <= self.init_head_fraction < 1.0:
+            raise ConfigError(f"L3RSConfig.init_head_fraction must be in [0, 1), got {self.init_head_fraction!r}")
+        for name in ("init_head_rate", "init_backbone_rate"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 < value < math.inf):
+                raise ConfigError(f"L3RSConfig.{name} must be a positive number, got {value!r}")
+        if self.init_head_fraction > 0:
+            if not self.descriptor:
+                raise ConfigError("L3RSConfig.init_head_fraction needs descriptor=True (it reads the relative depth)")
+            if self.variant == "global":
+                raise ConfigError("L3RSConfig.init_head_fraction needs per-component rates (not variant='global')")
+            if len(self.hidden_sizes) < 2 or self.hidden_sizes[0] < 2:
+                raise ConfigError("L3RSConfig.init_head_fraction needs >= 2 hidden layers, the first with >= 2 units")
         if self.variant not in VARIANTS:
             raise ConfigError(f"L3RSConfig.variant must be one of {VARIANTS}, got {self.variant!r}")
         for beta in self.ema_betas:
