@@ -6,22 +6,53 @@ import json
 from string import Template
 from typing import Any
 
-import yaml
-
 from hf_l3rs.optim.network import L3RSNet
 
 
+def eval_results(model_index: list[dict[str, Any]]) -> list[Any]:
+    """Hub model-index entries (``[{"name", "results": [{"task", "dataset", "metrics"}]}]``)
+    as ``huggingface_hub.EvalResult``s; every result needs its task type and dataset."""
+    from huggingface_hub import EvalResult
+
+    out = []
+    for entry in model_index:
+        for result in entry.get("results", []):
+            task, dataset = result.get("task", {}), result.get("dataset", {})
+            if "type" not in task or "type" not in dataset or "name" not in dataset:
+                raise ValueError("model_index results need task.type, dataset.type and dataset.name")
+            for metric in result.get("metrics", []):
+                out.append(
+                    EvalResult(
+                        task_type=task["type"],
+                        task_name=task.get("name"),
+                        dataset_type=dataset["type"],
+                        dataset_name=dataset["name"],
+                        metric_type=metric["type"],
+                        metric_value=metric["value"],
+                        metric_name=metric.get("name"),
+                    )
+                )
+    return out
+
+
 def _metadata(info: dict[str, Any]) -> str:
-    meta: dict[str, Any] = {
-        "library_name": "hf_l3rs",
-        "license": info.get("license", "apache-2.0"),
-        "tags": ["learned-optimizer", "l3rs", "optimizer", *info.get("tags", [])],
-    }
-    if info.get("datasets"):
-        meta["datasets"] = list(info["datasets"])
-    if info.get("model_index"):
-        meta["model-index"] = info["model_index"]
-    return yaml.safe_dump(meta, sort_keys=False).strip()
+    """The card's YAML header through ``huggingface_hub.ModelCardData`` (model-index from
+    ``EvalResult``s), so the Hub and ``ModelCard.load`` read it as they read any model's."""
+    from huggingface_hub import ModelCardData
+
+    index = info.get("model_index") or []
+    data = ModelCardData(
+        library_name="hf_l3rs",
+        license=info.get("license", "apache-2.0"),
+        tags=["learned-optimizer", "l3rs", "optimizer", *[t for t in info.get("tags", []) if t not in _BASE_TAGS]],
+        datasets=list(info["datasets"]) if info.get("datasets") else None,
+        model_name=index[0].get("name") if index else None,
+        eval_results=eval_results(index) or None,
+    )
+    return data.to_yaml().strip()
+
+
+_BASE_TAGS = ("learned-optimizer", "l3rs", "optimizer")
 
 
 def render_card(net: L3RSNet, info: dict[str, Any]) -> str:

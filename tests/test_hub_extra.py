@@ -30,17 +30,31 @@ def test_bundled_weights_fit_their_architecture() -> None:
 
 
 def test_card_carries_model_index(tmp_path) -> None:
+    """The card's header is ModelCardData's: ModelCard.load reads back the same EvalResults."""
+    from huggingface_hub import ModelCard
+
     net = load_net("l3rs-kanji-tiny")
     index = [
         {
             "name": "x",
-            "results": [{"task": {"type": "image-classification"}, "metrics": [{"type": "accuracy", "value": 0.5}]}],
+            "results": [
+                {
+                    "task": {"type": "image-classification", "name": "fine-tuning"},
+                    "dataset": {"type": "kanjivg-rendered", "name": "kanji"},
+                    "metrics": [{"type": "accuracy", "value": 0.5, "name": "accuracy after 10 steps"}],
+                }
+            ],
         }
     ]
     save_net(net, tmp_path / "w", card={"model_index": index, "evaluation": "| a | b |", "datasets": ["kanjivg"]})
     text = (tmp_path / "w" / "README.md").read_text()
     meta = yaml.safe_load(text.split("---")[1])
-    assert meta["library_name"] == "hf_l3rs" and meta["model-index"] == index and meta["datasets"] == ["kanjivg"]
+    assert meta["library_name"] == "hf_l3rs" and meta["datasets"] == ["kanjivg"] and meta["model-index"] == index
+    card = ModelCard.load(tmp_path / "w" / "README.md")
+    (result,) = card.data.eval_results
+    assert (result.metric_type, result.metric_value, result.dataset_type) == ("accuracy", 0.5, "kanjivg-rendered")
+    with pytest.raises(ValueError, match="dataset"):
+        save_net(net, tmp_path / "bad", card={"model_index": [{"name": "x", "results": [{"task": {"type": "t"}}]}]})
 
 
 class FakeApi:

@@ -18,6 +18,12 @@ def test_import_is_light() -> None:
     assert out.strip() == "[]"
 
 
+def test_import_loads_neither_yaml_nor_the_meta_trainer() -> None:
+    code = "import sys, hf_l3rs; print(sorted(m for m in ('yaml', 'hf_l3rs.meta', 'torch') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_every_public_name_resolves() -> None:
     assert set(hf_l3rs.__all__) == set(hf_l3rs._EXPORTS) | {"__version__"}
     for name in hf_l3rs.__all__:
