@@ -152,3 +152,20 @@ def test_resave_keeps_the_card_history_and_it_parses(tmp_path) -> None:
     results = card.data.eval_results
     recorded = yaml.safe_load(original.split("---")[1])["model-index"][0]["results"][0]["metrics"]
     assert [(r.metric_type, r.metric_value) for r in results] == [(m["type"], m["value"]) for m in recorded]
+
+
+def test_unreachable_endpoint_on_download_is_not_called_offline(monkeypatch) -> None:
+    import socket
+
+    from hf_l3rs.hub import CheckpointError, HubError
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    endpoint = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    with pytest.raises(HubError, match=rf"'org/missing' from {endpoint}"):
+        load_net("org/missing", local_files_only=False)
+    with pytest.raises(CheckpointError, match="local_files_only=True"):
+        load_net("org/missing", local_files_only=True)
