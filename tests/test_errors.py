@@ -33,10 +33,16 @@ def test_sparse_gradients_are_rejected() -> None:
         opt.step(loss=1.0)
 
 
-def test_missing_total_steps(model) -> None:
+def test_without_a_horizon_it_runs_horizon_free_and_says_so(model, caplog) -> None:
     opt = L3RS(model)
-    with pytest.raises(RuntimeError, match="total_steps"):
-        opt.step(loss=train_step(model, 0))
+    with caplog.at_level("INFO"):
+        for t in range(3):
+            opt.step(loss=train_step(model, t))
+    assert opt.total_steps is None and caplog.text.count("horizon-free") == 1
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    opt.set_total_steps(10)  # a horizon announced later is used from then on
+    opt.step(loss=train_step(model, 3))
+    assert opt.total_steps == 10
 
 
 @pytest.mark.parametrize(

@@ -175,3 +175,17 @@ def test_head_prior_config_errors(changes, match) -> None:
 
     with pytest.raises(ConfigError, match=match):
         L3RSConfig(**changes)
+
+
+def test_horizon_free_matches_reference() -> None:
+    """total_steps unknown: the fast step and the loop reference agree (t/T = 0, T = ∞)."""
+    config = L3RSConfig(**LIVELY, rate_schedule="cosine")
+    fast_model, ref_model = small_cnn(), small_cnn()
+    fast = L3RS(fast_model, config, implementation="foreach", seed=3)
+    ref = ReferenceL3RS(
+        [{"params": list(ref_model.parameters()), "lr": 1.0, "weight_decay": 0.0}], fast.net, fast.components, None
+    )
+    for t in range(20):
+        fast.step(loss=train_step(fast_model, t))
+        ref.step(train_step(ref_model, t).item())
+    _assert_close(fast_model, ref_model)

@@ -294,3 +294,20 @@ def test_timm_knows_l3rs_once_both_are_imported(order: str) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["L3RS", "conv1.0.weight", "False"]
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine", "constant"])
+def test_the_one_liner_runs_with_any_scheduler_and_no_horizon(tmp_path, schedule: str) -> None:
+    """Trainer(model, optimizers=(L3RS.from_pretrained(name, model), None)) with no
+    total_steps: a decaying scheduler gives the horizon, a constant one leaves L3RS
+    horizon-free; both train."""
+    model = tiny_bert()
+    opt = L3RS.from_pretrained("l3rs-kanji-tiny", model)
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer = transformers.Trainer(
+        model=model, args=args(tmp_path, lr_scheduler_type=schedule), train_dataset=dataset(), optimizers=(opt, None)
+    )
+    trainer.train()
+    assert opt._step == 6
+    assert opt.total_steps == (None if schedule == "constant" else 6)
+    assert any(not torch.equal(p, q) for p, q in zip(model.parameters(), before))

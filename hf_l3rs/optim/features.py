@@ -15,13 +15,15 @@ from torch import Tensor
 from hf_l3rs.optim.config import L3RSConfig
 
 
-def time_features(config: L3RSConfig, step: int, total_steps: int) -> Tensor:
-    """Relative (VeLO-style) and absolute time features, float32 [R + A]."""
+def time_features(config: L3RSConfig, step: int, total_steps: int | None) -> Tensor:
+    """Relative (VeLO-style) and absolute time features, float32 [R + A]. Horizon-free
+    (``total_steps=None``): the features of an unbounded run, t/T = 0 and T = ∞."""
     r = config.relative_time_points
     refs = torch.linspace(0.0, 1.0, r, dtype=torch.float64) if r > 1 else torch.zeros(r, dtype=torch.float64)
-    rel = torch.tanh(config.relative_time_sharpness * (step / total_steps - refs))
+    progress = step / total_steps if total_steps else 0.0
+    rel = torch.tanh(config.relative_time_sharpness * (progress - refs))
     scales = torch.tensor(config.absolute_time_scales, dtype=torch.float64)
-    absolute = torch.tanh(total_steps / scales)
+    absolute = torch.tanh(total_steps / scales) if total_steps else torch.ones_like(scales)
     return torch.cat([rel, absolute]).to(torch.float32)
 
 

@@ -40,6 +40,8 @@ class MissingLossError(RuntimeError):
     """L3RS.step() was called without the training loss of the step."""
 
 
+logger = get_logger(__name__)
+
 _MISSING_LOSS = (
     "L3RS needs the training loss of every step (it is one of its input features). "
     "Pass it as opt.step(loss=loss), call opt.observe_loss(loss) before opt.step(), "
@@ -173,6 +175,7 @@ class L3RS(torch.optim.Optimizer):
         if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps <= 0:
             raise ValueError(f"L3RS: total_steps must be a positive int, got {total_steps!r}")
         self.total_steps = total_steps
+        self._horizon_free = False
 
     def observe_loss(self, loss: Tensor | float) -> None:
         """Give the loss of the coming ``step()`` (for loops that cannot pass it there)."""
@@ -324,16 +327,18 @@ class L3RS(torch.optim.Optimizer):
         self._pending_loss, self._loss_sum, self._loss_count = None, None, 0
         if loss_t is None:
             raise MissingLossError(_MISSING_LOSS)
-        if self.total_steps is None:
+        if self.total_steps is None and not getattr(self, "_horizon_free", False):
             inferred = _total_steps_from_scheduler(self)
             if inferred is None:
-                raise RuntimeError(
-                    "L3RS needs the total number of training steps: pass total_steps=... to the "
-                    "constructor or call opt.set_total_steps(T) before training (with "
-                    "transformers.Trainer: L3RS(..., total_steps=args.max_steps) or "
-                    "callbacks=[hf_l3rs.trainer_plugins.L3RSCallback()])."
+                # docs/design.md §1 "Horizon": no horizon known, the time features read as an
+                # unbounded run and the rate prior stays constant
+                self._horizon_free = True
+                logger.info(
+                    "L3RS: no total_steps given and none found on a scheduler: running horizon-free "
+                    "(pass total_steps=T, call set_total_steps(T) or use L3RSCallback when T is known)"
                 )
-            self.set_total_steps(inferred)
+            else:
+                self.set_total_steps(inferred)
         self._step += 1
         active = []
         for j, p in enumerate(self._params):

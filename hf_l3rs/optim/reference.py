@@ -26,7 +26,7 @@ class ReferenceL3RS:
         groups: list[dict],
         net: L3RSNet,
         components: list[Component],
-        total_steps: int,
+        total_steps: int | None,
         component_map: Tensor | None = None,
     ) -> None:
         self.groups = [{"lr": 1.0, "weight_decay": 0.0, **g} for g in groups]
@@ -54,9 +54,10 @@ class ReferenceL3RS:
         r = cfg.relative_time_points
         for i in range(r):
             ref = i / (r - 1) if r > 1 else 0.0
-            row.append(math.tanh(cfg.relative_time_sharpness * (self.t / self.total_steps - ref)))
+            progress = self.t / self.total_steps if self.total_steps else 0.0  # horizon-free: t/T = 0
+            row.append(math.tanh(cfg.relative_time_sharpness * (progress - ref)))
         for s in cfg.absolute_time_scales:
-            row.append(math.tanh(self.total_steps / s))
+            row.append(math.tanh(self.total_steps / s) if self.total_steps else 1.0)
         row.extend(self.dirlog[j])
         if cfg.descriptor:
             comp = self.components[j]
