@@ -7,6 +7,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 DEFAULT_CHECKPOINTS = Path("outputs") / "checkpoints"
 
@@ -64,6 +65,18 @@ def _default_checkpoints(folder: str) -> dict[str, str]:
     return {"D1": str(ckpt / "kanji" / "model.safetensors"), "D2": str(ckpt / "clipart" / "model.safetensors")}
 
 
+def _config(cls: type, args: argparse.Namespace, overrides: dict[str, Any]) -> Any:
+    """An evaluation config (``EvalConfig``/``TunedConfig``) from ``--config`` or the embedded
+    defaults, with the command line's overrides, its checkpoints checked."""
+    if args.config:
+        cfg = cls.from_yaml(args.config, **overrides)
+    else:
+        given = {k: v for k, v in overrides.items() if v is not None}
+        cfg = cls(checkpoints=_default_checkpoints(args.checkpoints), **given)
+    _check_checkpoints(cfg.checkpoints, cfg.evaluations)
+    return cfg
+
+
 def _check_checkpoints(checkpoints: dict[str, str], wanted: list[str]) -> None:
     from hf_l3rs.evaluation.protocol import EVALUATIONS
 
@@ -93,13 +106,7 @@ def _benchmark(args: argparse.Namespace) -> None:
         "evaluations": args.evaluations,
         "families": args.families,
     }
-    if args.config:
-        cfg = TunedConfig.from_yaml(args.config, **overrides)
-    else:
-        cfg = TunedConfig(
-            checkpoints=_default_checkpoints(args.checkpoints), **{k: v for k, v in overrides.items() if v is not None}
-        )
-    _check_checkpoints(cfg.checkpoints, cfg.evaluations)
+    cfg = _config(TunedConfig, args, overrides)
     previous = None
     saved = Path(args.output) / "tuned.json"
     if args.reuse_baselines and saved.is_file():
@@ -129,13 +136,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         "evaluations": args.evaluations,
         "l3rs_base_lr": args.l3rs_base_lr,
     }
-    if args.config:
-        cfg = EvalConfig.from_yaml(args.config, **overrides)
-    else:
-        cfg = EvalConfig(
-            checkpoints=_default_checkpoints(args.checkpoints), **{k: v for k, v in overrides.items() if v is not None}
-        )
-    _check_checkpoints(cfg.checkpoints, cfg.evaluations)
+    cfg = _config(EvalConfig, args, overrides)
     accelerator = _accelerator(args.processes)
     results = Protocol(cfg).run(accelerator)
     if accelerator is None or accelerator.is_main_process:

@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
-from test_meta import ROOT, _launch, _tiny, _trainer
+from test_meta import ROOT, _launch, _tiny, _trainer, two_machine_commands
 
 
 def _write(tmp_path: Path, **kw) -> Path:
@@ -70,17 +70,10 @@ def test_a_killed_process_is_named_and_the_run_resumes_bitwise(tmp_path) -> None
         s.bind(("127.0.0.1", 0))
         port = str(s.getsockname()[1])
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_L3RS_PROCESS_TIMEOUT": "10"}
-    procs = []
-    for rank in (1, 0):  # two "machines" on this host, one process each
-        cmd = [
-            sys.executable, "-m", "accelerate.commands.launch",
-            "--config_file", str(ROOT / "examples" / "accelerate" / "two-machines.yaml"),
-            "--num_processes", "2", "--machine_rank", str(rank),
-            "--main_process_ip", "127.0.0.1", "--main_process_port", port,
-            str(ROOT / "examples" / "metatrain.py"),
-            "--config", str(config), "--output", str(out), "--no-trackers", "--threads", "1",
-        ]  # fmt: skip
-        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    procs = [  # two "machines" on this host, one process each
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for cmd in two_machine_commands(config, out, port)
+    ]
     machine1, machine0 = procs
     _wait_for_generation(out, 2, procs)
     os.kill(_rank_pid(str(out), 1), signal.SIGKILL)

@@ -290,6 +290,17 @@ def test_expect_processes_guard(tmp_path) -> None:
         _trainer(_tiny(expect_processes=2), tmp_path)
 
 
+def two_machine_commands(config: Path, out: Path, port: str) -> list[list[str]]:
+    """The launches of machine 1 and machine 0 (in that order) of the shipped two-machine
+    Accelerate config, both on this host, one meta-training process each."""
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file"]
+    launcher += [str(ROOT / "examples" / "accelerate" / "two-machines.yaml"), "--num_processes", "2"]
+    script = [str(ROOT / "examples" / "metatrain.py"), "--config", str(config), "--output", str(out)]
+    script += ["--no-trackers", "--threads", "1"]
+    network = ["--main_process_ip", "127.0.0.1", "--main_process_port", port]
+    return [[*launcher, "--machine_rank", str(rank), *network, *script] for rank in (1, 0)]
+
+
 def test_two_machines_on_one_host_match_one_machine(tmp_path) -> None:
     """The shipped two-machine Accelerate config, both "machines" on this host (one process
     each): the same θ as a single process, bit for bit."""
@@ -307,17 +318,10 @@ def test_two_machines_on_one_host_match_one_machine(tmp_path) -> None:
         s.bind(("127.0.0.1", 0))
         port = str(s.getsockname()[1])
     _, env = launch_command(str(ROOT / "examples" / "metatrain.py"), 2, [])
-    procs = []
-    for rank in (1, 0):
-        cmd = [
-            sys.executable, "-m", "accelerate.commands.launch",
-            "--config_file", str(ROOT / "examples" / "accelerate" / "two-machines.yaml"),
-            "--num_processes", "2", "--machine_rank", str(rank),
-            "--main_process_ip", "127.0.0.1", "--main_process_port", port,
-            str(ROOT / "examples" / "metatrain.py"),
-            "--config", str(path), "--output", str(tmp_path / "two"), "--no-trackers", "--threads", "1",
-        ]  # fmt: skip
-        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    procs = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for cmd in two_machine_commands(path, tmp_path / "two", port)
+    ]
     for proc in procs:
         out, _ = proc.communicate(timeout=600)
         assert proc.returncode == 0, out[-3000:]
