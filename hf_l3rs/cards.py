@@ -8,6 +8,9 @@ from typing import Any
 
 from hf_l3rs.optim.network import L3RSNet
 
+#: Tags every hf_l3rs card carries (a re-save does not repeat them from the loaded card).
+BASE_TAGS = ("learned-optimizer", "l3rs", "optimizer")
+
 
 def eval_results(model_index: list[dict[str, Any]]) -> list[Any]:
     """Hub model-index entries (``[{"name", "results": [{"task", "dataset", "metrics"}]}]``)
@@ -44,15 +47,12 @@ def _metadata(info: dict[str, Any]) -> str:
     data = ModelCardData(
         library_name="hf_l3rs",
         license=info.get("license", "apache-2.0"),
-        tags=["learned-optimizer", "l3rs", "optimizer", *[t for t in info.get("tags", []) if t not in _BASE_TAGS]],
+        tags=[*BASE_TAGS, *[t for t in info.get("tags", []) if t not in BASE_TAGS]],
         datasets=list(info["datasets"]) if info.get("datasets") else None,
         model_name=index[0].get("name") if index else None,
         eval_results=eval_results(index) or None,
     )
     return data.to_yaml().strip()
-
-
-_BASE_TAGS = ("learned-optimizer", "l3rs", "optimizer")
 
 
 def render_card(net: L3RSNet, info: dict[str, Any]) -> str:

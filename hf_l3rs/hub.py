@@ -248,7 +248,9 @@ def read_card(folder: Path) -> dict[str, Any]:
         info["model_index"] = data["model-index"]
     if data.get("datasets"):
         info["datasets"] = data["datasets"]
-    tags = [t for t in data.get("tags") or [] if t not in ("learned-optimizer", "l3rs", "optimizer")]
+    from hf_l3rs.cards import BASE_TAGS
+
+    tags = [t for t in data.get("tags") or [] if t not in BASE_TAGS]
     if tags:
         info["tags"] = tags
     for key, heading in (("training", "## Meta-training"), ("evaluation", "## Evaluation")):

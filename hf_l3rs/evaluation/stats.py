@@ -87,8 +87,8 @@ def bootstrap_speedup(
     ``horizon``, same tasks), with a 68 % bootstrap interval over tasks (``low``, ``high``;
     a resample that never reaches the target counts as speedup 0)."""
     n = len(reference)
-    curve = [_mean(runs[h]) for h in horizons]
-    point, at_least = speedup_at(horizon, horizons, curve, _mean(reference), higher_is_better)
+    curve = [mean_with_divergence(runs[h]) for h in horizons]
+    point, at_least = speedup_at(horizon, horizons, curve, mean_with_divergence(reference), higher_is_better)
     draws = []
     g = torch.Generator().manual_seed(seed)
     table = torch.tensor([list(runs[h]) for h in horizons], dtype=torch.float64)
@@ -107,6 +107,6 @@ def bootstrap_speedup(
     }
 
 
-def _mean(values: Sequence[float]) -> float:
-    """Mean that lets a diverged run (inf loss) count against its optimizer."""
+def mean_with_divergence(values: Sequence[float]) -> float:
+    """Mean over tasks that lets a diverged run (infinite loss) count against its optimizer."""
     return sum(values) / len(values) if len(values) else math.nan

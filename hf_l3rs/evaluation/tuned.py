@@ -30,7 +30,7 @@ import yaml
 
 from hf_l3rs.evaluation.optimizers import L3RSEntry
 from hf_l3rs.evaluation.protocol import EVALUATIONS, EvalConfig, Protocol
-from hf_l3rs.evaluation.stats import HIGHER_IS_BETTER, bootstrap_speedup, mean_se, paired
+from hf_l3rs.evaluation.stats import HIGHER_IS_BETTER, bootstrap_speedup, mean_se, mean_with_divergence, paired
 from hf_l3rs.optim.config import ConfigError, reject_unknown_fields
 from hf_l3rs.registry import TUNED_FAMILIES, parse_family
 
@@ -181,8 +181,7 @@ class TunedBenchmark:
                 seed = self.config.seed + i
                 tasks[(ev, split, i)] = self.protocol.family(init, domain).sample(seed, split)
             task = tasks[(ev, split, i)]
-            spec = self.entries[what] if isinstance(what, str) else what  # L3RS entries travel by label
-            res = self.protocol.run_optimizer(spec, task, list(hs))
+            res = self.protocol.run_optimizer(self._spec(what), task, list(hs))
             # A diverged run: infinite loss, zero accuracy. A horizon not run: NaN.
             row = [(_loss(res[h][0]) if h in res else math.nan) for h in horizons]
             row += [(_accuracy(res[h][1]) if h in res else math.nan) for h in horizons]
@@ -200,10 +199,12 @@ class TunedBenchmark:
         bar.close()
         return table
 
+    def _spec(self, what: Any) -> Any:
+        """An item's optimizer: a registry spec, or an L3RS entry (items carry its label)."""
+        return self.entries[what] if isinstance(what, str) else what
+
     def _cost(self, item: tuple) -> float:
-        what, hs = item[3], list(item[4])
-        spec = self.entries[what] if isinstance(what, str) else what
-        return self.protocol.cost(spec, hs)
+        return self.protocol.cost(self._spec(item[3]), list(item[4]))
 
     def tune(self, ev: str, accelerator: Any = None) -> dict[str, Any]:
         """Validation sweeps with edge extension → per family: every rate's validation means,
@@ -224,16 +225,15 @@ class TunedBenchmark:
             for j, (f, k) in enumerate(todo):
                 rows = table[j * cfg.val_tasks : (j + 1) * cfg.val_tasks]
                 means[f][k] = {
-                    "loss": [_mean(rows[:, h].tolist()) for h in range(nh)],
-                    "accuracy": [_mean(rows[:, nh + h].tolist()) for h in range(nh)],
+                    "loss": [mean_with_divergence(rows[:, h].tolist()) for h in range(nh)],
+                    "accuracy": [mean_with_divergence(rows[:, nh + h].tolist()) for h in range(nh)],
                 }
             grew = False
             for f in self.families:
                 add = set()
                 for metric in METRICS:
                     for hi in range(nh):
-                        scores = {k: {m: means[f][k][m][hi] for m in METRICS} for k in grids[f]}
-                        _, edge = choose(scores, metric)
+                        _, edge = choose(_at_horizon(means[f], grids[f], hi), metric)
                         if edge is not None and extensions < cfg.max_extensions:
                             add.add(min(grids[f]) - 1 if edge == "low" else max(grids[f]) + 1)
                 if add:
@@ -247,8 +247,7 @@ class TunedBenchmark:
             chosen: dict[str, dict[str, Any]] = {m: {} for m in METRICS}
             for metric in METRICS:
                 for hi, h in enumerate(horizons):
-                    scores = {k: {m: means[f][k][m][hi] for m in METRICS} for k in grids[f]}
-                    best, edge = choose(scores, metric)
+                    best, edge = choose(_at_horizon(means[f], grids[f], hi), metric)
                     chosen[metric][str(h)] = {"lr": cfg.rate(best), "exponent": best, "edge": edge}
             out[f] = {
                 "rates": [cfg.rate(k) for k in grids[f]],
@@ -334,7 +333,7 @@ def analyse(tuning: dict[str, Any], test: dict[str, Any], config: TunedConfig, l
         for metric, per_h in metrics.items():
             summary[label][metric] = {}
             for h, cell in per_h.items():
-                mean, se = _mean(cell["values"]), mean_se(cell["values"])[1]
+                mean, se = mean_with_divergence(cell["values"]), mean_se(cell["values"])[1]
                 summary[label][metric][h] = {
                     "mean": mean,
                     "se": se,
@@ -364,6 +363,11 @@ def analyse(tuning: dict[str, Any], test: dict[str, Any], config: TunedConfig, l
     return {"tuning": tuning, "test": test, "summary": summary, "best": best, "comparisons": comparisons}
 
 
+def _at_horizon(means: dict[int, dict[str, list[float]]], grid: list[int], hi: int) -> dict[int, dict[str, float]]:
+    """``choose``'s input: every rate of ``grid`` with its validation means at horizon ``hi``."""
+    return {k: {m: means[k][m][hi] for m in METRICS} for k in grid}
+
+
 def _baseline_config(config: dict[str, Any]) -> dict[str, Any]:
     """The part of a configuration that determines the baselines' results."""
     return {k: v for k, v in config.items() if k not in ("l3rs", "bootstrap_samples")}
@@ -386,11 +390,6 @@ def _loss(x: float) -> float:
 
 def _accuracy(x: float | None) -> float:
     return x if x is not None and math.isfinite(x) else 0.0
-
-
-def _mean(values: list[float]) -> float:
-    """Mean over tasks, a diverged run included (an infinite loss makes the mean infinite)."""
-    return sum(values) / len(values) if values else math.nan
 
 
 def _finite_or(x: float, default: float) -> float:

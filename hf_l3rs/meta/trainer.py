@@ -309,7 +309,7 @@ class MetaTrainer:
             while self.state.generation < cfg.generations:
                 if stop_after is not None and done >= stop_after:
                     break
-                if self._anyone(term.received):
+                if barrier(self.accelerator, term.received):  # any process pre-empted: all stop together
                     # pre-empted (SIGTERM to any process): the last generation is saved, all stop together
                     self.save_checkpoint()
                     self.stopped = True
@@ -333,10 +333,6 @@ class MetaTrainer:
             "history": self.history,
             "stopped": self.stopped,
         }
-
-    def _anyone(self, flag: bool) -> bool:
-        """Whether ``flag`` holds in any process (a store barrier: a lost process is named)."""
-        return barrier(self.accelerator, flag)
 
     def _one_generation(self, bar: Any) -> None:
         """One generation, its validation when due, the log, the bar and the checkpoint."""
