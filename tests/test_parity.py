@@ -66,6 +66,7 @@ CASES = {
     "loss_log1p": {"loss_feature": "log1p"},
     "rate_cosine": {"rate_schedule": "cosine"},
     "head_prior": {"init_head_fraction": 0.3, "init_head_rate": 5.0, "init_backbone_rate": 0.2},
+    "hypergradient": {"rate_adaptation": "hypergradient", "hypergradient_rate": 0.3, "adaptation_clamp": 5.0},
 }
 
 
@@ -76,7 +77,8 @@ def test_foreach_matches_reference(case: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "case", ["default", "sgd+adam+wd", "global", "per_layer_mlp", "l2_norm", "loss_log1p", "rate_cosine"]
+    "case",
+    ["default", "sgd+adam+wd", "global", "per_layer_mlp", "l2_norm", "loss_log1p", "rate_cosine", "hypergradient"],
 )
 def test_fused_matches_reference(case: str) -> None:
     if load_fused() is None:
@@ -189,3 +191,44 @@ def test_horizon_free_matches_reference() -> None:
         fast.step(loss=train_step(fast_model, t))
         ref.step(train_step(ref_model, t).item())
     _assert_close(fast_model, ref_model)
+
+
+def _quadratic_multiplier(base_lr: float, steps: int = 40) -> float:
+    """Rate multiplier after ``steps`` on f(w) = ½·Σ c_i·w_i² (full-batch, no noise)."""
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(64))
+    c = torch.linspace(0.5, 2.0, 64)
+    config = L3RSConfig(base_lr=base_lr, rate_adaptation="hypergradient", hypergradient_rate=0.1, descriptor=False)
+    opt = L3RS([("w", w)], config, total_steps=steps, implementation="foreach")
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = 0.5 * (c * w * w).sum()
+        loss.backward()
+        opt.step(loss=loss)
+    return opt.rate_multiplier
+
+
+def test_hypergradient_grows_a_small_rate_and_shrinks_an_oscillating_one() -> None:
+    """Successive gradients agree when the step is far too small (a > 1) and alternate in
+    sign when it overshoots (a < 1): the two regimes the adaptation exists to correct."""
+    small, large = _quadratic_multiplier(1e-4), _quadratic_multiplier(3.0)
+    assert small > 2.0, small
+    assert large < 0.7, large
+
+
+def test_rate_multiplier_survives_state_dict_round_trip() -> None:
+    model, twin = small_cnn(), small_cnn()
+    config = L3RSConfig(rate_adaptation="hypergradient", hypergradient_rate=0.5)
+    opt = L3RS(model, config, total_steps=20, implementation="foreach")
+    for t in range(5):
+        opt.step(loss=train_step(model, t))
+    assert opt.rate_multiplier != 1.0
+    twin.load_state_dict(model.state_dict())
+    copy_opt = L3RS(twin, opt.net, total_steps=20, implementation="foreach")
+    copy_opt.load_state_dict(copy.deepcopy(opt.state_dict()))  # as torch.save would
+    assert copy_opt.rate_multiplier == opt.rate_multiplier
+    for t in range(5, 8):
+        opt.step(loss=train_step(model, t))
+        copy_opt.step(loss=train_step(twin, t))
+    for p, q in zip(model.parameters(), twin.parameters()):
+        assert torch.equal(p, q)

@@ -13,6 +13,7 @@ VARIANTS = ("shared", "global", "per_layer_mlp")
 NORMS = ("rms", "l2")
 LOSS_FEATURES = ("raw", "log1p")
 RATE_SCHEDULES = ("constant", "cosine")
+RATE_ADAPTATIONS = ("none", "hypergradient")
 #: Fields added after the first release, with the value that reproduces older checkpoints
 #: (a saved config without them loads with these, any other missing field is an error).
 ADDED_FIELDS = {
@@ -21,6 +22,9 @@ ADDED_FIELDS = {
     "init_head_fraction": 0.0,
     "init_head_rate": 1.0,
     "init_backbone_rate": 1.0,
+    "rate_adaptation": "none",
+    "hypergradient_rate": 0.05,
+    "adaptation_clamp": 30.0,
 }
 ROLES = ("conv", "linear", "norm", "bias", "embedding", "other")
 
@@ -82,6 +86,15 @@ class L3RSConfig:
     init_head_fraction: float = 0.0
     init_head_rate: float = 1.0
     init_backbone_rate: float = 1.0
+    #: Online correction of the model's overall step size (docs/design.md §1 "Rate
+    #: adaptation"): ``none`` (the paper's) or ``hypergradient``, a multiplier a on every
+    #: learned rate with log a += ``hypergradient_rate``·cos(g_t, m_{t-1}) each step (m the
+    #: Adam momentum), clamped to [1/c, c] with c = ``adaptation_clamp``: it grows while
+    #: successive gradients agree and shrinks when they oppose (overshooting), so weights
+    #: meta-trained on one model find the step size of another without a learning rate.
+    rate_adaptation: str = "none"
+    hypergradient_rate: float = 0.05
+    adaptation_clamp: float = 30.0
 
     def __post_init__(self) -> None:
         # Lists arrive from JSON/YAML: store tuples so the config stays hashable and frozen.
@@ -110,6 +123,20 @@ class L3RSConfig:
             raise ConfigError(f"L3RSConfig.loss_feature must be one of {LOSS_FEATURES}, got {self.loss_feature!r}")
         if self.rate_schedule not in RATE_SCHEDULES:
             raise ConfigError(f"L3RSConfig.rate_schedule must be one of {RATE_SCHEDULES}, got {self.rate_schedule!r}")
+        if self.rate_adaptation not in RATE_ADAPTATIONS:
+            raise ConfigError(
+                f"L3RSConfig.rate_adaptation must be one of {RATE_ADAPTATIONS}, got {self.rate_adaptation!r}"
+            )
+        if self.rate_adaptation == "hypergradient" and "adam" not in self.directions:
+            raise ConfigError(
+                "L3RSConfig.rate_adaptation='hypergradient' reads Adam's momentum: add 'adam' to directions"
+            )
+        if not (isinstance(self.hypergradient_rate, (int, float)) and 0 < self.hypergradient_rate < math.inf):
+            raise ConfigError(
+                f"L3RSConfig.hypergradient_rate must be a positive number, got {self.hypergradient_rate!r}"
+            )
+        if not (isinstance(self.adaptation_clamp, (int, float)) and 1 <= self.adaptation_clamp < math.inf):
+            raise ConfigError(f"L3RSConfig.adaptation_clamp must be a number >= 1, got {self.adaptation_clamp!r}")
         if not 0.0 <= self.init_head_fraction < 1.0:
             raise ConfigError(f"L3RSConfig.init_head_fraction must be in [0, 1), got {self.init_head_fraction!r}")
         for name in ("init_head_rate", "init_backbone_rate"):

@@ -233,6 +233,7 @@ class L3RS(torch.optim.Optimizer):
         self._dirlog = torch.zeros(n, k, device=self.device)
         self._nonfinite = torch.zeros(n, dtype=torch.long)
         self._skipped_loss = 0
+        self._log_adapt = 0.0
 
     def __getstate__(self) -> dict[str, Any]:
         """Everything, not only torch's defaults/state/param_groups: a pickled or deep-copied
@@ -255,6 +256,7 @@ class L3RS(torch.optim.Optimizer):
             "dirlog": self._dirlog.clone(),
             "nonfinite": self._nonfinite.clone(),
             "skipped_loss": self._skipped_loss,
+            "log_adapt": self._log_adapt,
         }
         return out
 
@@ -279,6 +281,7 @@ class L3RS(torch.optim.Optimizer):
         self._dirlog = extra["dirlog"].to(self._dirlog).clone()
         self._nonfinite = extra["nonfinite"].to(torch.long).cpu().clone()
         self._skipped_loss = int(extra["skipped_loss"])
+        self._log_adapt = float(extra.get("log_adapt", 0.0))  # absent in states saved before it existed
 
     # ---------------------------------------------------------------- step
     @staticmethod
@@ -391,6 +394,8 @@ class L3RS(torch.optim.Optimizer):
         finite = torch.isfinite(gnorm) & torch.isfinite(dnorm).all(dim=1) & loss_finite
         act = torch.tensor(active, dtype=torch.long)
         self._nonfinite[act[~finite]] += 1
+        if cfg.rate_adaptation == "hypergradient":
+            self._adapt_rate(active, finite, gnorm)
 
         # Features and the meta-network: one batched call for all components.
         n = len(self._params)
@@ -413,7 +418,7 @@ class L3RS(torch.optim.Optimizer):
             self.descriptor,
         )
         rate, mix = self.net(feats, self.component_map)
-        rate = rate * rate_schedule_factor(cfg, self._step, self.total_steps)
+        rate = rate * (rate_schedule_factor(cfg, self._step, self.total_steps) * math.exp(self._log_adapt))
         self.last_rate, self.last_mix = rate, mix
         if self.record_dynamics:
             self.dynamics.append(
@@ -438,6 +443,29 @@ class L3RS(torch.optim.Optimizer):
             self._commit_fused(active, coef, decay, finite, hyper, payload)
         else:
             self._commit_foreach(active, coef, decay, finite, payload)
+
+    @property
+    def rate_multiplier(self) -> float:
+        """The adaptation multiplier a on every learned rate (1 without rate adaptation)."""
+        return math.exp(self._log_adapt)
+
+    def _adapt_rate(self, active: list[int], finite: Tensor, gnorm: Tensor) -> None:
+        """docs/design.md §1 "Rate adaptation": log a += β·cos(g_t, m_{t-1}) over all finite
+        components (Adam's momentum before this step's update), clamped to ±log c."""
+        cfg = self.config
+        ok = [pos for pos, f in enumerate(finite.tolist()) if f]
+        if not ok:
+            return
+        grads = [self._params[active[pos]].grad for pos in ok]
+        moms = [self.state[self._params[active[pos]]]["adam.exp_avg"] for pos in ok]
+        dot = sum(float(t.sum(dtype=torch.float64)) for t in torch._foreach_mul(grads, moms))
+        gg = float((gnorm[ok].to(torch.float64) ** 2).sum())
+        mm = float(sum(float(x) ** 2 for x in torch._foreach_norm(moms)))
+        if not (gg > 0 and mm > 0 and math.isfinite(dot)):
+            return  # the first step (no momentum yet) or nothing to compare
+        cos = max(-1.0, min(1.0, dot / math.sqrt(gg * mm)))
+        bound = math.log(cfg.adaptation_clamp)
+        self._log_adapt = max(-bound, min(bound, self._log_adapt + cfg.hypergradient_rate * cos))
 
     # ----------------------------------------------------------- fused path
     def _probe_fused(self, active: list[int], hyper: dict, step: int) -> tuple[Tensor, dict]:

@@ -42,6 +42,7 @@ class ReferenceL3RS:
         self.ema = [[[0.0] * nb for _ in range(3)] for _ in self.params]
         self.ema_count = [0] * len(self.params)
         self.dirlog = [[0.0] * len(self.cfg.directions) for _ in self.params]
+        self.log_adapt = 0.0
 
     def _features(self, j: int) -> list[float]:
         cfg = self.cfg
@@ -72,6 +73,7 @@ class ReferenceL3RS:
         hyper = self.net.hyper_values()
         eps = cfg.feature_eps
         pending = {}
+        dot = gg = mm = 0.0  # rate adaptation: cos(g_t, m_{t-1}) over the finite components
         for j, p in enumerate(self.params):
             if p.grad is None:
                 continue
@@ -98,12 +100,22 @@ class ReferenceL3RS:
                 self.ema_count[j] += 1
                 self.dirlog[j] = [math.log(x + eps) for x in dnorms]
                 pending[j] = (dirs, news, dnorms)
+                if cfg.rate_adaptation == "hypergradient":
+                    m_prev = st["adam"]["exp_avg"].double()
+                    dot += float((p.grad.double() * m_prev).sum())
+                    gg += gnorm**2
+                    mm += float(torch.linalg.vector_norm(m_prev)) ** 2
+        if gg > 0 and mm > 0:
+            bound = math.log(cfg.adaptation_clamp)
+            cos = max(-1.0, min(1.0, dot / math.sqrt(gg * mm)))
+            self.log_adapt = max(-bound, min(bound, self.log_adapt + cfg.hypergradient_rate * cos))
         feats = torch.tensor([self._features(j) for j in range(len(self.params))], dtype=torch.float32)
         rate, mix = self.net(feats, self.component_map)
         group_of = [g for g in self.groups for _ in g["params"]]
         for j, (dirs, news, dnorms) in pending.items():
             p, group = self.params[j], group_of[j]
             eta = group["lr"] * float(rate[j]) * rate_schedule_factor(cfg, self.t, self.total_steps)
+            eta *= math.exp(self.log_adapt)
             update = torch.zeros_like(p)
             for k, d in enumerate(dirs):
                 scale = dnorms[k] / math.sqrt(p.numel()) if cfg.norm == "rms" else dnorms[k]
