@@ -170,7 +170,7 @@ def load_config(folder: Path) -> L3RSConfig:
     if raw.get("format") != FORMAT:
         raise CheckpointError(f"{path}: format {raw.get('format')!r} is not {FORMAT!r}")
     try:
-        return L3RSConfig.from_json_file(path, require_all=True)
+        return L3RSConfig.from_json_file(path)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
 

@@ -156,6 +156,23 @@ def barrier(accelerator: Any, flag: bool = False) -> bool:
     return raised
 
 
+class ProcessDriftError(RuntimeError):
+    """The processes of a run made different ``shard_map`` calls at the same position."""
+
+
+def check_signatures(store: Any, call: int, rank: int, world: int, signature: str) -> None:
+    """After the call's barrier every process has written its signature: compare them.
+    The first call where the processes' sequences differ is caught here, so a process that
+    made one extra call fails at once instead of desynchronising every later call."""
+    for r in range(world):
+        other = store.get(claim_key(call, f"signature/{r}")).decode()
+        if other != signature:
+            raise ProcessDriftError(
+                f"shard_map call #{call} differs between processes: process {rank} has {signature}, "
+                f"process {r} has {other}. Every process must make the same shard_map calls in the same order."
+            )
+
+
 def _claims(store: Any, key: str, order: list[int]) -> Iterator[int]:
     """Items claimed by this process, in ``order``, until the counter passes the end."""
     while True:
@@ -173,20 +190,25 @@ def shard_map(
     costs: Sequence[float] | None = None,
     timing: dict[str, float] | None = None,
     on_done: Callable[[int], None] | None = None,
-    dynamic: bool = True,
+    tag: str = "",
 ) -> Tensor:
     """``torch.stack([fn(item) for item in items])`` ([n, width] float64, NaN allowed),
     computed across processes. ``timing`` accumulates compute / imbalance / communicate
     seconds and the items this process computed (``items_here``). ``on_done(k)`` is called
     after each item this process finishes, with ``k`` items finished so far by all processes
-    (dynamic) or an estimate from this process's share (static)."""
+    (dynamic) or an estimate from this process's share (static). ``tag`` names the call
+    (e.g. ``"generation 12"``): every process must make the same calls in the same order,
+    and a call whose tag or shape differs between processes raises :class:`ProcessDriftError`
+    instead of silently pairing different work."""
     n = len(items)
     world = accelerator.num_processes if accelerator is not None else 1
     rank = accelerator.process_index if accelerator is not None else 0
     costs = list(costs) if costs is not None else [1.0] * n
     call = next(_CALLS)
-    store = default_store() if (dynamic and world > 1) else None
+    store = default_store() if world > 1 else None
+    signature = f"{n} items x {width}, tag {tag!r}"
     if store is not None:
+        store.set(claim_key(call, f"signature/{rank}"), signature)
         key = claim_key(call)
         mine: Iterator[int] | list[int] = _claims(store, key, longest_first(costs))
     else:
@@ -211,6 +233,7 @@ def shard_map(
         # time spent here is load imbalance; a process that died is named, not waited for
         if store is not None:
             store_barrier(store, claim_key(call, "left"), rank, world)
+            check_signatures(store, call, rank, world, signature)
         else:
             accelerator.wait_for_everyone()
         t2 = time.perf_counter()
@@ -226,7 +249,7 @@ def shard_map(
         nan = flags[0]
         if store is not None and rank == 0:
             # everyone has left the claim loop once the reduce is done
-            for what in ("claimed", "finished", "left"):
+            for what in ("claimed", "finished", "left", *(f"signature/{r}" for r in range(world))):
                 store.delete_key(claim_key(call, what))
         if timing is not None:
             timing["imbalance"] = timing.get("imbalance", 0.0) + t2 - t1

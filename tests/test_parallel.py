@@ -85,3 +85,41 @@ def test_two_processes_claim_work_dynamically(tmp_path: Path) -> None:
     ranks = [row[1] for row in table if row[1] is not None]
     assert ranks.count(0.0) <= 1 and ranks.count(1.0) >= 10
     assert out["again"] == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+DRIFTING_WORKER = textwrap.dedent(
+    """
+    import torch
+    from accelerate import Accelerator
+    from hf_l3rs.parallel import ProcessDriftError, shard_map
+
+    acc = Accelerator(cpu=True)
+    if acc.process_index == 1:  # one process makes an extra call the other does not
+        try:
+            shard_map(lambda i: torch.tensor([1.0]), [0, 1], 1, acc, tag="extra")
+        except ProcessDriftError as exc:
+            print("DRIFT", exc, flush=True)
+            raise SystemExit(3)
+    try:
+        shard_map(lambda i: torch.tensor([float(i)]), list(range(4)), 1, acc, tag="generation 0")
+    except ProcessDriftError as exc:
+        print("DRIFT", exc, flush=True)
+        raise SystemExit(3)
+    print("NO DRIFT DETECTED", flush=True)
+    """
+)
+
+
+def test_a_process_that_makes_an_extra_call_is_caught(tmp_path: Path) -> None:
+    """Calls are paired by position: the first position where the processes' calls differ
+    raises ProcessDriftError naming both calls, instead of pairing different work."""
+    from hf_l3rs.launch import launch_command
+
+    script = tmp_path / "drift.py"
+    script.write_text(DRIFTING_WORKER)
+    cmd, env = launch_command(str(script), 2, [], checked=False)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "NO DRIFT DETECTED" not in proc.stdout
+    assert "DRIFT shard_map call #0 differs between processes" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "tag 'extra'" in proc.stdout and "tag 'generation 0'" in proc.stdout

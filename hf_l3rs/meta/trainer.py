@@ -205,7 +205,7 @@ class MetaTrainer:
         return make
 
     def _distributed(
-        self, items: list[tuple[torch.Tensor, Any]], blowup: bool = False
+        self, items: list[tuple[torch.Tensor, Any]], tag: str, blowup: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Evaluate (θ, task) items across processes; everyone gets every result:
         fitness (-inf if diverged), eval accuracy (NaN if none) and a diverged flag.
@@ -220,7 +220,7 @@ class MetaTrainer:
 
         self.timing["evaluations"] += len(items)
         costs = [getattr(task, "num_steps", 1) for _, task in items]
-        table = shard_map(one, items, 2, self.accelerator, costs=costs, timing=self.timing)
+        table = shard_map(one, items, 2, self.accelerator, costs=costs, timing=self.timing, tag=tag)
         fitness = table[:, 0]
         return fitness, table[:, 1], ~torch.isfinite(fitness)
 
@@ -231,7 +231,7 @@ class MetaTrainer:
     def validate(self, theta: torch.Tensor) -> dict[str, float]:
         """Score θ on the fixed validation tasks (meta-train distribution, 'val' split)."""
         tasks = [self.family.sample(i, "val") for i in range(self.config.val_tasks)]
-        fit, accs, div = self._distributed([(theta, t) for t in tasks])
+        fit, accs, div = self._distributed([(theta, t) for t in tasks], f"validation {self.state.generation}")
         finite = fit[torch.isfinite(fit)]
         return {
             "val_fitness": float(finite.mean()) if len(finite) else -math.inf,
@@ -245,7 +245,7 @@ class MetaTrainer:
         population = self.strategy.ask(state)
         tasks = [self.family.sample(s, "train") for s in self.task_seeds(state.generation)]
         items = [(population[i], tasks[j]) for i in range(len(population)) for j in range(len(tasks))]
-        fit, accs, div = self._distributed(items, blowup=True)
+        fit, accs, div = self._distributed(items, f"generation {state.generation}", blowup=True)
         t0 = time.perf_counter()
         p, m = len(population), len(tasks)
         grid = fit.reshape(p, m)

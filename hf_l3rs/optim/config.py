@@ -205,23 +205,24 @@ class L3RSConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> L3RSConfig:
-        """Build from JSON data; unknown fields are an error, missing ones take defaults
-        only if ``strict`` data is not required (see :meth:`from_json_file`)."""
+        """Build from JSON data (a run config's ``l3rs:`` block): unknown fields are an error,
+        missing ones take the defaults. Saved checkpoints go through :meth:`from_json_file`."""
         if not isinstance(data, dict):
             raise ConfigError(f"L3RS config must be a JSON object, got {type(data).__name__}")
         reject_unknown_fields(cls, data, "L3RS config")
         return cls(**data)
 
     @classmethod
-    def from_json_file(cls, path: str | Path, *, require_all: bool = True) -> L3RSConfig:
-        """Load a saved ``config.json``; a saved config must list every field."""
+    def from_json_file(cls, path: str | Path) -> L3RSConfig:
+        """Load a saved ``config.json``: it must list every field except those in
+        :data:`ADDED_FIELDS` (which take the value that reproduces older checkpoints)."""
         path = Path(path)
         try:
             raw = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path}: not valid JSON ({exc})") from exc
         data = raw.get("l3rs", raw) if isinstance(raw, dict) else raw
-        if require_all and isinstance(data, dict):
+        if isinstance(data, dict):
             data = {**ADDED_FIELDS, **data}
             missing = sorted({f.name for f in dataclasses.fields(cls)} - set(data))
             if missing:

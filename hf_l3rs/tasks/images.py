@@ -11,8 +11,7 @@ classes, and a freshly initialised N-way head seeded per task. Images are decode
 from __future__ import annotations
 
 import copy
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -123,9 +122,6 @@ class ClassSplits:
         b = a + round(fractions[1] * len(uniq))
         self.classes = {"pretrain": shuffled[:a], "meta_train": shuffled[a:b], "meta_test": shuffled[b:]}
 
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.classes, indent=1))
-
 
 class ImageTaskFamily(TaskFamily):
     """Tasks over one dataset and one checkpoint. Splits: ``train``/``val`` draw meta-train
@@ -202,15 +198,6 @@ class ImageTaskFamily(TaskFamily):
             train_lab += [new_label] * len(tr)
         steps = int(torch.randint(spec.k_min, spec.k_max + 1, (1,), generator=g))
         return ImageTask(self, s, steps, train_idx, train_lab, eval_idx, eval_lab)
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "model": self.model_name,
-            "checkpoint": self.checkpoint,
-            "spec": asdict(self.spec),
-            "classes": {k: len(v) for k, v in self.class_splits.classes.items()},
-        }
 
 
 class ImageTask(Task):
