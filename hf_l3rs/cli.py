@@ -183,6 +183,11 @@ def _download(args: argparse.Namespace) -> None:
     print(f"{folder} ({net.num_meta_parameters:,} meta-parameters, directions {', '.join(net.config.directions)})")
 
 
+#: The embedded domains of hf_l3rs.tasks.datasets (spelled out so ``--help`` does not import
+#: torch; tests/test_domains.py checks they agree).
+EMBEDDED = ("kanji", "clipart")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from hf_l3rs import __version__
 
@@ -191,14 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("prepare-data", help="render the embedded domains into HF datasets (cached)")
-    p.add_argument(
-        "--domains", nargs="+", default=["kanji", "clipart"], choices=["kanji", "clipart"], help="domains to render"
-    )
+    p.add_argument("--domains", nargs="+", default=list(EMBEDDED), choices=EMBEDDED, help="domains to render")
     p.add_argument("--root", default=None, help="cache folder (default ~/.cache/hf_l3rs/domains)")
     p.set_defaults(func=_prepare)
 
     p = sub.add_parser("pretrain", help="pretrain a timm model on each domain's pretrain classes")
-    p.add_argument("--domains", nargs="+", default=["kanji", "clipart"], help="domains to pretrain on")
+    p.add_argument("--domains", nargs="+", default=list(EMBEDDED), help="domains to pretrain on")
     p.add_argument("--model", default=None, help="timm model name (default l3rs_resnet_tiny)")
     p.add_argument("--steps", type=int, default=None, help="override the calibrated step count")
     p.add_argument("--output", default=str(DEFAULT_CHECKPOINTS), help="folder for <domain>/model.safetensors")

@@ -164,3 +164,20 @@ def test_speedup_marks_lower_bounds() -> None:
     out = speedup(summary, [10, 100], "L3RS")["Adam"]
     assert out["10"]["at_least"] and out["10"]["speedup"] == 1.0
     assert not out["100"]["at_least"] and out["100"]["speedup"] == pytest.approx(100 / 10**1.5)
+
+
+def test_one_dataset_table_names_every_dataset() -> None:
+    """Every name resolves through hf_l3rs.tasks.datasets: the CLI's list of embedded
+    domains, their rendering, task shape and pretraining all come from that table."""
+    from hf_l3rs.cli import EMBEDDED as CLI_EMBEDDED
+    from hf_l3rs.tasks.datasets import DATASETS, EMBEDDED, task_spec_kwargs
+    from hf_l3rs.tasks.pretrain import pretrain_config_for
+
+    assert CLI_EMBEDDED == EMBEDDED == ("kanji", "clipart")
+    assert task_spec_kwargs("clipart", batch_size=4)["batch_size"] == 4
+    assert task_spec_kwargs("clipart")["classes_per_task"] == 8
+    assert pretrain_config_for("clipart").steps == DATASETS["clipart"].pretrain_steps == 1000
+    assert pretrain_config_for("clipart").split_fractions == (0.4, 0.3, 0.3)
+    assert task_spec_kwargs("/some/folder", batch_size=4) == {"batch_size": 4}
+    with pytest.raises(ValueError, match="exactly one"):
+        DATASETS["kanji"].__class__("broken")

@@ -111,7 +111,7 @@ class Protocol:
         if key not in self._families:
             if source not in self._datasets:
                 self._datasets[source] = load_image_dataset(source)
-            from hf_l3rs.tasks.domains.presets import task_spec_kwargs
+            from hf_l3rs.tasks.datasets import task_spec_kwargs
 
             spec = ImageTaskSpec(**task_spec_kwargs(source, **cfg.task_specs.get(source, {})))
             checkpoint = cfg.checkpoints.get(init) if init else None

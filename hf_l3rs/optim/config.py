@@ -25,6 +25,7 @@ ADDED_FIELDS = {
     "rate_adaptation": "none",
     "hypergradient_rate": 0.05,
     "adaptation_clamp": 30.0,
+    "adaptation_target": 0.0,
 }
 ROLES = ("conv", "linear", "norm", "bias", "embedding", "other")
 
@@ -88,13 +89,16 @@ class L3RSConfig:
     init_backbone_rate: float = 1.0
     #: Online correction of the model's overall step size (docs/design.md §1 "Rate
     #: adaptation"): ``none`` (the paper's) or ``hypergradient``, a multiplier a on every
-    #: learned rate with log a += ``hypergradient_rate``·cos(g_t, m_{t-1}) each step (m the
-    #: Adam momentum), clamped to [1/c, c] with c = ``adaptation_clamp``: it grows while
-    #: successive gradients agree and shrinks when they oppose (overshooting), so weights
-    #: meta-trained on one model find the step size of another without a learning rate.
+    #: learned rate, log a += ``hypergradient_rate``·(cos(g_t, m_{t-1}) − ``adaptation_target``)
+    #: each step (m the Adam momentum), clamped to [1/c, c], c = ``adaptation_clamp``: it grows
+    #: while successive gradients agree and shrinks when they stop agreeing (overshooting), so
+    #: weights meta-trained on one model find the step size of another without a learning rate.
     rate_adaptation: str = "none"
     hypergradient_rate: float = 0.05
     adaptation_clamp: float = 30.0
+    #: The agreement the adaptation steers to: log a += β·(cos − target). 0 is the greedy
+    #: optimum of the last step (Adam-HD); a positive target keeps steps below it.
+    adaptation_target: float = 0.0
 
     def __post_init__(self) -> None:
         # Lists arrive from JSON/YAML: store tuples so the config stays hashable and frozen.
@@ -137,6 +141,8 @@ class L3RSConfig:
             )
         if not (isinstance(self.adaptation_clamp, (int, float)) and 1 <= self.adaptation_clamp < math.inf):
             raise ConfigError(f"L3RSConfig.adaptation_clamp must be a number >= 1, got {self.adaptation_clamp!r}")
+        if not (isinstance(self.adaptation_target, (int, float)) and -1 < self.adaptation_target < 1):
+            raise ConfigError(f"L3RSConfig.adaptation_target must be in (-1, 1), got {self.adaptation_target!r}")
         if not 0.0 <= self.init_head_fraction < 1.0:
             raise ConfigError(f"L3RSConfig.init_head_fraction must be in [0, 1), got {self.init_head_fraction!r}")
         for name in ("init_head_rate", "init_backbone_rate"):

@@ -167,6 +167,7 @@ class L3RS(torch.optim.Optimizer):
         self.record_dynamics = False
         self.dynamics: list[dict[str, Tensor | int]] = []
         self.last_rate: Tensor | None = None
+        self.last_agreement: float | None = None  # cos(g_t, m_{t-1}) of rate adaptation
         self.last_mix: Tensor | None = None
 
     # ------------------------------------------------------------------ API
@@ -450,8 +451,8 @@ class L3RS(torch.optim.Optimizer):
         return math.exp(self._log_adapt)
 
     def _adapt_rate(self, active: list[int], finite: Tensor, gnorm: Tensor) -> None:
-        """docs/design.md §1 "Rate adaptation": log a += β·cos(g_t, m_{t-1}) over all finite
-        components (Adam's momentum before this step's update), clamped to ±log c."""
+        """docs/design.md §1 "Rate adaptation": log a += β·(cos(g_t, m_{t-1}) − target) over all
+        finite components (Adam's momentum before this step's update), clamped to ±log c."""
         cfg = self.config
         ok = [pos for pos, f in enumerate(finite.tolist()) if f]
         if not ok:
@@ -464,8 +465,11 @@ class L3RS(torch.optim.Optimizer):
         if not (gg > 0 and mm > 0 and math.isfinite(dot)):
             return  # the first step (no momentum yet) or nothing to compare
         cos = max(-1.0, min(1.0, dot / math.sqrt(gg * mm)))
+        self.last_agreement = cos
         bound = math.log(cfg.adaptation_clamp)
-        self._log_adapt = max(-bound, min(bound, self._log_adapt + cfg.hypergradient_rate * cos))
+        self._log_adapt = max(
+            -bound, min(bound, self._log_adapt + cfg.hypergradient_rate * (cos - cfg.adaptation_target))
+        )
 
     # ----------------------------------------------------------- fused path
     def _probe_fused(self, active: list[int], hyper: dict, step: int) -> tuple[Tensor, dict]:

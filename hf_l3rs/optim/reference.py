@@ -108,7 +108,9 @@ class ReferenceL3RS:
         if gg > 0 and mm > 0:
             bound = math.log(cfg.adaptation_clamp)
             cos = max(-1.0, min(1.0, dot / math.sqrt(gg * mm)))
-            self.log_adapt = max(-bound, min(bound, self.log_adapt + cfg.hypergradient_rate * cos))
+            self.log_adapt = max(
+                -bound, min(bound, self.log_adapt + cfg.hypergradient_rate * (cos - cfg.adaptation_target))
+            )
         feats = torch.tensor([self._features(j) for j in range(len(self.params))], dtype=torch.float32)
         rate, mix = self.net(feats, self.component_map)
         group_of = [g for g in self.groups for _ in g["params"]]

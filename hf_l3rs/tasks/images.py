@@ -21,30 +21,26 @@ from torch import Tensor, nn
 from hf_l3rs.seeding import task_seed
 from hf_l3rs.tasks.base import Task, TaskFamily
 
-#: Hub presets: dataset id, split and column names.
-PRESETS: dict[str, dict[str, str]] = {
-    "imagenet-1k": {"path": "ILSVRC/imagenet-1k", "split": "train", "image": "image", "label": "label"},
-    "places365": {"path": "haideraltahan/wds_places365", "split": "train", "image": "image", "label": "label"},
-}
-
 
 class DatasetError(ValueError):
     """The dataset cannot serve the requested tasks (missing columns, too few classes...)."""
 
 
 def load_image_dataset(source: str, split: str = "train", image_column: str = "image", label_column: str = "label"):
-    """A ``datasets.Dataset`` from a preset name, a ``save_to_disk`` folder, a folder of
-    parquet files (Hub layout) or a Hub id (resolved through the HF cache)."""
+    """A ``datasets.Dataset`` from a name of the dataset table (``tasks/datasets.py``), a
+    ``save_to_disk`` folder, a folder of parquet files (Hub layout) or a Hub id (resolved
+    through the HF cache)."""
     import datasets
 
-    from hf_l3rs.tasks.domains import DOMAINS, prepare_domain
+    from hf_l3rs.tasks.datasets import dataset_entry
+    from hf_l3rs.tasks.domains import prepare_domain
 
-    if source in DOMAINS:
+    entry = dataset_entry(source)
+    if entry is not None and entry.embedded:
         source = str(prepare_domain(source))
-    if source in PRESETS:
-        preset = PRESETS[source]
-        source, split = preset["path"], preset["split"]
-        image_column, label_column = preset["image"], preset["label"]
+    elif entry is not None:
+        source, split = entry.hub_id, entry.split
+        image_column, label_column = entry.image_column, entry.label_column
     path = Path(source)
     if any((path / marker).is_file() for marker in ("state.json", "dataset_info.json", "dataset_dict.json")):
         ds = datasets.load_from_disk(str(path))  # a Dataset or DatasetDict written by save_to_disk

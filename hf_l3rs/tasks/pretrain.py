@@ -40,12 +40,14 @@ class PretrainConfig:
 
 def pretrain_config_for(dataset: str, **overrides: Any) -> PretrainConfig:
     """The calibrated pretraining of an embedded domain (its split and length)."""
-    from hf_l3rs.tasks.domains.presets import DOMAIN_PRESETS
+    from hf_l3rs.tasks.datasets import dataset_entry
 
-    preset = DOMAIN_PRESETS.get(dataset, {})
+    entry = dataset_entry(dataset)
     values: dict[str, Any] = {"dataset": dataset}
-    if preset:
-        values.update(steps=preset["pretrain_steps"], split_fractions=tuple(preset["split_fractions"]))
+    if entry is not None:
+        values["split_fractions"] = tuple(entry.split_fractions)
+        if entry.pretrain_steps is not None:
+            values["steps"] = entry.pretrain_steps
     values.update({k: v for k, v in overrides.items() if v is not None})
     return PretrainConfig(**values)
 

@@ -15,7 +15,7 @@ def get_family(name: str, **kwargs: Any) -> TaskFamily:
     takes ``dataset`` (preset, folder or Hub id), ``model``, ``checkpoint`` and the fields
     of :class:`~hf_l3rs.tasks.images.ImageTaskSpec`."""
     if name == IMAGE_FAMILY:
-        from hf_l3rs.tasks.domains.presets import task_spec_kwargs
+        from hf_l3rs.tasks.datasets import task_spec_kwargs
         from hf_l3rs.tasks.images import ImageTaskFamily, ImageTaskSpec, load_image_dataset
 
         if "dataset" not in kwargs:

@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 VERSION = 1
-DOMAINS = ("kanji", "clipart")
 
 
 @dataclass(frozen=True)
@@ -35,12 +34,6 @@ class DomainSpec:
     def key(self) -> str:
         blob = json.dumps({**asdict(self), "version": VERSION}, sort_keys=True).encode()
         return hashlib.sha1(blob).hexdigest()[:10]
-
-
-DEFAULT_SPECS = {
-    "kanji": DomainSpec("kanji", num_classes=400, samples_per_class=30),
-    "clipart": DomainSpec("clipart", num_classes=None, samples_per_class=30),
-}
 
 
 def cache_root() -> Path:
@@ -72,7 +65,7 @@ def _classes(spec: DomainSpec) -> list[tuple[str, list[str]]]:
                 )
             names = sorted(random.Random(spec.seed).sample(names, spec.num_classes))
         return [(n, [str(p) for p in cats[n]]) for n in names]
-    raise ValueError(f"unknown embedded domain {spec.name!r}; known: {DOMAINS}")
+    raise ValueError(f"unknown embedded domain {spec.name!r}; known: kanji, clipart")
 
 
 def _render_class(args: tuple[DomainSpec, int, list[str]]) -> list[bytes]:
@@ -108,12 +101,15 @@ def _render_class(args: tuple[DomainSpec, int, list[str]]) -> list[bytes]:
 
 def prepare_domain(name: str, root: str | Path | None = None, workers: int | None = None, **overrides) -> Path:
     """Build (once) and return the dataset folder of an embedded domain."""
-    if name not in DEFAULT_SPECS:
-        raise ValueError(f"unknown embedded domain {name!r}; known: {DOMAINS}")
+    from hf_l3rs.tasks.datasets import EMBEDDED, dataset_entry
+
+    entry = dataset_entry(name)
+    if entry is None or entry.render is None:
+        raise ValueError(f"unknown embedded domain {name!r}; known: {EMBEDDED}")
     import datasets
     from tqdm.auto import tqdm
 
-    spec = DomainSpec(**{**asdict(DEFAULT_SPECS[name]), **overrides})
+    spec = DomainSpec(**{**asdict(entry.render), **overrides})
     folder = Path(root or cache_root()) / f"{name}-v{VERSION}-{spec.key()}"
     if (folder / "spec.json").is_file():
         return folder
