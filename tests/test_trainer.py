@@ -312,3 +312,24 @@ def test_the_one_liner_runs_with_any_scheduler_and_no_horizon(tmp_path, schedule
     assert opt._step == 6
     assert opt.total_steps == (None if schedule == "constant" else 6)
     assert any(not torch.equal(p, q) for p, q in zip(model.parameters(), before))
+
+
+def test_rate_adaptation_runs_in_trainer_and_logs_its_multiplier(tmp_path) -> None:
+    """The no-learning-rate path inside Trainer: the multiplier moves, is logged, and the
+    run stays finite."""
+    from hf_l3rs.trainer_plugins import L3RSTrainer
+
+    model = tiny_bert()
+    config = CONFIG.replace(rate_adaptation="hypergradient", hypergradient_rate=0.5)
+    opt = L3RS(model, config, seed=1)
+    trainer = L3RSTrainer(
+        model=model,
+        args=args(tmp_path, logging_strategy="steps", logging_steps=2),
+        train_dataset=dataset(),
+        optimizers=(opt, None),
+    )
+    trainer.train()
+    last = [h for h in trainer.state.log_history if "loss" in h][-1]
+    assert last["l3rs/rate_multiplier"] == pytest.approx(opt.rate_multiplier)
+    assert opt.rate_multiplier != 1.0
+    assert all(torch.isfinite(p).all() for p in model.parameters())
