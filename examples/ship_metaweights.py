@@ -3,7 +3,7 @@ its meta-training curve, and a model card carrying the curve and the tuned-bench
 
     python examples/ship_metaweights.py --run runs/cpu-kanji-long \
         --benchmark outputs/benchmark-new/tuned.json --label "L3RS (l3rs-kanji-cosine)" \
-        --name l3rs-kanji-cosine
+        --name l3rs-kanji-cosine [--set rate_adaptation='"hypergradient"' --note "..."]
 
 writes ``hf_l3rs/pretrained/<name>/`` (or ``--output``): model.safetensors, config.json,
 README.md (card with model-index metadata) and meta_training_curve.png.
@@ -71,6 +71,14 @@ def main() -> None:
     ap.add_argument("--label", required=True, help="the L3RS entry of the benchmark that is these weights")
     ap.add_argument("--name", required=True, help="name of the shipped folder (and model-index name)")
     ap.add_argument("--output", default=None, help="folder (default hf_l3rs/pretrained/<name>)")
+    ap.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="FIELD=JSON",
+        help="config fields that do not change the network, e.g. rate_adaptation='\"hypergradient\"'",
+    )
+    ap.add_argument("--note", default="", help="a paragraph for the card (what --set changes and why)")
     args = ap.parse_args()
 
     from hf_l3rs.hub import load_net, save_net
@@ -84,7 +92,13 @@ def main() -> None:
     training = training.strip() + "\n\n![meta-training curve](meta_training_curve.png)"
     from hf_l3rs.optim.components import Component
 
-    net = load_net(run / "best")
+    overrides = {}
+    for item in args.set:
+        field, _, value = item.partition("=")
+        overrides[field] = json.loads(value)
+    net = load_net(run / "best", **overrides)
+    if args.note:
+        training = args.note.strip() + "\n\n" + training
     trained = json.loads((run / "best" / "config.json").read_text())["trained_components"]
     components = [Component(c["name"], c["role"], c["depth"], c["numel"]) for c in trained]
     if out.exists():
