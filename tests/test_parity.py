@@ -66,7 +66,12 @@ CASES = {
     "loss_log1p": {"loss_feature": "log1p"},
     "rate_cosine": {"rate_schedule": "cosine"},
     "head_prior": {"init_head_fraction": 0.3, "init_head_rate": 5.0, "init_backbone_rate": 0.2},
-    "hypergradient": {"rate_adaptation": "hypergradient", "hypergradient_rate": 0.3, "adaptation_clamp": 5.0},
+    "hypergradient": {
+        "rate_adaptation": "hypergradient",
+        "hypergradient_rate": 0.3,
+        "adaptation_min": 0.2,
+        "adaptation_max": 5.0,
+    },
 }
 
 

@@ -24,7 +24,8 @@ ADDED_FIELDS = {
     "init_backbone_rate": 1.0,
     "rate_adaptation": "none",
     "hypergradient_rate": 0.05,
-    "adaptation_clamp": 30.0,
+    "adaptation_min": 1 / 30,
+    "adaptation_max": 30.0,
     "adaptation_target": 0.0,
 }
 ROLES = ("conv", "linear", "norm", "bias", "embedding", "other")
@@ -90,12 +91,15 @@ class L3RSConfig:
     #: Online correction of the model's overall step size (docs/design.md §1 "Rate
     #: adaptation"): ``none`` (the paper's) or ``hypergradient``, a multiplier a on every
     #: learned rate, log a += ``hypergradient_rate``·(cos(g_t, m_{t-1}) − ``adaptation_target``)
-    #: each step (m the Adam momentum), clamped to [1/c, c], c = ``adaptation_clamp``: it grows
+    #: each step (m the Adam momentum), a kept in [``adaptation_min``, ``adaptation_max``]: it grows
     #: while successive gradients agree and shrinks when they stop agreeing (overshooting), so
     #: weights meta-trained on one model find the step size of another without a learning rate.
     rate_adaptation: str = "none"
     hypergradient_rate: float = 0.05
-    adaptation_clamp: float = 30.0
+    adaptation_min: float = 1 / 30
+    #: 1 makes the adaptation a brake: it only lowers the learned rates where they overshoot
+    #: (the shipped adaptive weights; docs/decisions.md "No learning rate").
+    adaptation_max: float = 30.0
     #: The agreement the adaptation steers to: log a += β·(cos − target). 0 is the greedy
     #: optimum of the last step (Adam-HD); a positive target keeps steps below it.
     adaptation_target: float = 0.0
@@ -139,8 +143,11 @@ class L3RSConfig:
             raise ConfigError(
                 f"L3RSConfig.hypergradient_rate must be a positive number, got {self.hypergradient_rate!r}"
             )
-        if not (isinstance(self.adaptation_clamp, (int, float)) and 1 <= self.adaptation_clamp < math.inf):
-            raise ConfigError(f"L3RSConfig.adaptation_clamp must be a number >= 1, got {self.adaptation_clamp!r}")
+        low, high = self.adaptation_min, self.adaptation_max
+        if not (isinstance(low, (int, float)) and isinstance(high, (int, float)) and 0 < low <= 1 <= high < math.inf):
+            raise ConfigError(
+                f"L3RSConfig needs 0 < adaptation_min <= 1 <= adaptation_max < inf, got {low!r} and {high!r}"
+            )
         if not (isinstance(self.adaptation_target, (int, float)) and -1 < self.adaptation_target < 1):
             raise ConfigError(f"L3RSConfig.adaptation_target must be in (-1, 1), got {self.adaptation_target!r}")
         if not 0.0 <= self.init_head_fraction < 1.0:

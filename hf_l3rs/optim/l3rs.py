@@ -452,7 +452,7 @@ class L3RS(torch.optim.Optimizer):
 
     def _adapt_rate(self, active: list[int], finite: Tensor, gnorm: Tensor) -> None:
         """docs/design.md §1 "Rate adaptation": log a += β·(cos(g_t, m_{t-1}) − target) over all
-        finite components (Adam's momentum before this step's update), clamped to ±log c."""
+        finite components (Adam's momentum before this step's update), clamped to [min, max]."""
         cfg = self.config
         ok = [pos for pos, f in enumerate(finite.tolist()) if f]
         if not ok:
@@ -466,10 +466,9 @@ class L3RS(torch.optim.Optimizer):
             return  # the first step (no momentum yet) or nothing to compare
         cos = max(-1.0, min(1.0, dot / math.sqrt(gg * mm)))
         self.last_agreement = cos
-        bound = math.log(cfg.adaptation_clamp)
-        self._log_adapt = max(
-            -bound, min(bound, self._log_adapt + cfg.hypergradient_rate * (cos - cfg.adaptation_target))
-        )
+        step = cfg.hypergradient_rate * (cos - cfg.adaptation_target)
+        low, high = math.log(cfg.adaptation_min), math.log(cfg.adaptation_max)
+        self._log_adapt = max(low, min(high, self._log_adapt + step))
 
     # ----------------------------------------------------------- fused path
     def _probe_fused(self, active: list[int], hyper: dict, step: int) -> tuple[Tensor, dict]:

@@ -106,11 +106,10 @@ class ReferenceL3RS:
                     gg += gnorm**2
                     mm += float(torch.linalg.vector_norm(m_prev)) ** 2
         if gg > 0 and mm > 0:
-            bound = math.log(cfg.adaptation_clamp)
             cos = max(-1.0, min(1.0, dot / math.sqrt(gg * mm)))
-            self.log_adapt = max(
-                -bound, min(bound, self.log_adapt + cfg.hypergradient_rate * (cos - cfg.adaptation_target))
-            )
+            change = cfg.hypergradient_rate * (cos - cfg.adaptation_target)
+            low, high = math.log(cfg.adaptation_min), math.log(cfg.adaptation_max)
+            self.log_adapt = max(low, min(high, self.log_adapt + change))
         feats = torch.tensor([self._features(j) for j in range(len(self.params))], dtype=torch.float32)
         rate, mix = self.net(feats, self.component_map)
         group_of = [g for g in self.groups for _ in g["params"]]
