@@ -244,7 +244,8 @@ def summarise(results: dict[str, dict[str, dict[str, float]]], task, seeds: list
     fmt = (lambda v: f"{100 * v:.1f} %") if metric == "accuracy" else (lambda v: f"{v:.4f}")
     lines = [task.describe() + f", {len(seeds)} seeds.", "", f"| optimizer | {metric} (mean ± s.e.) | vs best AdamW |"]
     lines.append("|---|---|---|")
-    for name in results:
+    ordered = sorted(adamw, key=lambda n: float(n.split(":")[1])) + [n for n in results if n not in adamw]
+    for name in ordered:
         xs = values(name)
         if not xs:
             continue

@@ -29,6 +29,29 @@ def test_bundled_weights_fit_their_architecture() -> None:
     assert torch.equal(opt.component_map, torch.arange(41))
 
 
+def test_bundled_adaptive_weights_are_the_cosine_rule_with_a_brake() -> None:
+    """l3rs-kanji-adaptive ships the same meta-weights as l3rs-kanji-cosine; only the rate
+    adaptation differs (a brake: the multiplier never exceeds 1), as its card says. With no
+    learning rate on an unseen model whose steps overshoot, the multiplier drops below 1."""
+    cosine, adaptive = load_net("l3rs-kanji-cosine"), load_net("l3rs-kanji-adaptive")
+    assert torch.equal(cosine.get_flat(), adaptive.get_flat())
+    assert cosine.config.rate_adaptation == "none"
+    assert adaptive.config.rate_adaptation == "hypergradient"
+    assert adaptive.config.adaptation_max == 1.0
+    assert (
+        adaptive.config.replace(
+            rate_adaptation="none", hypergradient_rate=0.05, adaptation_min=1 / 30, adaptation_max=30.0
+        )
+        == cosine.config
+    )
+    model = small_cnn()
+    opt = L3RS.from_pretrained("l3rs-kanji-adaptive", model, total_steps=30, lr=300.0)  # far too large
+    for t in range(30):
+        opt.step(loss=train_step(model, t))
+        assert opt.rate_multiplier <= 1.0
+    assert opt.rate_multiplier < 0.9
+
+
 def test_card_carries_model_index(tmp_path) -> None:
     """The card's header is ModelCardData's: ModelCard.load reads back the same EvalResults."""
     from huggingface_hub import ModelCard
