@@ -202,3 +202,16 @@ TUNED_FAMILIES = [
     "nesterov-cos",
     "adam-const-head",
 ]
+
+
+def l3rs_factory(net: Any = None) -> Callable[[torch.nn.Module, int], torch.optim.Optimizer]:
+    """The one way the meta-trainer and every evaluation build L3RS for a task: over the
+    whole model (names, roles and order from it), with the task's horizon announced.
+    ``net`` is an ``L3RSNet`` (meta-weights), an ``L3RSConfig`` (an untrained rule) or
+    ``None`` (the default untrained rule)."""
+    from hf_l3rs.optim.l3rs import L3RS
+
+    def make(model: torch.nn.Module, steps: int) -> torch.optim.Optimizer:
+        return L3RS(model, net, total_steps=steps)
+
+    return make

@@ -12,8 +12,8 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from hf_l3rs import jsonio
-from hf_l3rs.optim import L3RS, L3RSNet
-from hf_l3rs.registry import OptimizerSpec, lr_grid
+from hf_l3rs.optim import L3RSNet
+from hf_l3rs.registry import OptimizerSpec, l3rs_factory, lr_grid
 from hf_l3rs.tasks import TaskFamily, run_task
 from hf_l3rs.tasks.base import OptimizerFactory
 
@@ -66,10 +66,6 @@ def tune(family: TaskFamily, name: str, grid: list[float], seeds: list[int]) -> 
         if best is None or s.mean < best.mean:
             best = s
     return best
-
-
-def l3rs_factory(net: L3RSNet) -> OptimizerFactory:
-    return lambda model, steps: L3RS(model, net, total_steps=steps)
 
 
 def compare(

@@ -22,9 +22,9 @@ from torch import nn
 
 from hf_l3rs.evaluation.optimizers import PAPER_BASELINES, L3RSEntry, parse_entry
 from hf_l3rs.evaluation.stats import steps_to_reach
-from hf_l3rs.optim import L3RS, ConfigError, L3RSConfig
+from hf_l3rs.optim import ConfigError, L3RSConfig
 from hf_l3rs.optim.config import reject_unknown_fields
-from hf_l3rs.registry import OptimizerSpec
+from hf_l3rs.registry import OptimizerSpec, l3rs_factory
 from hf_l3rs.tasks.images import ImageTask, ImageTaskFamily, ImageTaskSpec, load_image_dataset
 from hf_l3rs.tasks.inner_loop import run_task
 
@@ -133,14 +133,9 @@ class Protocol:
         """L3RS over a model: ``net`` (or the configured meta-weights) unless ``untrained``."""
         base_lr = self.config.l3rs_base_lr
         net = net if net is not None else self._net
-
-        def make(model: nn.Module, steps: int) -> L3RS:
-            if net is not None and not untrained:
-                return L3RS(model, net, total_steps=steps)
-            cfg = L3RSConfig(base_lr=base_lr) if base_lr else L3RSConfig()
-            return L3RS(model, cfg, total_steps=steps)
-
-        return make
+        if net is not None and not untrained:
+            return l3rs_factory(net)
+        return l3rs_factory(L3RSConfig(base_lr=base_lr) if base_lr else L3RSConfig())
 
     # --------------------------------------------------------------- running
     def run_optimizer(

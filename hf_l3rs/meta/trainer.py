@@ -26,6 +26,7 @@ from hf_l3rs.meta.strategy import NES, NESState
 from hf_l3rs.optim import L3RS, L3RSNet
 from hf_l3rs.optim.config import ConfigError
 from hf_l3rs.parallel import barrier, shard_map
+from hf_l3rs.registry import l3rs_factory
 from hf_l3rs.seeding import hash_seed
 from hf_l3rs.tasks import TaskFamily, run_task
 from hf_l3rs.verbosity import get_logger
@@ -198,11 +199,7 @@ class MetaTrainer:
     # ------------------------------------------------------------ evaluation
     def _factory(self, theta: torch.Tensor):
         self.net.set_flat(theta)
-
-        def make(model: torch.nn.Module, steps: int) -> L3RS:
-            return L3RS(model, self.net, total_steps=steps)
-
-        return make
+        return l3rs_factory(self.net)
 
     def _distributed(
         self, items: list[tuple[torch.Tensor, Any]], tag: str, blowup: bool = False
