@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from hf_l3rs.optim.backends import FOREACH, FUSED
 from hf_l3rs.optim.components import (
     EmbeddingMismatchError,
     describe,
@@ -387,11 +388,9 @@ class L3RS(torch.optim.Optimizer):
         steps = {self.state[self._params[j]]["step"] + 1 for j in active}
         fused = self._use_fused(steps)
         self._missing_pnorms(active)
-        if fused:
-            dnorm, payload = self._probe_fused(active, hyper, steps.pop())
-        else:
-            dnorm, payload = self._probe_foreach(active, hyper)
-        gnorm = payload["gnorm"]
+        backend = FUSED if fused else FOREACH
+        probe = backend.probe(self, active, hyper)
+        dnorm, gnorm = probe.dnorm, probe.gnorm
         finite = torch.isfinite(gnorm) & torch.isfinite(dnorm).all(dim=1) & loss_finite
         act = torch.tensor(active, dtype=torch.long)
         self._nonfinite[act[~finite]] += 1
@@ -440,10 +439,7 @@ class L3RS(torch.optim.Optimizer):
         decay = lr * rate64 * wd
         coef = torch.where(finite[:, None], coef, torch.zeros_like(coef))
         decay = torch.where(finite, decay, torch.zeros_like(decay))
-        if fused:
-            self._commit_fused(active, coef, decay, finite, hyper, payload)
-        else:
-            self._commit_foreach(active, coef, decay, finite, payload)
+        backend.commit(self, active, coef, decay, finite, probe)
 
     @property
     def rate_multiplier(self) -> float:
@@ -469,97 +465,6 @@ class L3RS(torch.optim.Optimizer):
         step = cfg.hypergradient_rate * (cos - cfg.adaptation_target)
         low, high = math.log(cfg.adaptation_min), math.log(cfg.adaptation_max)
         self._log_adapt = max(low, min(high, self._log_adapt + step))
-
-    # ----------------------------------------------------------- fused path
-    def _probe_fused(self, active: list[int], hyper: dict, step: int) -> tuple[Tensor, dict]:
-        kernels = load_fused()
-        params = [self._params[j] for j in active]
-        grads = [p.grad for p in params]
-        has_adam = "adam" in self.config.directions
-        m = [self.state[p]["adam.exp_avg"] for p in params] if has_adam else []
-        v = [self.state[p]["adam.exp_avg_sq"] for p in params] if has_adam else []
-        h = hyper.get("adam", {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8})
-        adam_args = (has_adam, h["beta1"], h["beta2"], h["eps"], 1 - h["beta1"] ** step, 1 - h["beta2"] ** step)
-        sums = kernels.probe(grads, m, v, *adam_args)
-        gnorm = torch.sqrt(sums[:, 0])
-        cols = []
-        for dname in self.config.directions:
-            if dname == "sgd":
-                cols.append(gnorm)
-            elif dname == "adam":
-                cols.append(torch.sqrt(sums[:, 1]))
-            else:  # weight_decay: d = p
-                cols.append(self._pnorm[active])
-        payload = {"gnorm": gnorm, "params": params, "grads": grads, "m": m, "v": v, "adam_args": adam_args}
-        return torch.stack(cols, dim=1), payload
-
-    def _commit_fused(self, active, coef, decay, finite, hyper, payload) -> None:
-        dirs = self.config.directions
-        c = torch.zeros(len(active), 3, dtype=torch.float64)
-        if "sgd" in dirs:
-            c[:, 0] = -coef[:, dirs.index("sgd")]
-        if "adam" in dirs:
-            c[:, 1] = -coef[:, dirs.index("adam")]
-        c[:, 2] = -decay
-        if "weight_decay" in dirs:
-            c[:, 2] -= coef[:, dirs.index("weight_decay")]
-        skip = ~finite
-        sq = load_fused().commit(
-            payload["params"], payload["grads"], payload["m"], payload["v"], c, skip, *payload["adam_args"]
-        )
-        self._pnorm[active] = torch.sqrt(sq)
-        for j, ok in zip(active, finite.tolist()):
-            if ok:
-                self.state[self._params[j]]["step"] += 1
-
-    # --------------------------------------------------------- foreach path
-    def _probe_foreach(self, active: list[int], hyper: dict) -> tuple[Tensor, dict]:
-        by_step: dict[int, list[int]] = {}
-        for pos, j in enumerate(active):
-            by_step.setdefault(self.state[self._params[j]]["step"] + 1, []).append(pos)
-        k = len(self.config.directions)
-        dirs: list[list[Tensor | None]] = [[None] * len(active) for _ in range(k)]
-        new_states: list[dict[str, Tensor]] = [{} for _ in active]
-        for step, positions in by_step.items():
-            params = [self._params[active[i]] for i in positions]
-            grads = [p.grad for p in params]
-            for kk, dname in enumerate(self.config.directions):
-                direction = get_direction(dname)
-                states = {key: [self.state[p][f"{dname}.{key}"] for p in params] for key in direction.state_keys}
-                d, new = direction.compute(params, grads, states, hyper[dname], step)
-                for i, pos in enumerate(positions):
-                    dirs[kk][pos] = d[i]
-                    for key, lst in new.items():
-                        new_states[pos][f"{dname}.{key}"] = lst[i]
-        grads_all = [self._params[j].grad for j in active]
-        gnorm = torch.stack(torch._foreach_norm(grads_all)).to("cpu", torch.float64)
-        cols = [torch.stack(torch._foreach_norm(d)).to("cpu", torch.float64) for d in dirs]
-        return torch.stack(cols, dim=1), {"gnorm": gnorm, "dirs": dirs, "new_states": new_states}
-
-    def _commit_foreach(self, active, coef, decay, finite, payload) -> None:
-        ok = [pos for pos, f in enumerate(finite.tolist()) if f]
-        if not ok:
-            return
-        params = [self._params[active[pos]] for pos in ok]
-        update: list[Tensor] | None = None
-        for kk in range(len(self.config.directions)):
-            d = [payload["dirs"][kk][pos] for pos in ok]
-            scaled = torch._foreach_mul(d, [float(coef[pos, kk]) for pos in ok])
-            if update is None:
-                update = scaled
-            else:
-                torch._foreach_add_(update, scaled)
-        if float(decay.abs().max()) > 0:
-            torch._foreach_mul_(params, [1.0 - float(decay[pos]) for pos in ok])
-        torch._foreach_sub_(params, update)
-        for pos in ok:
-            p = self._params[active[pos]]
-            for key, value in payload["new_states"][pos].items():
-                self.state[p][key].copy_(value)
-            self.state[p]["step"] += 1
-        norms = torch._foreach_norm(params)
-        for pos, nrm in zip(ok, norms):
-            self._pnorm[active[pos]] = float(nrm)
 
     # --------------------------------------------------------------- hub
     @classmethod

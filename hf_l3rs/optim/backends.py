@@ -1,0 +1,168 @@
+"""The two implementations of L3RS's step (docs/design.md §1 "Backends"), behind one interface.
+
+A step is two passes (docs/design.md §1 "Non-finite numbers"): ``probe`` computes every
+active component's base directions and their norms without writing anything, then L3RS
+runs its features and network and, once the coefficients are known, ``commit`` writes the
+parameters and the directions' state (skipping the components whose numbers were not
+finite). A backend returns a :class:`Probe` with the norms L3RS needs; what it keeps for its
+own commit is in its subclass, so no untyped dictionary crosses the interface.
+
+- :class:`FusedBackend`: C++/OpenMP kernels (``optim/csrc``) for float32 CPU tensors and
+  directions in {sgd, adam, weight_decay}, every component at the same step.
+- :class:`ForeachBackend`: ``torch._foreach_*`` over the direction registry, any device,
+  dtype and direction set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import torch
+from torch import Tensor
+
+from hf_l3rs.optim.directions import get_direction
+from hf_l3rs.optim.fused import load_fused
+
+if TYPE_CHECKING:
+    from hf_l3rs.optim.l3rs import L3RS
+
+
+@dataclass
+class Probe:
+    """Norms of the active components: ``dnorm`` [n, K] of each base direction and
+    ``gnorm`` [n] of the gradient, float64 on the CPU (NaN/inf where not finite)."""
+
+    dnorm: Tensor
+    gnorm: Tensor
+
+
+@dataclass
+class FusedProbe(Probe):
+    params: list[Tensor]
+    grads: list[Tensor]
+    exp_avg: list[Tensor]
+    exp_avg_sq: list[Tensor]
+    adam_args: tuple[Any, ...]
+
+
+@dataclass
+class ForeachProbe(Probe):
+    #: directions[k][i]: base direction k of active component i (prospective, not written)
+    directions: list[list[Tensor]]
+    #: new_states[i]: the state component i will hold once committed
+    new_states: list[dict[str, Tensor]]
+
+
+class Backend(Protocol):
+    name: str
+
+    def probe(self, opt: L3RS, active: list[int], hyper: dict[str, dict[str, float]]) -> Probe: ...
+
+    def commit(self, opt: L3RS, active: list[int], coef: Tensor, decay: Tensor, finite: Tensor, probe: Probe) -> None:
+        """Write p ← (1 − decay)·p − Σ_k coef[:, k]·d_k and the new state for components
+        with ``finite``; update ``opt``'s parameter norms and per-tensor step counts."""
+        ...
+
+
+class FusedBackend:
+    name = "fused"
+
+    def probe(self, opt: L3RS, active: list[int], hyper: dict[str, dict[str, float]]) -> FusedProbe:
+        kernels = load_fused()
+        params = [opt._params[j] for j in active]
+        grads = [p.grad for p in params]
+        step = opt.state[params[0]]["step"] + 1  # the fused path runs only when all agree
+        has_adam = "adam" in opt.config.directions
+        m = [opt.state[p]["adam.exp_avg"] for p in params] if has_adam else []
+        v = [opt.state[p]["adam.exp_avg_sq"] for p in params] if has_adam else []
+        h = hyper.get("adam", {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8})
+        adam_args = (has_adam, h["beta1"], h["beta2"], h["eps"], 1 - h["beta1"] ** step, 1 - h["beta2"] ** step)
+        sums = kernels.probe(grads, m, v, *adam_args)
+        gnorm = torch.sqrt(sums[:, 0])
+        cols = []
+        for dname in opt.config.directions:
+            if dname == "sgd":
+                cols.append(gnorm)
+            elif dname == "adam":
+                cols.append(torch.sqrt(sums[:, 1]))
+            else:  # weight_decay: d = p
+                cols.append(opt._pnorm[active])
+        return FusedProbe(torch.stack(cols, dim=1), gnorm, params, grads, m, v, adam_args)
+
+    def commit(self, opt: L3RS, active: list[int], coef: Tensor, decay: Tensor, finite: Tensor, probe: Probe) -> None:
+        assert isinstance(probe, FusedProbe)
+        dirs = opt.config.directions
+        c = torch.zeros(len(active), 3, dtype=torch.float64)
+        if "sgd" in dirs:
+            c[:, 0] = -coef[:, dirs.index("sgd")]
+        if "adam" in dirs:
+            c[:, 1] = -coef[:, dirs.index("adam")]
+        c[:, 2] = -decay
+        if "weight_decay" in dirs:
+            c[:, 2] -= coef[:, dirs.index("weight_decay")]
+        sq = load_fused().commit(
+            probe.params, probe.grads, probe.exp_avg, probe.exp_avg_sq, c, ~finite, *probe.adam_args
+        )
+        opt._pnorm[active] = torch.sqrt(sq)
+        for j, ok in zip(active, finite.tolist()):
+            if ok:
+                opt.state[opt._params[j]]["step"] += 1
+
+
+class ForeachBackend:
+    name = "foreach"
+
+    def probe(self, opt: L3RS, active: list[int], hyper: dict[str, dict[str, float]]) -> ForeachProbe:
+        # Bias corrections use each tensor's own step: group the components by it.
+        by_step: dict[int, list[int]] = {}
+        for pos, j in enumerate(active):
+            by_step.setdefault(opt.state[opt._params[j]]["step"] + 1, []).append(pos)
+        k = len(opt.config.directions)
+        dirs: list[list[Tensor | None]] = [[None] * len(active) for _ in range(k)]
+        new_states: list[dict[str, Tensor]] = [{} for _ in active]
+        for step, positions in by_step.items():
+            params = [opt._params[active[i]] for i in positions]
+            grads = [p.grad for p in params]
+            for kk, dname in enumerate(opt.config.directions):
+                direction = get_direction(dname)
+                states = {key: [opt.state[p][f"{dname}.{key}"] for p in params] for key in direction.state_keys}
+                d, new = direction.compute(params, grads, states, hyper[dname], step)
+                for i, pos in enumerate(positions):
+                    dirs[kk][pos] = d[i]
+                    for key, lst in new.items():
+                        new_states[pos][f"{dname}.{key}"] = lst[i]
+        grads_all = [opt._params[j].grad for j in active]
+        gnorm = torch.stack(torch._foreach_norm(grads_all)).to("cpu", torch.float64)
+        cols = [torch.stack(torch._foreach_norm(d)).to("cpu", torch.float64) for d in dirs]
+        return ForeachProbe(torch.stack(cols, dim=1), gnorm, dirs, new_states)  # type: ignore[arg-type]
+
+    def commit(self, opt: L3RS, active: list[int], coef: Tensor, decay: Tensor, finite: Tensor, probe: Probe) -> None:
+        assert isinstance(probe, ForeachProbe)
+        ok = [pos for pos, f in enumerate(finite.tolist()) if f]
+        if not ok:
+            return
+        params = [opt._params[active[pos]] for pos in ok]
+        update: list[Tensor] | None = None
+        for kk in range(len(opt.config.directions)):
+            d = [probe.directions[kk][pos] for pos in ok]
+            scaled = torch._foreach_mul(d, [float(coef[pos, kk]) for pos in ok])
+            if update is None:
+                update = scaled
+            else:
+                torch._foreach_add_(update, scaled)
+        if float(decay.abs().max()) > 0:
+            torch._foreach_mul_(params, [1.0 - float(decay[pos]) for pos in ok])
+        torch._foreach_sub_(params, update)
+        for pos in ok:
+            p = opt._params[active[pos]]
+            for key, value in probe.new_states[pos].items():
+                opt.state[p][key].copy_(value)
+            opt.state[p]["step"] += 1
+        norms = torch._foreach_norm(params)
+        for pos, nrm in zip(ok, norms):
+            opt._pnorm[active[pos]] = float(nrm)
+
+
+FUSED: Backend = FusedBackend()
+FOREACH: Backend = ForeachBackend()
