@@ -113,8 +113,40 @@ class L3RSConfig:
             object.__setattr__(self, name, tuple(value))
         self.validate()
 
+    def _check_types(self) -> None:
+        """Every field has its annotated type (numbers finite), so that a wrong value is a
+        ConfigError naming the field, never a TypeError from deep inside a comparison."""
+
+        def number(v: Any) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+        def integer(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        checks = {
+            "float": (number, "a finite number"),
+            "int": (integer, "an integer"),
+            "bool": (lambda v: isinstance(v, bool), "true or false"),
+            "str": (lambda v: isinstance(v, str), "a string"),
+            "int | None": (lambda v: v is None or integer(v), "an integer or null"),
+            "dict[str, float]": (
+                lambda v: isinstance(v, dict) and all(isinstance(k, str) and number(x) for k, x in v.items()),
+                "a mapping of names to numbers",
+            ),
+            "tuple[float, ...]": (lambda v: all(number(x) for x in v), "a list of finite numbers"),
+            "tuple[int, ...]": (lambda v: all(integer(x) for x in v), "a list of integers"),
+            "tuple[str, ...]": (lambda v: all(isinstance(x, str) for x in v), "a list of names"),
+        }
+        for f in dataclasses.fields(self):
+            check = checks.get(str(f.type))
+            value = getattr(self, f.name)
+            if check is not None and not check[0](value):
+                raise ConfigError(f"L3RSConfig.{f.name} must be {check[1]}, got {value!r}")
+
     def validate(self) -> None:
         from hf_l3rs.optim.directions import DIRECTIONS
+
+        self._check_types()
 
         if not self.directions:
             raise ConfigError("L3RSConfig.directions must name at least one base direction")
@@ -182,6 +214,8 @@ class L3RSConfig:
             raise ConfigError("L3RSConfig.embedding_dim must be > 0 when embedding=True")
         if not (self.base_lr > 0 and math.isfinite(self.base_lr)):
             raise ConfigError(f"L3RSConfig.base_lr must be positive, got {self.base_lr!r}")
+        if not self.feature_eps > 0:
+            raise ConfigError(f"L3RSConfig.feature_eps must be > 0 (features take its log), got {self.feature_eps!r}")
         if not self.rate_clamp > 0:
             raise ConfigError(f"L3RSConfig.rate_clamp must be > 0, got {self.rate_clamp!r}")
         if not 0.0 < self.init_adam_mix < 1.0:

@@ -428,6 +428,11 @@ class L3RS(torch.optim.Optimizer):
         # Per-component coefficients (float64): coef_k = m_g·η·α_k / (‖d_k‖ + eps).
         rate64 = rate.detach().to("cpu", torch.float64)[act]
         mix64 = mix.detach().to("cpu", torch.float64)[act]
+        # A non-finite network output (meta-weights that overflow on unusual features) is
+        # skipped like a non-finite gradient: nothing non-finite reaches the weights.
+        net_ok = torch.isfinite(rate64) & torch.isfinite(mix64).all(dim=1)
+        self._nonfinite[act[finite & ~net_ok]] += 1
+        finite = finite & net_ok
         lr = torch.tensor([self.param_groups[self._group_index[j]]["lr"] for j in active], dtype=torch.float64)
         wd = torch.tensor(
             [self.param_groups[self._group_index[j]]["weight_decay"] for j in active], dtype=torch.float64
