@@ -160,12 +160,15 @@ class CausalLMTask:
     def model(self, seed: int):
         from transformers import AutoModelForCausalLM
 
-        torch.manual_seed(seed)
         if self._weights is None:  # dequantising the GGUF file takes ~30 s: do it once
             m = AutoModelForCausalLM.from_pretrained(self.folder, gguf_file=self.gguf, dtype=torch.float32)
             self._config = m.config
+            if hasattr(self._config, "quantization_config"):
+                # dequantised to float32: a plain model (Trainer refuses models marked quantized)
+                del self._config.quantization_config
             self._weights = {k: v.clone() for k, v in m.state_dict().items()}
-            return m
+            del m
+        torch.manual_seed(seed)
         m = AutoModelForCausalLM.from_config(self._config, dtype=torch.float32)
         m.load_state_dict(self._weights)
         return m
