@@ -330,3 +330,34 @@ def test_two_machines_on_one_host_match_one_machine(tmp_path) -> None:
     one = load_file(str(tmp_path / "one" / "checkpoint" / "state.safetensors"))
     two = load_file(str(tmp_path / "two" / "checkpoint" / "state.safetensors"))
     assert torch.equal(one["theta"], two["theta"]) and not torch.equal(one["theta"], one["theta0"])
+
+
+def test_a_task_mixture_draws_members_by_weight_reproducibly() -> None:
+    from hf_l3rs.tasks.registry import get_family
+
+    members = [{"family": "two_moons_mlp", "weight": 3}, {"family": "linear_regression", "weight": 1}]
+    mix = get_family("mixture", members=members)
+    picks = [mix.member_index(s, "train") for s in range(400)]
+    assert picks == [get_family("mixture", members=members).member_index(s, "train") for s in range(400)]
+    assert 0.65 < picks.count(0) / 400 < 0.85  # weight 3 of 4
+    task = mix.sample(5, "val")
+    expected = mix.members[mix.member_index(5, "val")][0].sample(5, "val")
+    assert type(task) is type(expected) and task.num_steps == expected.num_steps
+    with pytest.raises(ValueError, match="distinct names"):
+        get_family("mixture", members=[{"family": "two_moons_mlp"}, {"family": "two_moons_mlp"}])
+    with pytest.raises(ValueError, match="weight"):
+        get_family("mixture", members=[{"family": "two_moons_mlp", "weight": 0}])
+    with pytest.raises(ValueError, match="members"):
+        get_family("mixture", tasks=[])
+
+
+def test_init_from_starts_the_search_at_given_meta_weights(tmp_path) -> None:
+    first = _trainer(_tiny(generations=2), tmp_path / "a")
+    first.run()
+    config = _tiny(generations=1, l3rs={}, init_from=str(tmp_path / "a" / "final"))
+    second = _trainer(config, tmp_path / "b")
+    assert torch.equal(second.theta0, first.state.theta.to(torch.float32).to(torch.float64))
+    assert second.net.config == first.net.config
+    second.run()
+    with pytest.raises(ConfigError, match="either init_from"):
+        _tiny(init_from=str(tmp_path / "a" / "final"))

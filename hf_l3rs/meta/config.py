@@ -54,6 +54,10 @@ class MetaTrainConfig:
     trackers: list[str] = field(default_factory=lambda: ["tensorboard"])
     expect_processes: int | None = None
     seed: int = 0
+    #: Meta-weights (folder, Hub id or bundled name) whose θ and config start the search
+    #: instead of a fresh network; the ``l3rs`` block must then be empty (the config is theirs).
+    #: For continuing a shipped rule on a new task mixture.
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -82,6 +86,8 @@ class MetaTrainConfig:
             raise ConfigError(
                 f"MetaTrainConfig.trackers: unsupported {sorted(unknown)} (supported: {sorted(TRACKERS)})"
             )
+        if self.init_from is not None and self.l3rs:
+            raise ConfigError("MetaTrainConfig: give either init_from (meta-weights to start from) or an l3rs block")
         self.l3rs_config()  # validates the nested blocks, naming their fields
         self.nes_params()
 

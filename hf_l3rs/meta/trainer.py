@@ -176,7 +176,13 @@ class MetaTrainer:
         threads = cfg.threads or max(1, (os.cpu_count() or 1) // max(1, acc.num_processes))
         torch.set_num_threads(threads)
         template = self.family.sample(0, "train").init_model()
-        probe = L3RS(template, cfg.l3rs_config(), total_steps=1, seed=cfg.seed)
+        if cfg.init_from is not None:
+            from hf_l3rs.hub import load_net
+
+            start = load_net(cfg.init_from)
+            probe = L3RS(template, start, total_steps=1, map_embeddings=False)
+        else:
+            probe = L3RS(template, cfg.l3rs_config(), total_steps=1, seed=cfg.seed)
         self.net: L3RSNet = probe.net
         self.components = probe.components
         self.strategy = NES(cfg.nes_params(), scales=search_scales(self.net, cfg.search_scales))

@@ -8,12 +8,33 @@ from hf_l3rs.tasks.base import TaskFamily
 from hf_l3rs.tasks.classic import CLASSIC_FAMILIES, classic_family
 
 IMAGE_FAMILY = "images"
+MIXTURE_FAMILY = "mixture"
 
 
 def get_family(name: str, **kwargs: Any) -> TaskFamily:
     """A registered family. Classic ones combine with ``+`` into a mixture; ``images``
     takes ``dataset`` (preset, folder or Hub id), ``model``, ``checkpoint`` and the fields
-    of :class:`~hf_l3rs.tasks.images.ImageTaskSpec`."""
+    of :class:`~hf_l3rs.tasks.images.ImageTaskSpec` (and ``name``, to tell two families over
+    one dataset apart); ``mixture`` takes ``members``, a list of ``{family, weight, ...kwargs}``.
+    """
+    if name == MIXTURE_FAMILY:
+        from hf_l3rs.tasks.mixture import MixtureFamily
+
+        members = kwargs.get("members")
+        if not isinstance(members, list) or not members or set(kwargs) - {"members"}:
+            raise ValueError(
+                "task family 'mixture' takes exactly family_kwargs.members: a list of {family, weight, ...}"
+            )
+        built = []
+        for i, member in enumerate(members):
+            if not isinstance(member, dict) or "family" not in member:
+                raise ValueError(f"mixture member #{i} must be a mapping with a 'family' key, got {member!r}")
+            member = dict(member)
+            family_name, weight = member.pop("family"), member.pop("weight", 1.0)
+            if family_name == MIXTURE_FAMILY:
+                raise ValueError("a mixture cannot contain a mixture")
+            built.append((get_family(family_name, **member), weight))
+        return MixtureFamily(built)
     if name == IMAGE_FAMILY:
         from hf_l3rs.tasks.datasets import task_spec_kwargs
         from hf_l3rs.tasks.images import ImageTaskFamily, ImageTaskSpec, load_image_dataset
@@ -29,9 +50,11 @@ def get_family(name: str, **kwargs: Any) -> TaskFamily:
         )
         model = kw.pop("model", "resnet18")
         checkpoint = kw.pop("checkpoint", None)
-        return ImageTaskFamily(ds, ImageTaskSpec(**kw), model_name=model, checkpoint=checkpoint, name=kwargs["dataset"])
+        name = kw.pop("name", kwargs["dataset"])
+        return ImageTaskFamily(ds, ImageTaskSpec(**kw), model_name=model, checkpoint=checkpoint, name=name)
     if all(part in CLASSIC_FAMILIES for part in name.split("+")):
         return classic_family(name, **kwargs)
     raise ValueError(
-        f"unknown task family {name!r}; known: {sorted(CLASSIC_FAMILIES)} (combine with '+') and {IMAGE_FAMILY!r}"
+        f"unknown task family {name!r}; known: {sorted(CLASSIC_FAMILIES)} (combine with '+'), "
+        f"{IMAGE_FAMILY!r} and {MIXTURE_FAMILY!r}"
     )
