@@ -78,7 +78,7 @@ def dataset_entry(name: str) -> DatasetEntry | None:
     return DATASETS.get(name)
 
 
-def task_spec_kwargs(name: str, **overrides: Any) -> dict[str, Any]:
+def task_spec_kwargs(name: str, /, **overrides: Any) -> dict[str, Any]:
     """ImageTaskSpec fields for ``name`` (its calibrated ones, then ``overrides``)."""
     entry = dataset_entry(name)
     return entry.task_spec_kwargs(**overrides) if entry is not None else dict(overrides)

@@ -11,13 +11,13 @@ IMAGE_FAMILY = "images"
 MIXTURE_FAMILY = "mixture"
 
 
-def get_family(name: str, **kwargs: Any) -> TaskFamily:
+def get_family(family: str, /, **kwargs: Any) -> TaskFamily:
     """A registered family. Classic ones combine with ``+`` into a mixture; ``images``
     takes ``dataset`` (preset, folder or Hub id), ``model``, ``checkpoint`` and the fields
     of :class:`~hf_l3rs.tasks.images.ImageTaskSpec` (and ``name``, to tell two families over
     one dataset apart); ``mixture`` takes ``members``, a list of ``{family, weight, ...kwargs}``.
     """
-    if name == MIXTURE_FAMILY:
+    if family == MIXTURE_FAMILY:
         from hf_l3rs.tasks.mixture import MixtureFamily
 
         members = kwargs.get("members")
@@ -35,7 +35,7 @@ def get_family(name: str, **kwargs: Any) -> TaskFamily:
                 raise ValueError("a mixture cannot contain a mixture")
             built.append((get_family(family_name, **member), weight))
         return MixtureFamily(built)
-    if name == IMAGE_FAMILY:
+    if family == IMAGE_FAMILY:
         from hf_l3rs.tasks.datasets import task_spec_kwargs
         from hf_l3rs.tasks.images import ImageTaskFamily, ImageTaskSpec, load_image_dataset
 
@@ -52,9 +52,9 @@ def get_family(name: str, **kwargs: Any) -> TaskFamily:
         checkpoint = kw.pop("checkpoint", None)
         name = kw.pop("name", kwargs["dataset"])
         return ImageTaskFamily(ds, ImageTaskSpec(**kw), model_name=model, checkpoint=checkpoint, name=name)
-    if all(part in CLASSIC_FAMILIES for part in name.split("+")):
-        return classic_family(name, **kwargs)
+    if all(part in CLASSIC_FAMILIES for part in family.split("+")):
+        return classic_family(family, **kwargs)
     raise ValueError(
-        f"unknown task family {name!r}; known: {sorted(CLASSIC_FAMILIES)} (combine with '+'), "
+        f"unknown task family {family!r}; known: {sorted(CLASSIC_FAMILIES)} (combine with '+'), "
         f"{IMAGE_FAMILY!r} and {MIXTURE_FAMILY!r}"
     )
