@@ -200,3 +200,23 @@ def test_same_count_other_roles_is_mapped_by_role(model, caplog) -> None:
     with pytest.raises(EmbeddingMismatchError, match="with other roles"):
         L3RS(mlp, net, total_steps=3, map_embeddings=False)
     assert L3RS(small_cnn(), net, total_steps=3).component_map.tolist() == list(range(7))
+
+
+def test_a_tied_embedding_keeps_its_embedding_role() -> None:
+    """A causal LM ties its output layer to its input embedding: the shared tensor is named
+    after the embedding and takes the embedding role, not the output Linear's."""
+    from torch import nn
+
+    from hf_l3rs.optim.components import describe
+
+    class TinyLM(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(10, 4)
+            self.mix = nn.Linear(4, 4)
+            self.head = nn.Linear(4, 10, bias=False)
+            self.head.weight = self.embed.weight
+
+    model = TinyLM()
+    roles = {c.name: c.role for c in describe(list(model.named_parameters()), model)}
+    assert roles == {"embed.weight": "embedding", "mix.weight": "linear", "mix.bias": "bias"}

@@ -45,7 +45,9 @@ def _module_roles(model: nn.Module) -> dict[int, str]:
         else:
             continue
         for pname, p in module.named_parameters(recurse=False):
-            roles[id(p)] = "bias" if pname.endswith("bias") else kind
+            # A tied tensor (an LM's input embedding reused as its output layer) keeps the
+            # role of the module it is first found in, the one named_parameters() names it by.
+            roles.setdefault(id(p), "bias" if pname.endswith("bias") else kind)
     return roles
 
 
