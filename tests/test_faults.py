@@ -105,6 +105,8 @@ def test_sigterm_checkpoints_at_the_generation_boundary_and_resumes_bitwise(tmp_
     assert "stopped by SIGTERM at generation" in log
     stopped_at = _generation(out)
     assert 4 <= stopped_at < 8  # the generation in progress finished and was saved
+    for tag in ("best", "final"):  # the weights so far are exported too: nothing lost
+        assert (out / tag / "model.safetensors").is_file()
     _launch(1, config, out, resume=True)
     assert torch.equal(_theta(out), _theta(tmp_path / "straight"))
 

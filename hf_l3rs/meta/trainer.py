@@ -326,8 +326,8 @@ class MetaTrainer:
                 done += 1
         bar.close()
         self.timing["loop"] += time.perf_counter() - loop_start
-        if self.state.generation >= cfg.generations:
-            self.finish()
+        if self.state.generation >= cfg.generations or self.stopped:
+            self.finish()  # a pre-empted run exports its best and final weights so far too
         if self.tracking:
             acc.end_training()
         return {
