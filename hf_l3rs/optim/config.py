@@ -171,22 +171,22 @@ class L3RSConfig:
             raise ConfigError(
                 "L3RSConfig.rate_adaptation='hypergradient' reads Adam's momentum: add 'adam' to directions"
             )
-        if not (isinstance(self.hypergradient_rate, (int, float)) and 0 < self.hypergradient_rate < math.inf):
+        if not self.hypergradient_rate > 0:  # _check_types has made every float field a finite number
             raise ConfigError(
                 f"L3RSConfig.hypergradient_rate must be a positive number, got {self.hypergradient_rate!r}"
             )
         low, high = self.adaptation_min, self.adaptation_max
-        if not (isinstance(low, (int, float)) and isinstance(high, (int, float)) and 0 < low <= 1 <= high < math.inf):
+        if not 0 < low <= 1 <= high:
             raise ConfigError(
                 f"L3RSConfig needs 0 < adaptation_min <= 1 <= adaptation_max < inf, got {low!r} and {high!r}"
             )
-        if not (isinstance(self.adaptation_target, (int, float)) and -1 < self.adaptation_target < 1):
+        if not -1 < self.adaptation_target < 1:
             raise ConfigError(f"L3RSConfig.adaptation_target must be in (-1, 1), got {self.adaptation_target!r}")
         if not 0.0 <= self.init_head_fraction < 1.0:
             raise ConfigError(f"L3RSConfig.init_head_fraction must be in [0, 1), got {self.init_head_fraction!r}")
         for name in ("init_head_rate", "init_backbone_rate"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and 0 < value < math.inf):
+            if not value > 0:
                 raise ConfigError(f"L3RSConfig.{name} must be a positive number, got {value!r}")
         if self.init_head_fraction > 0:
             if not self.descriptor:

@@ -104,7 +104,7 @@ def prepare_domain(name: str, root: str | Path | None = None, workers: int | Non
     from hf_l3rs.tasks.datasets import EMBEDDED, dataset_entry
 
     entry = dataset_entry(name)
-    if entry is None or entry.render is None:
+    if entry is None or not entry.embedded:
         raise ValueError(f"unknown embedded domain {name!r}; known: {EMBEDDED}")
     import datasets
     from tqdm.auto import tqdm
