@@ -11,7 +11,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from hf_l3rs.optim.backends import FOREACH, FUSED
+from hf_l3rs.optim.backends import FOREACH, FUSED, Backend
+from hf_l3rs.optim.compiled import COMPILED, compiled_unavailable_reason
 from hf_l3rs.optim.components import (
     EmbeddingMismatchError,
     describe,
@@ -28,7 +29,7 @@ from hf_l3rs.optim.fused import FUSED_DIRECTIONS, load_fused
 from hf_l3rs.optim.network import L3RSNet
 from hf_l3rs.verbosity import get_logger
 
-IMPLEMENTATIONS = ("auto", "fused", "foreach")
+IMPLEMENTATIONS = ("auto", "fused", "foreach", "compiled")
 _NORM_EPS = 1e-12
 
 
@@ -64,7 +65,9 @@ class L3RS(torch.optim.Optimizer):
         lr: per-group multiplier of the learned rate (schedulers may change it).
         weight_decay: per-group decoupled weight decay, scaled by the learned rate.
         implementation: ``"fused"`` (two-pass C++ kernels, CPU float32, directions in
-            {sgd, adam, weight_decay}), ``"foreach"``, or ``"auto"`` (fused when possible).
+            {sgd, adam, weight_decay}), ``"foreach"``, ``"compiled"`` (the two passes through
+            ``torch.compile``: any direction, dtype and device Inductor supports; compiles on
+            the first step), or ``"auto"`` (fused when possible, else foreach).
         map_embeddings: allow a model whose components differ from the checkpoint's to
             borrow embeddings by role and depth (logged once). ``False`` makes it an error.
         seed: initialisation seed of a fresh network.
@@ -157,6 +160,10 @@ class L3RS(torch.optim.Optimizer):
             reason = self._fused_blocker(check_grads=False)
             if reason:
                 raise ValueError(f"L3RS: implementation='fused' is not possible here: {reason}")
+        if implementation == "compiled":
+            reason = compiled_unavailable_reason()
+            if reason:
+                raise ValueError(f"L3RS: implementation='compiled' is not possible here: {reason}")
         self._pending_loss: Tensor | None = None
         self._loss_sum: Tensor | None = None
         self._loss_count = 0
@@ -310,12 +317,16 @@ class L3RS(torch.optim.Optimizer):
             return f"the C++ kernels could not be built ({fused_unavailable_reason()})"
         return None
 
-    def _use_fused(self, steps: set[int]) -> bool:
+    def _backend(self, steps: set[int]) -> Backend:
+        """The backend of this step: the two-pass ones need every component at the same step
+        (tensors without gradients on some steps fall back to foreach for those steps)."""
         if self.implementation == "foreach" or len(steps) != 1:
-            return False
-        if self.implementation == "fused":
-            return True
-        return self._fused_blocker(check_grads=True) is None
+            return FOREACH
+        if self.implementation == "compiled":
+            return COMPILED
+        if self.implementation == "fused" or self._fused_blocker(check_grads=True) is None:
+            return FUSED
+        return FOREACH
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None, *, loss: Tensor | float | None = None) -> Tensor | None:  # type: ignore[override]
@@ -386,9 +397,8 @@ class L3RS(torch.optim.Optimizer):
         cfg = self.config
         hyper = self.net.hyper_values()
         steps = {self.state[self._params[j]]["step"] + 1 for j in active}
-        fused = self._use_fused(steps)
         self._missing_pnorms(active)
-        backend = FUSED if fused else FOREACH
+        backend = self._backend(steps)
         probe = backend.probe(self, active, hyper)
         dnorm, gnorm = probe.dnorm, probe.gnorm
         finite = torch.isfinite(gnorm) & torch.isfinite(dnorm).all(dim=1) & loss_finite
