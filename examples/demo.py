@@ -88,8 +88,8 @@ def main() -> None:
     timings["metatrain"] = time.perf_counter() - t0 - sum(timings.values())
 
     step(4, "benchmarking against baselines tuned per horizon on validation tasks")
-    from hf_l3rs.hub import bundled_weights
     from hf_l3rs.meta.config import MetaTrainConfig
+    from hf_l3rs.optim.hub import bundled_weights
 
     mcfg = MetaTrainConfig.from_yaml(args.config)
     entries = {DEMO_LABEL: str(run_dir / "best")}
@@ -131,8 +131,8 @@ def main() -> None:
 
     step(5, "recording per-layer dynamics (paper Fig. 4-5)")
     from hf_l3rs.evaluation.dynamics import plot_dynamics, record
-    from hf_l3rs.hub import load_net
     from hf_l3rs.optim import L3RS
+    from hf_l3rs.optim.hub import load_net
     from hf_l3rs.tasks.registry import get_family
 
     net = load_net(run_dir / "best")
@@ -151,7 +151,7 @@ def write_report(out: Path, results: dict, pre: dict, run_dir: Path, timings: di
     from ship_metaweights import benchmark_section
 
     from hf_l3rs.evaluation.tuned_report import markdown
-    from hf_l3rs.hub import load_net, save_net
+    from hf_l3rs.optim.hub import load_net, save_net
 
     kw = mcfg.family_kwargs
     table, model_index = benchmark_section(results, DEMO_LABEL)

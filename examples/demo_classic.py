@@ -50,8 +50,8 @@ def evaluate_run(config_path: Path, run_dir: Path, out: Path, test_tasks: int) -
     from safetensors.torch import load_file
 
     from hf_l3rs.evaluation.classic import compare, save, to_markdown
-    from hf_l3rs.hub import load_net
     from hf_l3rs.meta.config import MetaTrainConfig
+    from hf_l3rs.optim.hub import load_net
     from hf_l3rs.tasks.registry import get_family
 
     config = MetaTrainConfig.from_yaml(config_path)

@@ -81,7 +81,7 @@ def main() -> None:
     ap.add_argument("--note", default="", help="a paragraph for the card (what --set changes and why)")
     args = ap.parse_args()
 
-    from hf_l3rs.hub import load_net, save_net
+    from hf_l3rs.optim.hub import load_net, save_net
 
     run, out = Path(args.run), Path(args.output or ROOT / "hf_l3rs" / "pretrained" / args.name)
     results = json.loads(Path(args.benchmark).read_text())

@@ -10,16 +10,16 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from hf_l3rs._version import __version__
 
 #: public name -> module that defines it
 _EXPORTS = {
-    "CheckpointError": "hf_l3rs.hub",
-    "HubError": "hf_l3rs.hub",
-    "bundled_weights": "hf_l3rs.hub",
-    "load_net": "hf_l3rs.hub",
-    "push_to_hub": "hf_l3rs.hub",
-    "save_net": "hf_l3rs.hub",
+    "CheckpointError": "hf_l3rs.optim.hub",
+    "HubError": "hf_l3rs.optim.hub",
+    "bundled_weights": "hf_l3rs.optim.hub",
+    "load_net": "hf_l3rs.optim.hub",
+    "push_to_hub": "hf_l3rs.optim.hub",
+    "save_net": "hf_l3rs.optim.hub",
     "NES": "hf_l3rs.meta.strategy",
     "NESParams": "hf_l3rs.meta.strategy",
     "NESState": "hf_l3rs.meta.strategy",
@@ -87,7 +87,6 @@ def _install_timm_hook() -> None:
 _install_timm_hook()
 
 if TYPE_CHECKING:  # static analysers and IDEs see the real names
-    from hf_l3rs.hub import CheckpointError, HubError, bundled_weights, load_net, push_to_hub, save_net
     from hf_l3rs.meta.config import MetaTrainConfig
     from hf_l3rs.meta.shaping import centered_rank
     from hf_l3rs.meta.strategy import NES, NESParams, NESState
@@ -103,4 +102,5 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
         MissingLossError,
         register_direction,
     )
+    from hf_l3rs.optim.hub import CheckpointError, HubError, bundled_weights, load_net, push_to_hub, save_net
     from hf_l3rs.verbosity import set_verbosity

@@ -152,7 +152,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _push(args: argparse.Namespace) -> None:
-    from hf_l3rs.hub import load_net, push_to_hub
+    from hf_l3rs.optim.hub import load_net, push_to_hub
 
     load_net(args.folder)  # refuse to upload a folder that would not load
     url = push_to_hub(
@@ -169,7 +169,7 @@ def _push(args: argparse.Namespace) -> None:
 def _download(args: argparse.Namespace) -> None:
     import shutil
 
-    from hf_l3rs.hub import load_net, resolve
+    from hf_l3rs.optim.hub import load_net, resolve
 
     folder = resolve(args.repo_id, revision=args.revision, cache_dir=args.cache_dir)
     net = load_net(folder)  # validates config and tensors

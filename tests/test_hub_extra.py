@@ -8,7 +8,7 @@ import yaml
 from conftest import small_cnn, train_step
 
 from hf_l3rs import L3RS
-from hf_l3rs.hub import bundled_weights, load_net, push_to_hub, save_net
+from hf_l3rs.optim.hub import bundled_weights, load_net, push_to_hub, save_net
 
 
 def test_bundled_weights_load_offline() -> None:
@@ -140,7 +140,7 @@ def test_optimizer_push_entry_points(tmp_path, fake_hub) -> None:
 def test_unreachable_endpoint_names_repo_and_endpoint(tmp_path, monkeypatch) -> None:
     import socket
 
-    from hf_l3rs.hub import HubError
+    from hf_l3rs.optim.hub import HubError
 
     with socket.socket() as s:  # a port nobody listens on: the connection is refused at once
         s.bind(("127.0.0.1", 0))
@@ -153,7 +153,7 @@ def test_unreachable_endpoint_names_repo_and_endpoint(tmp_path, monkeypatch) -> 
 
 
 def test_misspelled_bundled_name_lists_the_bundled_ones() -> None:
-    from hf_l3rs.hub import CheckpointError
+    from hf_l3rs.optim.hub import CheckpointError
 
     with pytest.raises(CheckpointError, match=r"bundled: .*l3rs-kanji-tiny"):
         load_net("l3rs-kanji-tny")
@@ -162,7 +162,7 @@ def test_misspelled_bundled_name_lists_the_bundled_ones() -> None:
 def test_resave_keeps_the_card_history_and_it_parses(tmp_path) -> None:
     from huggingface_hub import ModelCard
 
-    from hf_l3rs.hub import BUNDLED_DIR
+    from hf_l3rs.optim.hub import BUNDLED_DIR
 
     original = (BUNDLED_DIR / "l3rs-kanji-tiny" / "README.md").read_text()
     model = small_cnn()
@@ -180,7 +180,7 @@ def test_resave_keeps_the_card_history_and_it_parses(tmp_path) -> None:
 def test_unreachable_endpoint_on_download_is_not_called_offline(monkeypatch) -> None:
     import socket
 
-    from hf_l3rs.hub import CheckpointError, HubError
+    from hf_l3rs.optim.hub import CheckpointError, HubError
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

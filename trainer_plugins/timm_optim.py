@@ -27,7 +27,7 @@ class _TimmL3RS(L3RS):
     ) -> None:
         net = kwargs.pop("net", None)
         if pretrained is not None:
-            from hf_l3rs.hub import load_net
+            from hf_l3rs.optim.hub import load_net
 
             net = load_net(pretrained)
         super().__init__(params, net, lr=1.0 if lr is None else lr, weight_decay=weight_decay, **kwargs)

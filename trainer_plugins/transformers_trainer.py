@@ -64,7 +64,7 @@ class L3RSCallback(TrainerCallback):
             )
         if opt.total_steps != state.max_steps:
             opt.set_total_steps(int(state.max_steps))
-        if model is not None and opt._hook is None:
+        if model is not None and not opt.captures_loss:
             opt.capture_loss_from(model)
 
     def on_log(self, args, state, control, logs=None, optimizer=None, **kwargs):

@@ -98,7 +98,7 @@ class Protocol:
         self._images: dict[str, dict] = {}
         self._net = None
         if config.l3rs is not None:
-            from hf_l3rs.hub import load_net
+            from hf_l3rs.optim.hub import load_net
 
             overrides = {"base_lr": config.l3rs_base_lr} if config.l3rs_base_lr else {}
             self._net = load_net(config.l3rs, **overrides)

@@ -157,7 +157,7 @@ class TunedBenchmark:
             if source is None:
                 self.entries[label] = L3RSEntry(label, untrained=True)
             else:
-                from hf_l3rs.hub import load_net
+                from hf_l3rs.optim.hub import load_net
 
                 self.entries[label] = L3RSEntry(label, net=load_net(source))
 

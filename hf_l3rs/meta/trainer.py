@@ -177,7 +177,7 @@ class MetaTrainer:
         torch.set_num_threads(threads)
         template = self.family.sample(0, "train").init_model()
         if cfg.init_from is not None:
-            from hf_l3rs.hub import load_net
+            from hf_l3rs.optim.hub import load_net
 
             start = load_net(cfg.init_from)
             probe = L3RS(template, start, total_steps=1, map_embeddings=False)
@@ -450,8 +450,8 @@ class MetaTrainer:
         acc.wait_for_everyone()
         if not acc.is_main_process:
             return
-        from hf_l3rs.hub import save_net
         from hf_l3rs.meta.curves import plot_meta_curve
+        from hf_l3rs.optim.hub import save_net
 
         out = self.output_dir
         jsonio.write(out / "history.json", self.history)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,11 @@ from hf_l3rs.optim.components import (
 from hf_l3rs.optim.config import L3RSConfig
 from hf_l3rs.optim.directions import get_direction
 from hf_l3rs.optim.features import EMAFeatures, assemble, loss_statistic, rate_schedule_factor, time_features
-from hf_l3rs.optim.fused import FUSED_DIRECTIONS, load_fused
+from hf_l3rs.optim.fused import FUSED_DIRECTIONS, fused_unavailable_reason, load_fused
+from hf_l3rs.optim.horizon import total_steps_from_scheduler
+from hf_l3rs.optim.hub import load_net, save_net
+from hf_l3rs.optim.hub import push_to_hub as upload_folder
+from hf_l3rs.optim.loss_source import LossSource
 from hf_l3rs.optim.network import L3RSNet
 from hf_l3rs.verbosity import get_logger
 
@@ -102,7 +107,7 @@ class L3RS(torch.optim.Optimizer):
             raise ValueError(f"L3RS: implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
         groups, names, module = normalize_params(params)
         model = model if model is not None else module
-        self._hook = None
+        self._loss = LossSource()  # before super().__init__: add_param_group may fail first
         super().__init__(groups, {"lr": float(lr), "weight_decay": float(weight_decay)})
         self._frozen_groups = True
         # (group, name, tensor) per component; with a model, in the model's order and names
@@ -164,10 +169,7 @@ class L3RS(torch.optim.Optimizer):
             reason = compiled_unavailable_reason()
             if reason:
                 raise ValueError(f"L3RS: implementation='compiled' is not possible here: {reason}")
-        self._pending_loss: Tensor | None = None
-        self._loss_sum: Tensor | None = None
-        self._loss_count = 0
-        self._hook = None
+        self._loss = LossSource()
         watch = loss_from if loss_from is not None else model
         if watch is not None:
             self.capture_loss_from(watch)
@@ -188,7 +190,7 @@ class L3RS(torch.optim.Optimizer):
 
     def observe_loss(self, loss: Tensor | float) -> None:
         """Give the loss of the coming ``step()`` (for loops that cannot pass it there)."""
-        self._pending_loss = self._as_loss(loss)
+        self._loss.observe(loss)
 
     def capture_loss_from(self, module: nn.Module) -> None:
         """Read the training loss from ``module``'s outputs (``output.loss`` or
@@ -196,20 +198,12 @@ class L3RS(torch.optim.Optimizer):
         training mode with grad enabled; ``step()`` then uses the mean over the
         forwards since the last step (gradient accumulation included). L3RS does this
         for the module it was built from, so ``transformers.Trainer`` needs no glue."""
-        if self._hook is not None:
-            self._hook.remove()
-        self._hook = module.register_forward_hook(self._capture_hook)
+        self._loss.watch(module)
 
-    def _capture_hook(self, module: nn.Module, args: Any, output: Any) -> None:
-        if not (module.training and torch.is_grad_enabled()):
-            return
-        loss = getattr(output, "loss", None)
-        if loss is None and isinstance(output, dict):
-            loss = output.get("loss")
-        if isinstance(loss, Tensor) and loss.numel() == 1:
-            value = loss.detach().float().reshape(())
-            self._loss_sum = value if self._loss_sum is None else self._loss_sum + value
-            self._loss_count += 1
+    @property
+    def captures_loss(self) -> bool:
+        """Whether a module's forward passes feed this optimizer its loss."""
+        return self._loss._hook is not None
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         if getattr(self, "_frozen_groups", False):
@@ -293,13 +287,6 @@ class L3RS(torch.optim.Optimizer):
         self._log_adapt = float(extra.get("log_adapt", 0.0))  # absent in states saved before it existed
 
     # ---------------------------------------------------------------- step
-    @staticmethod
-    def _as_loss(loss: Tensor | float) -> Tensor:
-        t = loss.detach() if isinstance(loss, Tensor) else torch.tensor(float(loss))
-        if t.numel() != 1:
-            raise ValueError(f"L3RS: the loss must be a scalar, got shape {tuple(t.shape)}")
-        return t.reshape(()).float()
-
     def _fused_blocker(self, check_grads: bool) -> str | None:
         """Why the fused kernels cannot run now (``None`` when they can)."""
         if not set(self.config.directions) <= FUSED_DIRECTIONS:
@@ -312,8 +299,6 @@ class L3RS(torch.optim.Optimizer):
             if check_grads and p.grad is not None and p.grad.stride() != p.stride():
                 return "a gradient's memory layout differs from its parameter's"
         if load_fused() is None:
-            from hf_l3rs.optim.fused import fused_unavailable_reason
-
             return f"the C++ kernels could not be built ({fused_unavailable_reason()})"
         return None
 
@@ -337,14 +322,11 @@ class L3RS(torch.optim.Optimizer):
                 closure_loss = closure()
             if loss is None:
                 loss = closure_loss
-        loss_t = self._as_loss(loss) if loss is not None else self._pending_loss
-        if loss_t is None and self._loss_count:
-            loss_t = self._loss_sum / self._loss_count
-        self._pending_loss, self._loss_sum, self._loss_count = None, None, 0
+        loss_t = self._loss.take(loss)
         if loss_t is None:
             raise MissingLossError(_MISSING_LOSS)
         if self.total_steps is None and not getattr(self, "_horizon_free", False):
-            inferred = _total_steps_from_scheduler(self)
+            inferred = total_steps_from_scheduler(self)
             if inferred is None:
                 # docs/design.md §1 "Horizon": no horizon known, the time features read as an
                 # unbounded run and the rate prior stays constant
@@ -502,8 +484,6 @@ class L3RS(torch.optim.Optimizer):
         """Load meta-weights from a local folder or a Hub repo id and bind them to
         ``params`` (a model or its parameters). ``overrides`` replace config fields that
         do not change the network's shape (e.g. ``base_lr``, ``rate_clamp``)."""
-        from hf_l3rs.hub import load_net
-
         if params is None:
             raise TypeError(
                 "L3RS.from_pretrained needs the parameters it will optimise: "
@@ -542,16 +522,14 @@ class L3RS(torch.optim.Optimizer):
         branch: str | None = None,
     ) -> str | None:
         """Write ``model.safetensors``, ``config.json`` and a model card (``README.md``;
-        ``card`` fills it, see ``hf_l3rs.cards.render_card``; meta-weights loaded with a
+        ``card`` fills it, see ``hf_l3rs.optim.cards.render_card``; meta-weights loaded with a
         card keep its history). With ``push_to_hub=True`` also upload the folder to
         ``repo_id`` (default: the folder's name) and return the commit URL
         (``huggingface_hub.ModelHubMixin.save_pretrained``'s convention)."""
-        from hf_l3rs import hub
-
-        hub.save_net(self.net, save_directory, components=self.components, card=card)
+        save_net(self.net, save_directory, components=self.components, card=card)
         if not push_to_hub:
             return None
-        return hub.push_to_hub(
+        return upload_folder(
             save_directory,
             repo_id or Path(save_directory).name,
             private=private,
@@ -574,13 +552,9 @@ class L3RS(torch.optim.Optimizer):
     ) -> str:
         """Save the meta-weights to a temporary folder and upload them to ``repo_id``
         (safetensors, JSON and card only). Returns the commit URL."""
-        import tempfile
-
-        from hf_l3rs import hub
-
         with tempfile.TemporaryDirectory() as tmp:
-            hub.save_net(self.net, tmp, components=self.components, card=card)
-            return hub.push_to_hub(
+            save_net(self.net, tmp, components=self.components, card=card)
+            return upload_folder(
                 tmp,
                 repo_id,
                 private=private,
@@ -601,45 +575,3 @@ def _in_model_order(entries: list[tuple[int, str, Tensor]], model: nn.Module) ->
             f"L3RS: {len(missing)} parameter(s) ({', '.join(missing[:3])}) do not belong to the model given as model="
         )
     return sorted(((gi, where[id(p)][1], p) for gi, _, p in entries), key=lambda e: where[id(e[2])][0])
-
-
-def _total_steps_from_scheduler(optimizer: torch.optim.Optimizer) -> int | None:
-    """The horizon of a learning-rate scheduler built on ``optimizer`` by
-    ``transformers.get_scheduler`` (its lambdas are partials with ``num_training_steps``).
-    Logged, since it is inferred; ``None`` when there is no such scheduler."""
-    import functools
-    import gc
-
-    # A scheduler holds the optimizer (or a wrapper such as accelerate's AcceleratedOptimizer
-    # whose .optimizer is this one) in its __dict__: walk owners of attribute dicts, 3 levels.
-    schedulers, frontier, seen = [], [optimizer], {id(optimizer)}
-    for _ in range(3):
-        owners = []
-        for obj in frontier:
-            for ref in gc.get_referrers(obj):
-                # Python 3.11+ reports the owning object itself; older ones its __dict__.
-                cands = (
-                    [o for o in gc.get_referrers(ref) if getattr(o, "__dict__", None) is ref]
-                    if isinstance(ref, dict)
-                    else [ref]
-                )
-                for owner in cands:
-                    if id(owner) not in seen and getattr(owner, "optimizer", None) is obj:
-                        seen.add(id(owner))
-                        owners.append(owner)
-        schedulers += [o for o in owners if isinstance(o, torch.optim.lr_scheduler.LRScheduler)]
-        frontier = owners
-    for ref in schedulers:
-        for fn in getattr(ref, "lr_lambdas", []):
-            steps = fn.keywords.get("num_training_steps") if isinstance(fn, functools.partial) else None
-            if isinstance(steps, int) and steps > 0:
-                name = getattr(fn.func, "__name__", "schedule")
-                get_logger(__name__).warning(
-                    "L3RS: total_steps=%d taken from the attached learning-rate scheduler (%s). That "
-                    "scheduler also multiplies L3RS's learned rate; use lr_scheduler_type='constant' "
-                    "to keep L3RS's own schedule.",
-                    steps,
-                    name,
-                )
-                return steps
-    return None

@@ -40,7 +40,7 @@ _SHAPE_FIELDS = {
 
 
 #: Meta-weights shipped inside the package (``L3RS.from_pretrained("l3rs-kanji-tiny", model)``).
-BUNDLED_DIR = Path(__file__).parent / "pretrained"
+BUNDLED_DIR = Path(__file__).parent.parent / "pretrained"  # hf_l3rs/pretrained
 
 
 def bundled_weights() -> list[str]:
@@ -63,7 +63,7 @@ def _endpoint() -> str:
 
 
 def _version() -> str:
-    from hf_l3rs import __version__
+    from hf_l3rs._version import __version__
 
     return __version__
 
@@ -96,7 +96,7 @@ def save_net(
         else None,
     }
     (out / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
-    from hf_l3rs.cards import render_card
+    from hf_l3rs.optim.cards import render_card
 
     # A re-save keeps what the loaded card recorded (meta-training, evaluation, model-index)
     # unless the caller gives new values.
@@ -248,7 +248,7 @@ def read_card(folder: Path) -> dict[str, Any]:
         info["model_index"] = data["model-index"]
     if data.get("datasets"):
         info["datasets"] = data["datasets"]
-    from hf_l3rs.cards import BASE_TAGS
+    from hf_l3rs.optim.cards import BASE_TAGS
 
     tags = [t for t in data.get("tags") or [] if t not in BASE_TAGS]
     if tags:
