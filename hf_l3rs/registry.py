@@ -215,3 +215,17 @@ def l3rs_factory(net: Any = None) -> Callable[[torch.nn.Module, int], torch.opti
         return L3RS(model, net, total_steps=steps)
 
     return make
+
+
+def learned_factory(net: Any = None) -> Callable[[torch.nn.Module, int], torch.optim.Optimizer]:
+    """:func:`l3rs_factory`, or VeLO-lite's when ``net`` is a ``VeLOLiteNet`` (the learned
+    baseline, docs/design.md §5): the meta-trainer and the evaluations build either this way."""
+    from hf_l3rs.optim.velo import VeLOLite, VeLOLiteNet
+
+    if isinstance(net, VeLOLiteNet):
+
+        def make(model: torch.nn.Module, steps: int) -> torch.optim.Optimizer:
+            return VeLOLite(model, net, total_steps=steps)
+
+        return make
+    return l3rs_factory(net)

@@ -24,7 +24,7 @@ from hf_l3rs.evaluation.optimizers import PAPER_BASELINES, L3RSEntry, parse_entr
 from hf_l3rs.evaluation.stats import steps_to_reach
 from hf_l3rs.optim import ConfigError, L3RSConfig
 from hf_l3rs.optim.config import reject_unknown_fields
-from hf_l3rs.registry import OptimizerSpec, l3rs_factory
+from hf_l3rs.registry import OptimizerSpec, l3rs_factory, learned_factory
 from hf_l3rs.tasks.images import ImageTask, ImageTaskFamily, ImageTaskSpec, load_image_dataset
 from hf_l3rs.tasks.inner_loop import run_task
 
@@ -134,7 +134,7 @@ class Protocol:
         base_lr = self.config.l3rs_base_lr
         net = net if net is not None else self._net
         if net is not None and not untrained:
-            return l3rs_factory(net)
+            return learned_factory(net)
         return l3rs_factory(L3RSConfig(base_lr=base_lr) if base_lr else L3RSConfig())
 
     # --------------------------------------------------------------- running

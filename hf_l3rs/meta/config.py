@@ -11,6 +11,7 @@ import yaml
 
 from hf_l3rs.meta.strategy import NESParams
 from hf_l3rs.optim.config import ConfigError, L3RSConfig, reject_unknown_fields
+from hf_l3rs.optim.velo.config import VeLOLiteConfig
 from hf_l3rs.tasks.inner_loop import OBJECTIVES
 
 #: Accelerate's experiment trackers (``Accelerator(log_with=...)``) -> the module each needs.
@@ -25,6 +26,9 @@ TRACKERS = {
     "dvclive": "dvclive",
     "swanlab": "swanlab",
 }
+
+
+LEARNED_OPTIMIZERS = ("l3rs", "velo-lite")
 
 
 @dataclass
@@ -58,6 +62,10 @@ class MetaTrainConfig:
     #: instead of a fresh network; the ``l3rs`` block must then be empty (the config is theirs).
     #: For continuing a shipped rule on a new task mixture.
     init_from: str | None = None
+    #: Which learned optimizer NES trains: ``l3rs`` (the product) or ``velo-lite`` (the
+    #: per-parameter learned baseline of docs/design.md §5, configured by the ``velo`` block).
+    learned_optimizer: str = "l3rs"
+    velo: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -88,6 +96,15 @@ class MetaTrainConfig:
             )
         if self.init_from is not None and self.l3rs:
             raise ConfigError("MetaTrainConfig: give either init_from (meta-weights to start from) or an l3rs block")
+        if self.learned_optimizer not in LEARNED_OPTIMIZERS:
+            raise ConfigError(
+                f"MetaTrainConfig.learned_optimizer must be one of {LEARNED_OPTIMIZERS}, got {self.learned_optimizer!r}"
+            )
+        if self.learned_optimizer == "velo-lite" and (self.l3rs or self.init_from or self.search_scales):
+            raise ConfigError("MetaTrainConfig: velo-lite takes a velo block, not l3rs/init_from/search_scales")
+        if self.learned_optimizer == "l3rs" and self.velo:
+            raise ConfigError("MetaTrainConfig: a velo block needs learned_optimizer: velo-lite")
+        self.velo_config()
         self.l3rs_config()  # validates the nested blocks, naming their fields
         self.nes_params()
 
@@ -96,6 +113,12 @@ class MetaTrainConfig:
             return L3RSConfig.from_dict(dict(self.l3rs))
         except ConfigError as exc:
             raise ConfigError(f"MetaTrainConfig.l3rs: {exc}") from exc
+
+    def velo_config(self) -> VeLOLiteConfig:
+        try:
+            return VeLOLiteConfig.from_dict(dict(self.velo))
+        except ConfigError as exc:
+            raise ConfigError(f"MetaTrainConfig.velo: {exc}") from exc
 
     def nes_params(self) -> NESParams:
         reject_unknown_fields(NESParams, self.nes, "MetaTrainConfig.nes")

@@ -26,7 +26,7 @@ from hf_l3rs.meta.strategy import NES, NESState
 from hf_l3rs.optim import L3RS, L3RSNet
 from hf_l3rs.optim.config import ConfigError
 from hf_l3rs.parallel import barrier, shard_map
-from hf_l3rs.registry import l3rs_factory
+from hf_l3rs.registry import learned_factory
 from hf_l3rs.seeding import hash_seed
 from hf_l3rs.tasks import TaskFamily, run_task
 from hf_l3rs.verbosity import get_logger
@@ -176,14 +176,18 @@ class MetaTrainer:
         threads = cfg.threads or max(1, (os.cpu_count() or 1) // max(1, acc.num_processes))
         torch.set_num_threads(threads)
         template = self.family.sample(0, "train").init_model()
-        if cfg.init_from is not None:
+        if cfg.learned_optimizer == "velo-lite":
+            from hf_l3rs.optim.velo import VeLOLite, VeLOLiteNet
+
+            probe = VeLOLite(template, VeLOLiteNet(cfg.velo_config(), seed=cfg.seed), total_steps=1)
+        elif cfg.init_from is not None:
             from hf_l3rs.optim.hub import load_net
 
             start = load_net(cfg.init_from)
             probe = L3RS(template, start, total_steps=1, map_embeddings=False)
         else:
             probe = L3RS(template, cfg.l3rs_config(), total_steps=1, seed=cfg.seed)
-        self.net: L3RSNet = probe.net
+        self.net: L3RSNet | Any = probe.net
         self.components = probe.components
         self.strategy = NES(cfg.nes_params(), scales=search_scales(self.net, cfg.search_scales))
         self.state: NESState = self.strategy.init(self.net.get_flat())
@@ -205,7 +209,7 @@ class MetaTrainer:
     # ------------------------------------------------------------ evaluation
     def _factory(self, theta: torch.Tensor):
         self.net.set_flat(theta)
-        return l3rs_factory(self.net)
+        return learned_factory(self.net)
 
     def _distributed(
         self, items: list[tuple[torch.Tensor, Any]], tag: str, blowup: bool = False
@@ -480,7 +484,8 @@ class MetaTrainer:
             ]
         )
         return {
-            "title": f"L3RS meta-trained on {cfg.family} ({tag})",
+            "title": f"{'VeLO-lite' if cfg.learned_optimizer == 'velo-lite' else 'L3RS'} meta-trained on "
+            f"{cfg.family} ({tag})",
             "training": training,
             "tags": [cfg.family.replace("+", "-")],
         }

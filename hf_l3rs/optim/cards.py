@@ -58,6 +58,8 @@ def _metadata(info: dict[str, Any]) -> str:
 def render_card(net: L3RSNet, info: dict[str, Any]) -> str:
     """Fill ``hub_cards/l3rs_card.md``. ``info`` keys: title, repo_id, training (Markdown),
     evaluation (Markdown), datasets, tags, license, model_index (HF model-index list)."""
+    if not isinstance(net, L3RSNet):
+        return _render_velo_card(net, info)
     from hf_l3rs.hub_cards import template
 
     cfg = net.config
@@ -78,3 +80,38 @@ def render_card(net: L3RSNet, info: dict[str, Any]) -> str:
         "evaluation": info.get("evaluation", "No evaluation recorded."),
     }
     return Template(template()).safe_substitute(values)
+
+
+def _render_velo_card(net: Any, info: dict[str, Any]) -> str:
+    """The card of VeLO-lite meta-weights (the learned baseline, docs/design.md §5)."""
+    cfg = net.config
+    title = info.get("title", "VeLO-lite meta-weights")
+    lines = [
+        "---",
+        _metadata({**info, "tags": [*info.get("tags", []), "velo-lite"]}),
+        "---",
+        "",
+        f"# {title}",
+        "",
+        "A per-parameter learned optimizer in the VeLO family (a per-tensor LSTM that mixes a bank of "
+        "per-parameter MLPs), built by hf_l3rs as the learned baseline of its evaluation. These are not "
+        "Google's VeLO weights (none exist offline); they were meta-trained with hf_l3rs's own NES and tasks.",
+        "",
+        "```python",
+        "from hf_l3rs.optim.velo import VeLOLite",
+        f'opt = VeLOLite.from_pretrained("{info.get("repo_id", "path/to/this/folder")}", model, total_steps=T)',
+        "```",
+        "",
+        f"- meta-parameters: {net.num_meta_parameters:,}; LSTM {cfg.lstm_hidden} units, bank of {cfg.bank_size} "
+        f"MLPs with {cfg.mlp_hidden} units; base rate {cfg.base_lr:g} on a {cfg.rate_schedule} prior",
+        "",
+        "## Meta-training",
+        "",
+        info.get("training", "Not recorded."),
+        "",
+        "## Evaluation",
+        "",
+        info.get("evaluation", "No evaluation recorded."),
+        "",
+    ]
+    return "\n".join(lines)

@@ -175,3 +175,15 @@ def log_mapping(components: list[Component], mapping: Tensor, trained: int) -> N
         trained,
         "\n".join(shown),
     )
+
+
+def in_model_order(entries: list[tuple[int, str, Tensor]], model: nn.Module) -> list[tuple[int, str, Tensor]]:
+    """Components sorted into ``model.named_parameters()`` order under the model's names;
+    a tensor that is not the model's is an error (its role and depth would be guesses)."""
+    where = {id(p): (i, name) for i, (name, p) in enumerate(model.named_parameters())}
+    missing = [n for _, n, p in entries if id(p) not in where]
+    if missing:
+        raise ValueError(
+            f"L3RS: {len(missing)} parameter(s) ({', '.join(missing[:3])}) do not belong to the model given as model="
+        )
+    return sorted(((gi, where[id(p)][1], p) for gi, _, p in entries), key=lambda e: where[id(e[2])][0])

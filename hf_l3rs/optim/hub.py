@@ -83,11 +83,14 @@ def save_net(
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     meta = {"format": FORMAT, "library_version": _version()}
     save_file(tensors, str(out / WEIGHTS_NAME), metadata=meta)
+    from hf_l3rs.optim.velo import VeLOLiteNet
+
+    kind = "velo_lite" if isinstance(net, VeLOLiteNet) else "l3rs"
     config = {
         "format": FORMAT,
         "library_name": LIBRARY_NAME,
         "library_version": _version(),
-        "l3rs": net.config.to_dict(),
+        kind: net.config.to_dict(),
         "hyper_parameters": net.hyper_values(),
         "trained_components": [
             {"name": c.name, "role": c.role, "depth": round(c.depth, 6), "numel": c.numel} for c in components
@@ -201,6 +204,8 @@ def load_net(
     folder = resolve(
         name_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
     )
+    if _is_velo(folder):
+        return _load_velo(folder, overrides)
     config = load_config(folder)
     if overrides:
         bad = sorted(set(overrides) & _SHAPE_FIELDS)
@@ -227,6 +232,35 @@ def load_net(
                 f"the config implies {tuple(expected[key].shape)}"
             )
     net.load_state_dict(tensors, strict=True)
+    return net
+
+
+def _is_velo(folder: Path) -> bool:
+    try:
+        raw = json.loads((folder / CONFIG_NAME).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return False  # load_config names the problem
+    return isinstance(raw, dict) and "velo_lite" in raw
+
+
+def _load_velo(folder: Path, overrides: dict[str, Any]) -> Any:
+    """VeLO-lite meta-weights (docs/design.md §5): the same folder layout, a ``velo_lite`` config."""
+    from hf_l3rs.optim.velo import VeLOLiteConfig, VeLOLiteNet
+
+    raw = json.loads((folder / CONFIG_NAME).read_text())
+    if raw.get("format") != FORMAT:
+        raise CheckpointError(f"{folder / CONFIG_NAME}: format {raw.get('format')!r} is not {FORMAT!r}")
+    try:
+        config = VeLOLiteConfig.from_dict({**raw["velo_lite"], **overrides})
+    except ConfigError as exc:
+        raise ConfigError(f"{folder / CONFIG_NAME}: {exc}") from exc
+    net = VeLOLiteNet(config)
+    tensors = load_tensors(folder)
+    expected = net.state_dict()
+    if set(tensors) != set(expected) or any(tensors[k].shape != expected[k].shape for k in expected):
+        raise CheckpointError(f"{folder / WEIGHTS_NAME}: tensors do not match the VeLO-lite config")
+    net.load_state_dict(tensors, strict=True)
+    net.card_info = read_card(folder)
     return net
 
 

@@ -18,6 +18,7 @@ from hf_l3rs.optim.components import (
     EmbeddingMismatchError,
     describe,
     descriptor_matrix,
+    in_model_order,
     log_mapping,
     map_components,
     normalize_params,
@@ -116,7 +117,7 @@ class L3RS(torch.optim.Optimizer):
             (gi, n, p) for gi, (ns, g) in enumerate(zip(names, self.param_groups)) for n, p in zip(ns, g["params"])
         ]
         if model is not None:
-            entries = _in_model_order(entries, model)
+            entries = in_model_order(entries, model)
         self._params: list[Tensor] = [p for _, _, p in entries]
         self._group_index: list[int] = [gi for gi, _, _ in entries]
         self.components = describe([(n, p) for _, n, p in entries], model)
@@ -563,15 +564,3 @@ class L3RS(torch.optim.Optimizer):
                 create_pr=create_pr,
                 branch=branch,
             )
-
-
-def _in_model_order(entries: list[tuple[int, str, Tensor]], model: nn.Module) -> list[tuple[int, str, Tensor]]:
-    """Components sorted into ``model.named_parameters()`` order under the model's names;
-    a tensor that is not the model's is an error (its role and depth would be guesses)."""
-    where = {id(p): (i, name) for i, (name, p) in enumerate(model.named_parameters())}
-    missing = [n for _, n, p in entries if id(p) not in where]
-    if missing:
-        raise ValueError(
-            f"L3RS: {len(missing)} parameter(s) ({', '.join(missing[:3])}) do not belong to the model given as model="
-        )
-    return sorted(((gi, where[id(p)][1], p) for gi, _, p in entries), key=lambda e: where[id(e[2])][0])
