@@ -36,6 +36,9 @@ _EXPORTS = {
     "MissingLossError": "hf_l3rs.optim",
     "register_direction": "hf_l3rs.optim",
     "set_verbosity": "hf_l3rs.verbosity",
+    "VeLOLite": "hf_l3rs.optim.velo",
+    "VeLOLiteConfig": "hf_l3rs.optim.velo",
+    "VeLOLiteNet": "hf_l3rs.optim.velo",
 }
 
 __all__ = [
@@ -54,6 +57,9 @@ __all__ = [
     "MissingLossError",
     "NESParams",
     "NESState",
+    "VeLOLite",
+    "VeLOLiteConfig",
+    "VeLOLiteNet",
     "__version__",
     "bundled_weights",
     "centered_rank",
@@ -103,4 +109,5 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
         register_direction,
     )
     from hf_l3rs.optim.hub import CheckpointError, HubError, bundled_weights, load_net, push_to_hub, save_net
+    from hf_l3rs.optim.velo import VeLOLite, VeLOLiteConfig, VeLOLiteNet
     from hf_l3rs.verbosity import set_verbosity
