@@ -1,4 +1,5 @@
-"""Optimizer-step time and state memory of L3RS(sgd+adam) against torch.optim.AdamW.
+"""Optimizer-step time and state memory of L3RS(sgd+adam) and of the per-parameter learned
+baseline VeLO-lite against torch.optim.AdamW.
 
 Backends side by side: the C++ kernels (``fused``), ``foreach`` and ``compiled``
 (torch.compile of the two passes; its compile time is the first step's time minus a
@@ -33,6 +34,7 @@ def main() -> None:
     import timm
 
     from hf_l3rs import L3RS
+    from hf_l3rs.optim.velo import VeLOLite
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", default="resnet34")
@@ -65,11 +67,13 @@ def main() -> None:
         "l3rs_fused": L3RS(fresh_params(), total_steps=1000, implementation="fused"),
         "l3rs_foreach": L3RS(fresh_params(), total_steps=1000, implementation="foreach"),
         "l3rs_compiled": L3RS(fresh_params(), total_steps=1000, implementation="compiled"),
+        # the per-parameter learned baseline (docs/design.md §5)
+        "velo_lite": VeLOLite(fresh_params(), total_steps=1000),
     }
     loss_value = float(loss)
 
     def step(name: str, opt: torch.optim.Optimizer) -> None:
-        if name.startswith("l3rs"):
+        if name.startswith(("l3rs", "velo")):
             opt.step(loss=loss_value)
         else:
             opt.step()
@@ -100,13 +104,14 @@ def main() -> None:
         "fastest_adamw": fastest_adamw,
         "time_ratio_vs": {
             f"{l3}/{aw}": round(med[l3] / med[aw], 2)
-            for l3 in ("l3rs_fused", "l3rs_foreach", "l3rs_compiled")
+            for l3 in ("l3rs_fused", "l3rs_foreach", "l3rs_compiled", "velo_lite")
             for aw in ("adamw_forloop", "adamw_foreach", "adamw_fused")
         },
         "compile_s": round((first_ms["l3rs_compiled"] - med["l3rs_compiled"]) / 1e3, 1),
         "compiled_vs_fused_kernels": round(med["l3rs_compiled"] / med["l3rs_fused"], 2),
         "state_bytes": mem,
         "memory_ratio_l3rs_vs_adamw": round(mem["l3rs_fused"] / mem["adamw_fused"], 4),
+        "memory_ratio_velo_lite_vs_adamw": round(mem["velo_lite"] / mem["adamw_fused"], 4),
     }
     print(f"{args.model}: {len(params)} tensors, {n_params / 1e6:.1f}M parameters, {result['threads']} threads")
     for k, v in med.items():
@@ -119,6 +124,10 @@ def main() -> None:
         f"/ L3RS fused kernels: {result['compiled_vs_fused_kernels']:.2f}x, compile time {result['compile_s']:.1f} s"
     )
     print(f"  memory ratio L3RS / AdamW: {result['memory_ratio_l3rs_vs_adamw']:.4f}")
+    print(
+        f"  VeLO-lite / fastest AdamW: {med['velo_lite'] / med[fastest_adamw]:.2f}x time, "
+        f"{result['memory_ratio_velo_lite_vs_adamw']:.2f}x state memory"
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
