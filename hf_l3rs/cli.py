@@ -261,12 +261,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--local-dir", default=None, help="also copy the files into this folder")
     p.set_defaults(func=_download)
 
+    p = sub.add_parser(
+        "analyze",
+        help="what meta-weights learned: momentum, clipping, schedule, adaptation, mixing (plots + report)",
+    )
+    p.add_argument("subjects", nargs="+", help="meta-weights (bundled name, folder, Hub id), adam or sgd-momentum")
+    p.add_argument("--output", default="outputs/analysis", help="folder for the plots, analysis.md and .json")
+    p.add_argument(
+        "--task-config",
+        default=None,
+        help="a meta-training YAML whose task family (e.g. kanji images) is also recorded",
+    )
+    p.add_argument("--no-classic", action="store_true", help="skip the linear-regression/Rosenbrock/two-moons runs")
+    p.set_defaults(func=_analyze)
+
     p = sub.add_parser("metatrain", help="meta-train L3RS with NES (same as examples/metatrain.py)")
     from hf_l3rs.meta.cli import build_parser as meta_parser
 
     meta_parser(p)
     p.set_defaults(func=lambda a: __import__("hf_l3rs.meta.cli", fromlist=["run"]).run(a))
     return ap
+
+
+def _analyze(args: argparse.Namespace) -> None:
+    from hf_l3rs.analysis.report import CLASSIC_TASKS, analyze
+
+    image_task = None
+    if args.task_config:
+        from hf_l3rs.meta.config import MetaTrainConfig
+
+        cfg = MetaTrainConfig.from_yaml(args.task_config)
+        image_task = {"family": cfg.family, "family_kwargs": cfg.family_kwargs}
+    analyze(args.subjects, args.output, tasks=() if args.no_classic else CLASSIC_TASKS, image_task=image_task)
+    print(f"wrote {args.output}/analysis.md and momentum/clipping/schedule/adaptation/mixing.png")
 
 
 def main(argv: list[str] | None = None) -> None:

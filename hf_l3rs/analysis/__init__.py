@@ -1,0 +1,1 @@
+"""Reverse-engineering what a learned optimizer learned (docs/design.md §6)."""
