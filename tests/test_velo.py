@@ -200,3 +200,22 @@ def test_the_tuned_benchmark_compares_it_beside_l3rs(tmp_path, tiny_kanji) -> No
         assert data["comparisons"][label]["loss"]["2"]["paired"]["n"] == 2
     velo, l3rs = (data["test"][k]["loss"]["2"]["values"] for k in ("VeLO-lite", "L3RS (untrained)"))
     assert velo != l3rs  # two different optimizers ran
+
+
+def test_head_backbone_prior_scales_the_first_step() -> None:
+    """The deepest fraction of the tensors steps at head_rate·η₀, the others at backbone_rate·η₀."""
+    plain_model, prior_model = small_cnn(), small_cnn()
+    plain = VeLOLite(plain_model, total_steps=5)
+    prior = VeLOLite(
+        prior_model,
+        VeLOLiteConfig(init_head_fraction=0.2, init_head_rate=2.0, init_backbone_rate=0.5),
+        total_steps=5,
+    )
+    start = [p.detach().clone() for p in plain_model.parameters()]
+    plain.step(loss=train_step(plain_model, 0))
+    prior.step(loss=train_step(prior_model, 0))
+    ratios = [
+        float((q - s).norm() / (p - s).norm())
+        for p, q, s in zip(plain_model.parameters(), prior_model.parameters(), start)
+    ]
+    assert ratios == pytest.approx([0.5] * 5 + [2.0] * 2, rel=1e-5)

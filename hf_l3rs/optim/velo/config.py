@@ -36,6 +36,12 @@ class VeLOLiteConfig:
     relative_time_sharpness: float = 10.0
     absolute_time_scales: tuple[float, ...] = (10.0, 100.0, 1000.0)
     init_scale: float = 1.0
+    #: L3RS's head/backbone prior (docs/design.md §1), as a fixed per-tensor factor on the rate:
+    #: the deepest ``init_head_fraction`` of the tensors (the fresh head) at ``init_head_rate``·η₀,
+    #: the others at ``init_backbone_rate``·η₀; the LSTM's log scale moves from there. 0 = off.
+    init_head_fraction: float = 0.0
+    init_head_rate: float = 1.0
+    init_backbone_rate: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("momentum_betas", "absolute_time_scales"):
@@ -63,6 +69,8 @@ class VeLOLiteConfig:
             raise ConfigError(f"VeLOLiteConfig.base_lr must be positive, got {self.base_lr!r}")
         if len(self.momentum_betas) < 1 or not all(number(b) and 0 <= b < 1 for b in self.momentum_betas):
             raise ConfigError(f"VeLOLiteConfig.momentum_betas must be numbers in [0, 1), got {self.momentum_betas!r}")
+        if not 0 <= self.init_head_fraction < 1 or self.init_head_rate <= 0 or self.init_backbone_rate <= 0:
+            raise ConfigError("VeLOLiteConfig: init_head_fraction must be in [0, 1) and the prior rates positive")
         if not 0 <= self.rms_beta < 1:
             raise ConfigError(f"VeLOLiteConfig.rms_beta must be in [0, 1), got {self.rms_beta!r}")
         if self.eps <= 0 or self.magnitude_scale < 0 or self.max_log_scale <= 0:

@@ -8,9 +8,10 @@ per-tensor LSTM reads tensor-level statistics (log-RMS of g, p, m, Adam's direct
 time; role and depth) and outputs a log step scale s and mixing weights over a bank of tiny
 MLPs; the mixed MLP reads per-element features and outputs a direction d and magnitude m:
 
-    p ← p·(1 − η·wd) − η · (â + d) · exp(c·m),    η = lr · η₀ · prior(t) · exp(s)
+    p ← p·(1 − η·wd) − η · (â + d) · exp(c·m),    η = lr · η₀ · prior(t) · h_j · exp(s)
 
-with â Adam's bias-corrected direction. At initialisation d = m = s = 0: Adam on the prior.
+with â Adam's bias-corrected direction and h_j L3RS's optional head/backbone prior (a fixed
+factor per tensor). At initialisation d = m = s = 0: Adam on the prior.
 """
 
 from __future__ import annotations
@@ -87,6 +88,11 @@ class VeLOLite(torch.optim.Optimizer):
         roles = torch.nn.functional.one_hot(role_indices(self.components), len(ROLES)).float()
         depths = torch.tensor([[c.depth] for c in self.components])
         self.descriptor = torch.cat([roles, depths], dim=1).to(self.device)
+        cfg = net.config
+        head = depths[:, 0] >= 1 - cfg.init_head_fraction if cfg.init_head_fraction > 0 else depths[:, 0] > 1
+        self.prior_rate = torch.where(head, cfg.init_head_rate, cfg.init_backbone_rate).to(self.device)
+        if cfg.init_head_fraction == 0:
+            self.prior_rate = torch.ones_like(self.prior_rate)
         self.total_steps: int | None = None
         self._horizon_free = False
         if total_steps is not None:
@@ -246,7 +252,7 @@ class VeLOLite(torch.optim.Optimizer):
             raw = [p.grad, *ms, adam, p.grad / denom, p]
             elem = torch.stack([(x / (_rms(x) + cfg.eps)).reshape(-1) for x in raw], dim=1)
             d, mag = self.net.apply_mlp(elem, w1[pos], b1[pos], w2[pos], b2[pos])
-            eta = group["lr"] * cfg.base_lr * prior * torch.exp(log_scale[pos])
+            eta = group["lr"] * cfg.base_lr * prior * self.prior_rate[j] * torch.exp(log_scale[pos])
             update = (adam.reshape(-1) + d) * torch.exp(cfg.magnitude_scale * mag.clamp(-5.0, 5.0))
             new_p = p * (1 - eta * group["weight_decay"]) - eta * update.view_as(p)
             if not (torch.isfinite(new_p).all() and torch.isfinite(h2[pos]).all() and torch.isfinite(c2[pos]).all()):
