@@ -15,6 +15,7 @@ interrupted sweep resumes. Writes ``results.json`` and ``table.md``.
 
     python examples/llm_transfer.py --task classification --seeds 0 1 2
     python examples/llm_transfer.py --task causal-lm --steps 20 --seeds 0 1 2
+    python examples/llm_transfer.py --task classification --lora --lrs 1e-4 3e-4 1e-3 3e-3 1e-2
 """
 
 from __future__ import annotations
@@ -184,9 +185,20 @@ class CausalLMTask:
         )
 
 
-def run_one(task, optimizer: str, seed: int, steps: int, scratch: str) -> dict[str, float]:
+def with_lora(model, task):
+    """The model with LoRA adapters (rank 8) on the attention's query and value projections;
+    only the adapters and the task head train (peft)."""
+    import peft
+
+    targets = ["query", "value"] if isinstance(task, ClassificationTask) else ["q_proj", "v_proj"]
+    head = ["classifier"] if isinstance(task, ClassificationTask) else None
+    config = peft.LoraConfig(r=8, lora_alpha=16, target_modules=targets, modules_to_save=head, lora_dropout=0.0)
+    return peft.get_peft_model(model, config)
+
+
+def run_one(task, optimizer: str, seed: int, steps: int, scratch: str, lora: bool = False) -> dict[str, float]:
     """One fine-tuning run; ``optimizer`` is ``adamw:<lr>``, ``l3rs:<meta-weights>`` or, to
-    diagnose a missing rate, ``l3rs:<meta-weights>@<lr multiplier>``."""
+    diagnose a missing rate, ``l3rs:<meta-weights>@<lr multiplier>``; ``lora``: adapters only."""
     from transformers import Trainer, TrainingArguments
 
     from hf_l3rs import L3RS
@@ -194,6 +206,8 @@ def run_one(task, optimizer: str, seed: int, steps: int, scratch: str) -> dict[s
 
     train, test = task.data(seed)
     model = task.model(seed)
+    if lora:
+        model = with_lora(model, task)
     kind, _, value = optimizer.partition(":")
     args = TrainingArguments(
         output_dir=scratch,
@@ -279,11 +293,12 @@ def main() -> None:
     )
     ap.add_argument("--lrs", type=float, nargs="+", default=list(ADAMW_GRID), help="AdamW's grid")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--output", default=None, help="default outputs/llm_transfer/<task>")
+    ap.add_argument("--output", default=None, help="default outputs/llm_transfer/<task>[-lora]")
+    ap.add_argument("--lora", action="store_true", help="fine-tune LoRA adapters (peft) instead of the whole model")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     task = ClassificationTask() if args.task == "classification" else CausalLMTask()
-    out = Path(args.output or f"outputs/llm_transfer/{args.task}")
+    out = Path(args.output or f"outputs/llm_transfer/{args.task}{'-lora' if args.lora else ''}")
     out.mkdir(parents=True, exist_ok=True)
     store = out / "results.json"
     saved = json.loads(store.read_text()) if store.exists() else {}
@@ -295,9 +310,11 @@ def main() -> None:
         for name in names:
             if str(seed) in results.get(name, {}):
                 continue
-            results.setdefault(name, {})[str(seed)] = run_one(task, name, seed, args.steps, str(out / "scratch"))
+            run = run_one(task, name, seed, args.steps, str(out / "scratch"), lora=args.lora)
+            results.setdefault(name, {})[str(seed)] = run
             print(name, seed, results[name][str(seed)], flush=True)
-            store.write_text(json.dumps({"task": task.describe(), "steps": args.steps, "results": results}, indent=1))
+            what = task.describe() + (" with LoRA adapters (r 8, query/value)" if args.lora else "")
+            store.write_text(json.dumps({"task": what, "steps": args.steps, "results": results}, indent=1))
     lines = summarise(results, task, args.seeds)
     (out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
