@@ -51,3 +51,14 @@ def test_analyze_command_writes_five_plots_and_a_report(tmp_path) -> None:
     assert l3rs["schedule"]["kind"].count("decaying") >= 5
     report = (tmp_path / "analysis.md").read_text()
     assert "| l3rs-kanji-cosine | head.weight |" in report and "Mixing of l3rs-kanji-cosine" in report
+
+
+def test_a_learned_schedule_is_divided_out_of_the_momentum(tmp_path) -> None:
+    """Untrained VeLO-lite is Adam on a cosine prior: its impulse response, divided by its own
+    learned rate step by step, gives Adam's β again (without the division it reads ≈ 0.83)."""
+    from hf_l3rs.optim.hub import save_net
+    from hf_l3rs.optim.velo import VeLOLiteNet
+
+    save_net(VeLOLiteNet(), tmp_path / "velo")
+    result = probes.momentum(get_subject(str(tmp_path / "velo")))
+    assert all(abs(b - 0.9) <= 0.02 for b in result.beta.tolist()), result.beta

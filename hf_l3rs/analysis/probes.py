@@ -21,7 +21,7 @@ from hf_l3rs.analysis.subjects import ProbeNet, Subject, noise
 @dataclass
 class Trace:
     """One run on the probe: per step and tensor, the update's RMS and its first coordinate,
-    and (L3RS) the learned rate η and mixing α."""
+    and the learned rate η (L3RS, VeLO-lite) and mixing α (L3RS)."""
 
     names: list[str]
     update_rms: Tensor  # [T, C]
@@ -54,6 +54,7 @@ def run_stream(
         first.append(torch.stack([u.reshape(-1)[0].double() for u in upd]))
         if getattr(opt, "last_rate", None) is not None:
             rates.append(opt.last_rate.detach().double().cpu().clone())
+        if getattr(opt, "last_mix", None) is not None:
             mixes.append(opt.last_mix.detach().double().cpu().clone())
     return Trace(
         names,
@@ -78,9 +79,9 @@ def momentum(
 ) -> Momentum:
     """Impulse response: the same noisy run twice, the first coordinate of every tensor kept at
     zero gradient except, in the second run, ``delta`` at ``impulse_step`` (late enough that
-    bias corrections have settled). That coordinate's update difference (for L3RS divided by
-    its learned rate at the same step, so the schedule is taken out) decays like β^k for
-    momentum β."""
+    bias corrections have settled). That coordinate's update difference (for a learned
+    optimizer divided by its learned rate at the same step, so the schedule is taken out)
+    decays like β^k for momentum β."""
     steps = impulse_step + length
 
     def base(t: int, shapes: list[torch.Size]) -> list[Tensor]:
@@ -98,7 +99,7 @@ def momentum(
 
     plain, hit = run_stream(subject, steps, base), run_stream(subject, steps, kicked)
     response = (hit.first_coordinate - plain.first_coordinate).abs()
-    if plain.rate is not None:  # divide out L3RS's learned rate (its schedule), step by step
+    if plain.rate is not None:  # divide out the learned rate (its schedule), step by step
         response = response / plain.rate.clamp_min(1e-300)
     response = response[impulse_step:]
     k = torch.arange(1, fit + 1, dtype=torch.float64)

@@ -104,6 +104,8 @@ class VeLOLite(torch.optim.Optimizer):
         self._loss_ema: float | None = None
         self._nonfinite = torch.zeros(len(self._params), dtype=torch.long)
         self._skipped_loss = 0
+        #: the last step's rate η per tensor (lr · η₀ · prior(t) · h_j · exp(s)), for analyses
+        self.last_rate: Tensor | None = None
 
     # ------------------------------------------------------------------ API
     def set_total_steps(self, total_steps: int) -> None:
@@ -243,6 +245,11 @@ class VeLOLite(torch.optim.Optimizer):
         prior = rate_schedule_factor(cfg, self._step, self.total_steps)  # type: ignore[arg-type]
 
         w1, b1, w2, b2 = self.net.mixed_mlps(mixing)  # every tensor's MLP in one call
+        rates = torch.zeros(len(self._params))
+        for pos, j in enumerate(active):
+            lr = self.param_groups[self._group_index[j]]["lr"]
+            rates[j] = float(lr * cfg.base_lr * prior * self.prior_rate[j] * torch.exp(log_scale[pos]))
+        self.last_rate = rates
         for pos, (j, t, ms, v, denom, adam) in enumerate(prospective):
             if not bool(finite[pos]):
                 self._nonfinite[j] += 1
