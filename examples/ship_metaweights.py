@@ -108,7 +108,8 @@ def main() -> None:
         out,
         components=components,
         card={
-            "title": f"L3RS meta-trained on kanji fine-tuning tasks ({args.name})",
+            "title": f"{'VeLO-lite' if type(net).__name__ == 'VeLOLiteNet' else 'L3RS'} meta-trained on kanji "
+            f"fine-tuning tasks ({args.name})",
             "repo_id": args.name,
             "training": training,
             "evaluation": evaluation,
