@@ -219,3 +219,11 @@ def test_head_backbone_prior_scales_the_first_step() -> None:
         for p, q, s in zip(plain_model.parameters(), prior_model.parameters(), start)
     ]
     assert ratios == pytest.approx([0.5] * 5 + [2.0] * 2, rel=1e-5)
+
+
+def test_l3rs_refuses_velo_weights_with_a_hint(tmp_path) -> None:
+    from hf_l3rs import L3RS
+
+    VeLOLite(small_cnn(), total_steps=2).save_pretrained(str(tmp_path / "v"))
+    with pytest.raises(TypeError, match=r"VeLOLite\.from_pretrained"):
+        L3RS.from_pretrained(str(tmp_path / "v"), small_cnn(), total_steps=2)

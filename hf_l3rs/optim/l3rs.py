@@ -499,6 +499,11 @@ class L3RS(torch.optim.Optimizer):
             token=token,
             **overrides,
         )
+        if not isinstance(net, L3RSNet):
+            raise TypeError(
+                f"{name_or_path!r} holds {type(net).__name__} meta-weights, not L3RS's; load them with "
+                "hf_l3rs.VeLOLite.from_pretrained(...)"
+            )
         return cls(
             params,
             net,
