@@ -39,7 +39,7 @@ def benchmark_section(results: dict, label: str) -> tuple[str, list[dict]]:
         lines += [
             f"**{TITLES.get(ev, ev)}**",
             "",
-            "| T | metric | best tuned baseline | baseline | L3RS | paired Δ | speedup F |",
+            f"| T | metric | best tuned baseline | baseline | {label} | paired Δ | speedup F |",
             "|---|---|---|---|---|---|---|",
         ]
         metrics = []
