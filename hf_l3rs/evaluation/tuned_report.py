@@ -53,7 +53,8 @@ def markdown(results: dict[str, Any]) -> str:
             lines += [
                 f"### {TITLES.get(ev, ev)} — {label} against the best tuned baseline",
                 "",
-                f"| T | metric | best tuned baseline (rate) | baseline | {label} | paired Δ | tasks better | speedup F |",
+                f"| T | metric | best tuned baseline (rate) | baseline | {label} | paired Δ | tasks better "
+                "| speedup F |",
                 "|---|---|---|---|---|---|---|---|",
             ]
             for h in map(str, horizons):

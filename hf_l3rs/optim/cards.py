@@ -99,6 +99,7 @@ def _render_velo_card(net: Any, info: dict[str, Any]) -> str:
         "",
         "```python",
         "from hf_l3rs.optim.velo import VeLOLite",
+        "",
         f'opt = VeLOLite.from_pretrained("{info.get("repo_id", "path/to/this/folder")}", model, total_steps=T)',
         "```",
         "",
