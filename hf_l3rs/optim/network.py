@@ -14,9 +14,10 @@ from torch import Tensor, nn
 
 from hf_l3rs.optim.config import ROLES, L3RSConfig
 from hf_l3rs.optim.directions import get_direction
+from hf_l3rs.optim.flat import FlatMetaParameters
 
 
-class L3RSNet(nn.Module):
+class L3RSNet(FlatMetaParameters):
     """Maps per-component features to a rate η and mixing α over the base directions."""
 
     def __init__(
@@ -146,29 +147,3 @@ class L3RSNet(nn.Module):
             spec = get_direction(dname).hyper_defaults[hname]
             out[dname][hname] = float(spec.from_raw(torch.tensor(r, dtype=torch.float64)))
         return out
-
-    # --------------------------------------------------------- flat vector view
-    @property
-    def num_meta_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-    def flat_mask(self, name: str) -> Tensor:
-        """Boolean mask over θ (``get_flat`` order) selecting the parameter ``name``
-        (e.g. ``"hyper_raw"``), for searches that treat some coordinates differently."""
-        names = dict(self.named_parameters())
-        if name not in names:
-            raise KeyError(f"L3RSNet has no parameter {name!r}; known: {sorted(names)}")
-        return torch.cat([torch.full((p.numel(),), n == name, dtype=torch.bool) for n, p in self.named_parameters()])
-
-    def get_flat(self) -> Tensor:
-        """θ as one float64 vector (the order of ``parameters()``)."""
-        return torch.cat([p.detach().reshape(-1).to(torch.float64) for p in self.parameters()])
-
-    @torch.no_grad()
-    def set_flat(self, theta: Tensor) -> None:
-        if theta.numel() != self.num_meta_parameters:
-            raise ValueError(f"set_flat: expected {self.num_meta_parameters} numbers, got {theta.numel()}")
-        offset = 0
-        for p in self.parameters():
-            p.copy_(theta[offset : offset + p.numel()].view_as(p).to(p.dtype))
-            offset += p.numel()

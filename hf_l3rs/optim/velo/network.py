@@ -6,10 +6,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from hf_l3rs.optim.flat import FlatMetaParameters
 from hf_l3rs.optim.velo.config import VeLOLiteConfig
 
 
-class VeLOLiteNet(nn.Module):
+class VeLOLiteNet(FlatMetaParameters):
     """θ of VeLO-lite. ``tensor_step`` advances the LSTM of every tensor at once; ``apply_mlp``
     mixes the MLP bank per tensor; ``apply_mlp`` runs one tensor's MLP over its elements."""
 
@@ -62,29 +63,6 @@ class VeLOLiteNet(nn.Module):
         out = torch.addmm(b2, torch.relu(torch.addmm(b1, features, w1)), w2)
         return out[:, 0], out[:, 1]
 
-    # ------------------------------------------------- the same flat view as L3RSNet
-    @property
-    def num_meta_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
     def hyper_values(self) -> dict[str, dict[str, float]]:
         """No meta-learned base-direction hyper-parameters (the fixed betas are config)."""
         return {}
-
-    def flat_mask(self, name: str) -> Tensor:
-        names = dict(self.named_parameters())
-        if name not in names:
-            raise KeyError(f"VeLOLiteNet has no parameter {name!r}; known: {sorted(names)}")
-        return torch.cat([torch.full((p.numel(),), n == name, dtype=torch.bool) for n, p in self.named_parameters()])
-
-    def get_flat(self) -> Tensor:
-        return torch.cat([p.detach().reshape(-1).to(torch.float64) for p in self.parameters()])
-
-    @torch.no_grad()
-    def set_flat(self, theta: Tensor) -> None:
-        if theta.numel() != self.num_meta_parameters:
-            raise ValueError(f"set_flat: expected {self.num_meta_parameters} numbers, got {theta.numel()}")
-        offset = 0
-        for p in self.parameters():
-            p.copy_(theta[offset : offset + p.numel()].view_as(p).to(p.dtype))
-            offset += p.numel()
