@@ -3,7 +3,8 @@
 from hf_l3rs.optim.components import Component, EmbeddingMismatchError
 from hf_l3rs.optim.config import ConfigError, L3RSConfig
 from hf_l3rs.optim.directions import DIRECTIONS, BaseDirection, Hyper, register_direction
-from hf_l3rs.optim.l3rs import L3RS, MissingLossError
+from hf_l3rs.optim.l3rs import L3RS
+from hf_l3rs.optim.loss_source import MissingLossError
 from hf_l3rs.optim.network import L3RSNet
 
 __all__ = [

@@ -53,3 +53,21 @@ def total_steps_from_scheduler(optimizer: torch.optim.Optimizer) -> int | None:
                 )
                 return steps
     return None
+
+
+def resolve_horizon(optimizer: torch.optim.Optimizer, hint: str) -> None:
+    """Before a step of a learned optimizer with no announced horizon: take it from a scheduler,
+    or run horizon-free (docs/design.md §1 "Horizon": the time features read as an unbounded
+    run, the rate prior stays constant) and say so once at INFO with ``hint``."""
+    if optimizer.total_steps is not None or getattr(optimizer, "_horizon_free", False):
+        return
+    inferred = total_steps_from_scheduler(optimizer)
+    if inferred is None:
+        optimizer._horizon_free = True
+        get_logger(__name__).info(
+            "%s: no total_steps given and none found on a scheduler: running horizon-free%s",
+            type(optimizer).__name__,
+            hint,
+        )
+    else:
+        optimizer.set_total_steps(inferred)

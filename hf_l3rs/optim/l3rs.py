@@ -28,7 +28,7 @@ from hf_l3rs.optim.config import L3RSConfig
 from hf_l3rs.optim.directions import get_direction
 from hf_l3rs.optim.features import EMAFeatures, assemble, loss_statistic, rate_schedule_factor, time_features
 from hf_l3rs.optim.fused import FUSED_DIRECTIONS, fused_unavailable_reason, load_fused
-from hf_l3rs.optim.horizon import total_steps_from_scheduler
+from hf_l3rs.optim.horizon import resolve_horizon
 from hf_l3rs.optim.hub import load_net, save_net
 from hf_l3rs.optim.hub import push_to_hub as upload_folder
 from hf_l3rs.optim.loss_source import LossSource
@@ -42,10 +42,6 @@ _NORM_EPS = 1e-12
 def _dense(t: Tensor) -> bool:
     """Contiguous in some dimension order (plain or channels-last), no overlap, no gaps."""
     return t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last)
-
-
-class MissingLossError(RuntimeError):
-    """L3RS.step() was called without the training loss of the step."""
 
 
 logger = get_logger(__name__)
@@ -318,26 +314,8 @@ class L3RS(torch.optim.Optimizer):
     def step(self, closure: Callable[[], Tensor] | None = None, *, loss: Tensor | float | None = None) -> Tensor | None:  # type: ignore[override]
         """One L3RS update. Needs the step's training loss (argument, closure or
         :meth:`observe_loss`). Returns the loss."""
-        if closure is not None:
-            with torch.enable_grad():
-                closure_loss = closure()
-            if loss is None:
-                loss = closure_loss
-        loss_t = self._loss.take(loss)
-        if loss_t is None:
-            raise MissingLossError(_MISSING_LOSS)
-        if self.total_steps is None and not getattr(self, "_horizon_free", False):
-            inferred = total_steps_from_scheduler(self)
-            if inferred is None:
-                # docs/design.md §1 "Horizon": no horizon known, the time features read as an
-                # unbounded run and the rate prior stays constant
-                self._horizon_free = True
-                logger.info(
-                    "L3RS: no total_steps given and none found on a scheduler: running horizon-free "
-                    "(pass total_steps=T, call set_total_steps(T) or use L3RSCallback when T is known)"
-                )
-            else:
-                self.set_total_steps(inferred)
+        loss_t, returned = self._loss.for_step(closure, loss, _MISSING_LOSS)
+        resolve_horizon(self, " (pass total_steps=T, call set_total_steps(T) or use L3RSCallback when T is known)")
         self._step += 1
         active = []
         for j, p in enumerate(self._params):
@@ -350,14 +328,14 @@ class L3RS(torch.optim.Optimizer):
                 )
             active.append(j)
         if not active:
-            return loss if isinstance(loss, Tensor) else loss_t
+            return returned
         for j in active:
             self._init_state(j)
         loss_finite = bool(torch.isfinite(loss_t))
         if not loss_finite:
             self._skipped_loss += 1
         self._update(active, loss_t.to(self.device), loss_finite)
-        return loss if isinstance(loss, Tensor) else loss_t
+        return returned
 
     def _init_state(self, j: int) -> None:
         p = self._params[j]

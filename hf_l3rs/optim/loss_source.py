@@ -14,6 +14,11 @@ import torch
 from torch import Tensor, nn
 
 
+class MissingLossError(RuntimeError):
+    """``step()`` was called without the loss of the step (argument, closure, hook or
+    ``observe_loss``)."""
+
+
 def as_loss(loss: Tensor | float) -> Tensor:
     """A detached float32 scalar; anything with more than one element is an error."""
     t = loss.detach() if isinstance(loss, Tensor) else torch.tensor(float(loss))
@@ -55,6 +60,20 @@ class LossSource:
             value = loss.detach().float().reshape(())
             self._sum = value if self._sum is None else self._sum + value
             self._count += 1
+
+    def for_step(self, closure: Any, given: Tensor | float | None, missing: str) -> tuple[Tensor, Any]:
+        """An optimizer step's loss: run ``closure`` (with grad) when given, then :meth:`take`;
+        returns (the loss as a float32 scalar, what ``step()`` returns). ``missing`` is the
+        error message when no loss came from anywhere."""
+        if closure is not None:
+            with torch.enable_grad():
+                closure_loss = closure()
+            if given is None:
+                given = closure_loss
+        loss = self.take(given)
+        if loss is None:
+            raise MissingLossError(missing)
+        return loss, given if isinstance(given, Tensor) else loss
 
     def take(self, given: Tensor | float | None = None) -> Tensor | None:
         """This step's loss (``given`` first, then the announced one, then the captured mean),

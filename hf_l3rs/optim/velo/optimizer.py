@@ -26,8 +26,7 @@ from torch import Tensor, nn
 from hf_l3rs.optim.components import describe, in_model_order, normalize_params, role_indices
 from hf_l3rs.optim.config import ROLES
 from hf_l3rs.optim.features import rate_schedule_factor, time_features
-from hf_l3rs.optim.horizon import total_steps_from_scheduler
-from hf_l3rs.optim.l3rs import MissingLossError
+from hf_l3rs.optim.horizon import resolve_horizon
 from hf_l3rs.optim.loss_source import LossSource
 from hf_l3rs.optim.velo.config import VeLOLiteConfig
 from hf_l3rs.optim.velo.network import VeLOLiteNet
@@ -176,33 +175,20 @@ class VeLOLite(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None, *, loss: Tensor | float | None = None) -> Tensor | None:  # type: ignore[override]
-        if closure is not None:
-            with torch.enable_grad():
-                closure_loss = closure()
-            if loss is None:
-                loss = closure_loss
-        loss_t = self._loss.take(loss)
-        if loss_t is None:
-            raise MissingLossError(_MISSING_LOSS)
-        if self.total_steps is None and not self._horizon_free:
-            inferred = total_steps_from_scheduler(self)
-            if inferred is None:
-                self._horizon_free = True
-                logger.info("VeLOLite: no total_steps given and none found on a scheduler: running horizon-free")
-            else:
-                self.set_total_steps(inferred)
+        loss_t, returned = self._loss.for_step(closure, loss, _MISSING_LOSS)
+        resolve_horizon(self, "")
         self._step += 1
         active = [j for j, p in enumerate(self._params) if p.grad is not None]
         if any(self._params[j].grad.is_sparse for j in active):
             raise RuntimeError("VeLOLite does not support sparse gradients")
         loss_value = float(loss_t)
         if not active:
-            return loss_t
+            return returned
         if not math.isfinite(loss_value):
             self._skipped_loss += 1
-            return loss_t
+            return returned
         self._update(active, loss_value)
-        return loss_t
+        return returned
 
     def _update(self, active: list[int], loss: float) -> None:
         cfg = self.config
