@@ -166,7 +166,6 @@ class L3RS(torch.optim.Optimizer):
             reason = compiled_unavailable_reason()
             if reason:
                 raise ValueError(f"L3RS: implementation='compiled' is not possible here: {reason}")
-        self._loss = LossSource()
         watch = loss_from if loss_from is not None else model
         if watch is not None:
             self.capture_loss_from(watch)
@@ -200,7 +199,7 @@ class L3RS(torch.optim.Optimizer):
     @property
     def captures_loss(self) -> bool:
         """Whether a module's forward passes feed this optimizer its loss."""
-        return self._loss._hook is not None
+        return self._loss.watching
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         if getattr(self, "_frozen_groups", False):

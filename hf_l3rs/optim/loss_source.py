@@ -45,6 +45,11 @@ class LossSource:
         self.unwatch()
         self._hook = module.register_forward_hook(self._capture)
 
+    @property
+    def watching(self) -> bool:
+        """Whether a module's forward passes feed this source."""
+        return self._hook is not None
+
     def unwatch(self) -> None:
         if self._hook is not None:
             self._hook.remove()

@@ -30,9 +30,6 @@ from hf_l3rs.optim.horizon import resolve_horizon
 from hf_l3rs.optim.loss_source import LossSource
 from hf_l3rs.optim.velo.config import VeLOLiteConfig
 from hf_l3rs.optim.velo.network import VeLOLiteNet
-from hf_l3rs.verbosity import get_logger
-
-logger = get_logger(__name__)
 
 _MISSING_LOSS = (
     "VeLO-lite needs the training loss of every step (a tensor-level feature): pass "
@@ -88,10 +85,11 @@ class VeLOLite(torch.optim.Optimizer):
         depths = torch.tensor([[c.depth] for c in self.components])
         self.descriptor = torch.cat([roles, depths], dim=1).to(self.device)
         cfg = net.config
-        head = depths[:, 0] >= 1 - cfg.init_head_fraction if cfg.init_head_fraction > 0 else depths[:, 0] > 1
-        self.prior_rate = torch.where(head, cfg.init_head_rate, cfg.init_backbone_rate).to(self.device)
-        if cfg.init_head_fraction == 0:
-            self.prior_rate = torch.ones_like(self.prior_rate)
+        if cfg.init_head_fraction > 0:
+            head = depths[:, 0] >= 1 - cfg.init_head_fraction
+            self.prior_rate = torch.where(head, cfg.init_head_rate, cfg.init_backbone_rate).to(self.device)
+        else:
+            self.prior_rate = torch.ones(len(self.components), device=self.device)
         self.total_steps: int | None = None
         self._horizon_free = False
         if total_steps is not None:
@@ -231,11 +229,16 @@ class VeLOLite(torch.optim.Optimizer):
         prior = rate_schedule_factor(cfg, self._step, self.total_steps)  # type: ignore[arg-type]
 
         w1, b1, w2, b2 = self.net.mixed_mlps(mixing)  # every tensor's MLP in one call
-        rates = torch.zeros(len(self._params))
-        for pos, j in enumerate(active):
-            lr = self.param_groups[self._group_index[j]]["lr"]
-            rates[j] = float(lr * cfg.base_lr * prior * self.prior_rate[j] * torch.exp(log_scale[pos]))
-        self.last_rate = rates
+        # η per active tensor (the group's lr · η₀ · prior(t) as one float32 scalar each, as the
+        # scalar-times-tensor product rounds it), kept for analyses in last_rate
+        base = torch.tensor(
+            [self.param_groups[self._group_index[j]]["lr"] * cfg.base_lr * prior for j in active],
+            dtype=torch.float32,
+            device=self.device,
+        )
+        eta_all = base * self.prior_rate[active] * torch.exp(log_scale)
+        self.last_rate = torch.zeros(len(self._params))
+        self.last_rate[active] = eta_all.detach().cpu()
         for pos, (j, t, ms, v, denom, adam) in enumerate(prospective):
             if not bool(finite[pos]):
                 self._nonfinite[j] += 1
@@ -245,7 +248,7 @@ class VeLOLite(torch.optim.Optimizer):
             raw = [p.grad, *ms, adam, p.grad / denom, p]
             elem = torch.stack([(x / (_rms(x) + cfg.eps)).reshape(-1) for x in raw], dim=1)
             d, mag = self.net.apply_mlp(elem, w1[pos], b1[pos], w2[pos], b2[pos])
-            eta = group["lr"] * cfg.base_lr * prior * self.prior_rate[j] * torch.exp(log_scale[pos])
+            eta = eta_all[pos]
             update = (adam.reshape(-1) + d) * torch.exp(cfg.magnitude_scale * mag.clamp(-5.0, 5.0))
             new_p = p * (1 - eta * group["weight_decay"]) - eta * update.view_as(p)
             if not (torch.isfinite(new_p).all() and torch.isfinite(h2[pos]).all() and torch.isfinite(c2[pos]).all()):
