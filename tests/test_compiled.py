@@ -14,7 +14,7 @@ from hf_l3rs.optim.compiled import compiled_unavailable_reason
 pytestmark = pytest.mark.skipif(compiled_unavailable_reason() is not None, reason="torch.compile unavailable")
 
 
-@pytest.mark.parametrize("case", ["every_direction", "hypergradient"])
+@pytest.mark.parametrize("case", ["every_direction", "hypergradient", "hypergradient_component"])
 def test_compiled_matches_reference(case: str) -> None:
     config = L3RSConfig(**LIVELY, **CASES[case])
     _assert_close(_fast(config, "compiled"), _reference(config))

@@ -72,6 +72,13 @@ CASES = {
         "adaptation_min": 0.2,
         "adaptation_max": 5.0,
     },
+    "hypergradient_component": {
+        "rate_adaptation": "hypergradient",
+        "adaptation_scope": "component",
+        "hypergradient_rate": 0.3,
+        "adaptation_min": 0.2,
+        "adaptation_max": 5.0,
+    },
 }
 
 
@@ -219,6 +226,35 @@ def test_hypergradient_grows_a_small_rate_and_shrinks_an_oscillating_one() -> No
     small, large = _quadratic_multiplier(1e-4), _quadratic_multiplier(3.0)
     assert small > 2.0, small
     assert large < 0.7, large
+
+
+def test_component_scope_grows_a_flat_tensor_and_shrinks_a_sharp_one() -> None:
+    """Two tensors, one learned rate: one starts far from its minimum (every step too short,
+    successive gradients agree), the other next to it (every step overshoots). Per-tensor
+    adaptation raises the first one's multiplier and lowers the second's; one model-wide
+    multiplier cannot do both."""
+
+    def multipliers(scope: str) -> torch.Tensor:
+        torch.manual_seed(0)
+        flat, sharp = torch.nn.Parameter(10 * torch.randn(64)), torch.nn.Parameter(1e-3 * torch.randn(64))
+        config = L3RSConfig(
+            base_lr=0.05,
+            rate_adaptation="hypergradient",
+            hypergradient_rate=0.2,
+            adaptation_scope=scope,
+            descriptor=False,
+        )
+        opt = L3RS([("flat", flat), ("sharp", sharp)], config, total_steps=40, implementation="foreach")
+        for _ in range(40):
+            opt.zero_grad()
+            loss = 0.5 * (flat.square().sum() + sharp.square().sum())
+            loss.backward()
+            opt.step(loss=loss)
+        return opt.rate_multipliers
+
+    per_tensor, shared = multipliers("component"), multipliers("model")
+    assert per_tensor[0] > 2.0 and per_tensor[1] < 0.7, per_tensor
+    assert shared[0] == shared[1]
 
 
 def test_rate_multiplier_survives_state_dict_round_trip() -> None:

@@ -14,6 +14,7 @@ NORMS = ("rms", "l2")
 LOSS_FEATURES = ("raw", "log1p")
 RATE_SCHEDULES = ("constant", "cosine")
 RATE_ADAPTATIONS = ("none", "hypergradient")
+ADAPTATION_SCOPES = ("model", "component")
 #: Fields added after the first release, with the value that reproduces older checkpoints
 #: (a saved config without them loads with these, any other missing field is an error).
 ADDED_FIELDS = {
@@ -27,6 +28,7 @@ ADDED_FIELDS = {
     "adaptation_min": 1 / 30,
     "adaptation_max": 30.0,
     "adaptation_target": 0.0,
+    "adaptation_scope": "model",
 }
 ROLES = ("conv", "linear", "norm", "bias", "embedding", "other")
 
@@ -103,6 +105,10 @@ class L3RSConfig:
     #: The agreement the adaptation steers to: log a += β·(cos − target). 0 is the greedy
     #: optimum of the last step (Adam-HD); a positive target keeps steps below it.
     adaptation_target: float = 0.0
+    #: ``model``: one multiplier for every learned rate (cosine over all tensors concatenated);
+    #: ``component``: one per tensor from its own cosine, so an oscillating head cannot hold
+    #: back adapters that want a larger step (docs/decisions.md "Per-tensor adaptation").
+    adaptation_scope: str = "model"
 
     def __post_init__(self) -> None:
         # Lists arrive from JSON/YAML: store tuples so the config stays hashable and frozen.
@@ -179,6 +185,10 @@ class L3RSConfig:
         if not 0 < low <= 1 <= high:
             raise ConfigError(
                 f"L3RSConfig needs 0 < adaptation_min <= 1 <= adaptation_max < inf, got {low!r} and {high!r}"
+            )
+        if self.adaptation_scope not in ADAPTATION_SCOPES:
+            raise ConfigError(
+                f"L3RSConfig.adaptation_scope must be one of {ADAPTATION_SCOPES}, got {self.adaptation_scope!r}"
             )
         if not -1 < self.adaptation_target < 1:
             raise ConfigError(f"L3RSConfig.adaptation_target must be in (-1, 1), got {self.adaptation_target!r}")

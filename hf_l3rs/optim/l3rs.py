@@ -232,7 +232,7 @@ class L3RS(torch.optim.Optimizer):
         self._dirlog = torch.zeros(n, k, device=self.device)
         self._nonfinite = torch.zeros(n, dtype=torch.long)
         self._skipped_loss = 0
-        self._log_adapt = 0.0
+        self._log_adapt = torch.zeros(n, dtype=torch.float64)  # log of each tensor's rate multiplier
 
     def __getstate__(self) -> dict[str, Any]:
         """Everything, not only torch's defaults/state/param_groups: a pickled or deep-copied
@@ -255,7 +255,7 @@ class L3RS(torch.optim.Optimizer):
             "dirlog": self._dirlog.clone(),
             "nonfinite": self._nonfinite.clone(),
             "skipped_loss": self._skipped_loss,
-            "log_adapt": self._log_adapt,
+            "log_adapt": self._log_adapt.clone(),
         }
         return out
 
@@ -280,7 +280,9 @@ class L3RS(torch.optim.Optimizer):
         self._dirlog = extra["dirlog"].to(self._dirlog).clone()
         self._nonfinite = extra["nonfinite"].to(torch.long).cpu().clone()
         self._skipped_loss = int(extra["skipped_loss"])
-        self._log_adapt = float(extra.get("log_adapt", 0.0))  # absent in states saved before it existed
+        # A float in states saved before per-tensor adaptation, absent before adaptation existed.
+        log_adapt = extra.get("log_adapt", 0.0)
+        self._log_adapt = torch.as_tensor(log_adapt, dtype=torch.float64).cpu().expand(len(self._params)).clone()
 
     # ---------------------------------------------------------------- step
     def _fused_blocker(self, check_grads: bool) -> str | None:
@@ -388,7 +390,9 @@ class L3RS(torch.optim.Optimizer):
             self.descriptor,
         )
         rate, mix = self.net(feats, self.component_map)
-        rate = rate * (rate_schedule_factor(cfg, self._step, self.total_steps) * math.exp(self._log_adapt))
+        rate = rate * rate_schedule_factor(cfg, self._step, self.total_steps)
+        if cfg.rate_adaptation != "none":
+            rate = rate * torch.exp(self._log_adapt).to(rate)
         self.last_rate, self.last_mix = rate, mix
         if self.record_dynamics:
             self.dynamics.append(
@@ -418,28 +422,43 @@ class L3RS(torch.optim.Optimizer):
 
     @property
     def rate_multiplier(self) -> float:
-        """The adaptation multiplier a on every learned rate (1 without rate adaptation)."""
-        return math.exp(self._log_adapt)
+        """The adaptation multiplier a on the learned rates (1 without rate adaptation; with
+        ``adaptation_scope="component"`` the geometric mean over tensors)."""
+        return math.exp(float(self._log_adapt.mean()))
+
+    @property
+    def rate_multipliers(self) -> Tensor:
+        """Each tensor's adaptation multiplier, in component order (all equal per model)."""
+        return torch.exp(self._log_adapt)
 
     def _adapt_rate(self, active: list[int], finite: Tensor, gnorm: Tensor) -> None:
-        """docs/design.md §1 "Rate adaptation": log a += β·(cos(g_t, m_{t-1}) − target) over all
-        finite components (Adam's momentum before this step's update), clamped to [min, max]."""
+        """docs/design.md §1 "Rate adaptation": log a += β·(cos(g_t, m_{t-1}) − target), the
+        cosine over all finite components concatenated (scope ``model``) or each component's
+        own (scope ``component``; Adam's momentum before this step's update), clamped to
+        [min, max]. A component without momentum yet (its first step) keeps its multiplier."""
         cfg = self.config
         ok = [pos for pos, f in enumerate(finite.tolist()) if f]
         if not ok:
             return
         grads = [self._params[active[pos]].grad for pos in ok]
         moms = [self.state[self._params[active[pos]]]["adam.exp_avg"] for pos in ok]
-        dot = sum(float(t.sum(dtype=torch.float64)) for t in torch._foreach_mul(grads, moms))
-        gg = float((gnorm[ok].to(torch.float64) ** 2).sum())
-        mm = float(sum(float(x) ** 2 for x in torch._foreach_norm(moms)))
-        if not (gg > 0 and mm > 0 and math.isfinite(dot)):
+        dots = torch.tensor([float(t.sum(dtype=torch.float64)) for t in torch._foreach_mul(grads, moms)])
+        gg = gnorm[ok].to(torch.float64) ** 2
+        mm = torch.stack(torch._foreach_norm(moms)).to("cpu", torch.float64) ** 2
+        dot, g_all, m_all = float(dots.sum()), float(gg.sum()), float(mm.sum())
+        if not (g_all > 0 and m_all > 0 and math.isfinite(dot)):
             return  # the first step (no momentum yet) or nothing to compare
-        cos = max(-1.0, min(1.0, dot / math.sqrt(gg * mm)))
-        self.last_agreement = cos
-        step = cfg.hypergradient_rate * (cos - cfg.adaptation_target)
+        self.last_agreement = max(-1.0, min(1.0, dot / math.sqrt(g_all * m_all)))
         low, high = math.log(cfg.adaptation_min), math.log(cfg.adaptation_max)
-        self._log_adapt = max(low, min(high, self._log_adapt + step))
+        if cfg.adaptation_scope == "model":
+            step = cfg.hypergradient_rate * (self.last_agreement - cfg.adaptation_target)
+            self._log_adapt.add_(step).clamp_(low, high)
+            return
+        seen = (gg > 0) & (mm > 0) & torch.isfinite(dots)
+        cos = (dots / torch.sqrt(gg * mm).clamp_min(1e-300)).clamp(-1.0, 1.0)
+        idx = torch.tensor([active[pos] for pos in ok], dtype=torch.long)[seen]
+        change = cfg.hypergradient_rate * (cos[seen] - cfg.adaptation_target)
+        self._log_adapt[idx] = (self._log_adapt[idx] + change).clamp(low, high)
 
     # --------------------------------------------------------------- hub
     @classmethod

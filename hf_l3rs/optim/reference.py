@@ -42,7 +42,7 @@ class ReferenceL3RS:
         self.ema = [[[0.0] * nb for _ in range(3)] for _ in self.params]
         self.ema_count = [0] * len(self.params)
         self.dirlog = [[0.0] * len(self.cfg.directions) for _ in self.params]
-        self.log_adapt = 0.0
+        self.log_adapt = [0.0] * len(self.params)
 
     def _features(self, j: int) -> list[float]:
         cfg = self.cfg
@@ -66,6 +66,21 @@ class ReferenceL3RS:
             row.extend([comp.depth, math.log(max(comp.numel, 1))])
         return row
 
+    def _adapt(self, agreement: dict[int, tuple[float, float, float]]) -> None:
+        """log a += β·(cos − target): one cosine over all components, or one per component."""
+        cfg = self.cfg
+        low, high = math.log(cfg.adaptation_min), math.log(cfg.adaptation_max)
+        if cfg.adaptation_scope == "model":
+            dot, gg, mm = (sum(v[i] for v in agreement.values()) for i in range(3))
+            groups = {j: (dot, gg, mm) for j in range(len(self.params))} if gg > 0 and mm > 0 else {}
+        else:
+            groups = agreement
+        for j, (dot, gg, mm) in groups.items():
+            if gg > 0 and mm > 0:
+                cos = max(-1.0, min(1.0, dot / math.sqrt(gg * mm)))
+                change = cfg.hypergradient_rate * (cos - cfg.adaptation_target)
+                self.log_adapt[j] = max(low, min(high, self.log_adapt[j] + change))
+
     @torch.no_grad()
     def step(self, loss: float) -> None:
         cfg = self.cfg
@@ -73,7 +88,7 @@ class ReferenceL3RS:
         hyper = self.net.hyper_values()
         eps = cfg.feature_eps
         pending = {}
-        dot = gg = mm = 0.0  # rate adaptation: cos(g_t, m_{t-1}) over the finite components
+        agreement = {}  # rate adaptation: j -> (g_t·m_{t-1}, |g_t|², |m_{t-1}|²) of the finite components
         for j, p in enumerate(self.params):
             if p.grad is None:
                 continue
@@ -102,21 +117,16 @@ class ReferenceL3RS:
                 pending[j] = (dirs, news, dnorms)
                 if cfg.rate_adaptation == "hypergradient":
                     m_prev = st["adam"]["exp_avg"].double()
-                    dot += float((p.grad.double() * m_prev).sum())
-                    gg += gnorm**2
-                    mm += float(torch.linalg.vector_norm(m_prev)) ** 2
-        if gg > 0 and mm > 0:
-            cos = max(-1.0, min(1.0, dot / math.sqrt(gg * mm)))
-            change = cfg.hypergradient_rate * (cos - cfg.adaptation_target)
-            low, high = math.log(cfg.adaptation_min), math.log(cfg.adaptation_max)
-            self.log_adapt = max(low, min(high, self.log_adapt + change))
+                    mnorm = float(torch.linalg.vector_norm(m_prev))
+                    agreement[j] = (float((p.grad.double() * m_prev).sum()), gnorm**2, mnorm**2)
+        self._adapt(agreement)
         feats = torch.tensor([self._features(j) for j in range(len(self.params))], dtype=torch.float32)
         rate, mix = self.net(feats, self.component_map)
         group_of = [g for g in self.groups for _ in g["params"]]
         for j, (dirs, news, dnorms) in pending.items():
             p, group = self.params[j], group_of[j]
             eta = group["lr"] * float(rate[j]) * rate_schedule_factor(cfg, self.t, self.total_steps)
-            eta *= math.exp(self.log_adapt)
+            eta *= math.exp(self.log_adapt[j])
             update = torch.zeros_like(p)
             for k, d in enumerate(dirs):
                 scale = dnorms[k] / math.sqrt(p.numel()) if cfg.norm == "rms" else dnorms[k]
