@@ -211,8 +211,11 @@ def l3rs_factory(net: Any = None) -> Callable[[torch.nn.Module, int], torch.opti
     ``None`` (the default untrained rule)."""
     from hf_l3rs.optim.l3rs import L3RS
 
-    def make(model: torch.nn.Module, steps: int) -> torch.optim.Optimizer:
-        return L3RS(model, net, total_steps=steps)
+    def make(model: torch.nn.Module, steps: int | None) -> torch.optim.Optimizer:
+        opt = L3RS(model, net, total_steps=steps)
+        if steps is None:  # a task that hides its horizon (tasks/augment.py)
+            opt.run_horizon_free()
+        return opt
 
     return make
 
@@ -224,8 +227,11 @@ def learned_factory(net: Any = None) -> Callable[[torch.nn.Module, int], torch.o
 
     if isinstance(net, VeLOLiteNet):
 
-        def make(model: torch.nn.Module, steps: int) -> torch.optim.Optimizer:
-            return VeLOLite(model, net, total_steps=steps)
+        def make(model: torch.nn.Module, steps: int | None) -> torch.optim.Optimizer:
+            opt = VeLOLite(model, net, total_steps=steps)
+            if steps is None:
+                opt.run_horizon_free()
+            return opt
 
         return make
     return l3rs_factory(net)

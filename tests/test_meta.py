@@ -359,5 +359,53 @@ def test_init_from_starts_the_search_at_given_meta_weights(tmp_path) -> None:
     assert torch.equal(second.theta0, first.state.theta.to(torch.float32).to(torch.float64))
     assert second.net.config == first.net.config
     second.run()
-    with pytest.raises(ConfigError, match="either init_from"):
-        _tiny(init_from=str(tmp_path / "a" / "final"))
+    # an l3rs block beside init_from overrides what keeps the network's shape, nothing else
+    switched = _trainer(
+        _tiny(
+            generations=1,
+            l3rs={"rate_adaptation": "hypergradient", "adaptation_scope": "component"},
+            init_from=str(tmp_path / "a" / "final"),
+        ),
+        tmp_path / "c",
+    )
+    assert torch.equal(switched.theta0, second.theta0)
+    assert switched.net.config == first.net.config.replace(
+        rate_adaptation="hypergradient", adaptation_scope="component"
+    )
+    with pytest.raises(ConfigError, match="hidden_sizes"):
+        _tiny(l3rs={"hidden_sizes": [4]}, init_from=str(tmp_path / "a" / "final"))
+
+
+def test_augmentations_hide_a_seeded_rate_multiplier_and_horizon() -> None:
+    """tasks/augment.py: the same task seed gives the same multiplier (every process and
+    candidate agree), multipliers cover [1/f, f] log-uniformly, and run_task hands the
+    multiplier to the optimizer as its groups' lr; the horizon-free share gets no steps."""
+    from hf_l3rs.tasks.inner_loop import run_task
+    from hf_l3rs.tasks.registry import get_family
+
+    jittered = get_family("two_moons_mlp", k_min=5, k_max=8, rate_jitter=10, horizon_free=0.25)
+    scales = [jittered.sample(s, "train").lr_scale for s in range(300)]
+    assert scales[:20] == [jittered.sample(s, "train").lr_scale for s in range(20)]
+    logs = torch.tensor(scales).log10()
+    assert logs.min() >= -1 and logs.max() <= 1
+    assert (logs < -0.5).float().mean() > 0.15 and (logs > 0.5).float().mean() > 0.15
+    assert abs(float(logs.mean())) < 0.1
+    hidden = [jittered.sample(s, "train").hide_horizon for s in range(300)]
+    assert 0.15 < sum(hidden) / 300 < 0.35
+    seen = []
+
+    def make(model, steps):
+        opt = torch.optim.SGD(model.parameters(), lr=2.0)
+        seen.append((opt, steps))
+        return opt
+
+    for seed in (hidden.index(True), hidden.index(False)):
+        task = jittered.sample(seed, "train")
+        run_task(task, make, num_steps=1)
+        opt, steps = seen[-1]
+        assert opt.param_groups[0]["lr"] == pytest.approx(2.0 * task.lr_scale)
+        assert steps == (None if task.hide_horizon else 1)
+    with pytest.raises(ValueError, match="rate_jitter"):
+        get_family("two_moons_mlp", rate_jitter=0.5)
+    with pytest.raises(ValueError, match="horizon_free"):
+        get_family("two_moons_mlp", horizon_free=1.5)

@@ -59,7 +59,8 @@ class MetaTrainConfig:
     expect_processes: int | None = None
     seed: int = 0
     #: Meta-weights (folder, Hub id or bundled name) whose θ and config start the search
-    #: instead of a fresh network; the ``l3rs`` block must then be empty (the config is theirs).
+    #: instead of a fresh network; an ``l3rs`` block then overrides only fields that do not
+    #: change the network's shape (e.g. switching rate adaptation on for the new run).
     #: For continuing a shipped rule on a new task mixture.
     init_from: str | None = None
     #: Which learned optimizer NES trains: ``l3rs`` (the product) or ``velo-lite`` (the
@@ -94,8 +95,15 @@ class MetaTrainConfig:
             raise ConfigError(
                 f"MetaTrainConfig.trackers: unsupported {sorted(unknown)} (supported: {sorted(TRACKERS)})"
             )
-        if self.init_from is not None and self.l3rs:
-            raise ConfigError("MetaTrainConfig: give either init_from (meta-weights to start from) or an l3rs block")
+        if self.init_from is not None:
+            from hf_l3rs.optim.hub import SHAPE_FIELDS
+
+            shaped = sorted(set(self.l3rs) & SHAPE_FIELDS)
+            if shaped:
+                raise ConfigError(
+                    f"MetaTrainConfig.l3rs: with init_from only fields that keep the network's shape may "
+                    f"change; {shaped} would not fit the starting meta-weights"
+                )
         if self.learned_optimizer not in LEARNED_OPTIMIZERS:
             raise ConfigError(
                 f"MetaTrainConfig.learned_optimizer must be one of {LEARNED_OPTIMIZERS}, got {self.learned_optimizer!r}"

@@ -183,7 +183,7 @@ class MetaTrainer:
         elif cfg.init_from is not None:
             from hf_l3rs.optim.hub import load_net
 
-            start = load_net(cfg.init_from)
+            start = load_net(cfg.init_from, **cfg.l3rs)
             probe = L3RS(template, start, total_steps=1, map_embeddings=False)
         else:
             probe = L3RS(template, cfg.l3rs_config(), total_steps=1, seed=cfg.seed)

@@ -25,7 +25,7 @@ CARD_NAME = "README.md"
 FORMAT = "hf_l3rs/1"
 LIBRARY_NAME = "hf_l3rs"
 # Fields that change the network's shape or meaning and so may not be overridden on load.
-_SHAPE_FIELDS = {
+SHAPE_FIELDS = {
     "directions",
     "ema_betas",
     "relative_time_points",
@@ -208,7 +208,7 @@ def load_net(
         return _load_velo(folder, overrides)
     config = load_config(folder)
     if overrides:
-        bad = sorted(set(overrides) & _SHAPE_FIELDS)
+        bad = sorted(set(overrides) & SHAPE_FIELDS)
         if bad:
             raise ConfigError(f"cannot override {bad} when loading: they define the saved network's shape")
         unknown = sorted(set(overrides) - set(config.to_dict()))

@@ -10,8 +10,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-#: Builds the optimizer for one task run: (model, total_steps) -> optimizer.
-OptimizerFactory = Callable[[nn.Module, int], torch.optim.Optimizer]
+#: Builds the optimizer for one task run: (model, total_steps) -> optimizer. total_steps is
+#: None for a task that hides its horizon (tasks/augment.py; only learned optimizers meet one).
+OptimizerFactory = Callable[[nn.Module, int | None], torch.optim.Optimizer]
 
 
 class Task(ABC):

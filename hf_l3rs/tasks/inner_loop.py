@@ -54,13 +54,20 @@ def run_task(
     timer: dict[str, float] | None = None,
 ) -> TaskResult:
     """Train ``task.num_steps`` (or ``num_steps``) steps; evaluate at the end and at
-    ``eval_steps``. The optimizer gets each step's loss when it wants one (L3RS).
+    ``eval_steps``. The optimizer gets each step's loss when it wants one (L3RS). An
+    augmented task (tasks/augment.py) multiplies the param groups' rates by ``lr_scale`` and,
+    with ``hide_horizon``, builds the optimizer with ``None`` steps.
     ``timer`` (optional) accumulates seconds per phase: setup, batch, forward, backward,
     step, evaluate."""
     clock = _Clock(timer)
     steps = task.num_steps if num_steps is None else num_steps
     model = task.init_model()
-    opt = make_optimizer(model, steps)
+    # Augmented tasks (tasks/augment.py) may hide the horizon and multiply the rates.
+    opt = make_optimizer(model, None if getattr(task, "hide_horizon", False) else steps)
+    lr_scale = getattr(task, "lr_scale", 1.0)
+    if lr_scale != 1.0:
+        for group in opt.param_groups:
+            group["lr"] *= lr_scale
     clock.lap("setup")
     wants_loss = hasattr(opt, "observe_loss")
     wanted = {s for s in eval_steps if 0 <= s <= steps}

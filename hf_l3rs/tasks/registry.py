@@ -9,6 +9,7 @@ from hf_l3rs.tasks.classic import CLASSIC_FAMILIES, classic_family
 
 IMAGE_FAMILY = "images"
 MIXTURE_FAMILY = "mixture"
+AUGMENTATIONS = ("rate_jitter", "horizon_free")
 
 
 def get_family(family: str, /, **kwargs: Any) -> TaskFamily:
@@ -16,7 +17,16 @@ def get_family(family: str, /, **kwargs: Any) -> TaskFamily:
     takes ``dataset`` (preset, folder or Hub id), ``model``, ``checkpoint`` and the fields
     of :class:`~hf_l3rs.tasks.images.ImageTaskSpec` (and ``name``, to tell two families over
     one dataset apart); ``mixture`` takes ``members``, a list of ``{family, weight, ...kwargs}``.
+    Any family but a mixture takes the augmentations of :class:`~hf_l3rs.tasks.augment.AugmentedFamily`:
+    ``rate_jitter: f`` (each task hides a rate multiplier, log-uniform in [1/f, f]) and
+    ``horizon_free: p`` (that share of tasks does not announce its number of steps).
     """
+    augment = {k: kwargs[k] for k in AUGMENTATIONS if k in kwargs}
+    if augment and family != MIXTURE_FAMILY:
+        from hf_l3rs.tasks.augment import AugmentedFamily
+
+        rest = {k: v for k, v in kwargs.items() if k not in AUGMENTATIONS}
+        return AugmentedFamily(get_family(family, **rest), **augment)
     if family == MIXTURE_FAMILY:
         from hf_l3rs.tasks.mixture import MixtureFamily
 
