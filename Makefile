@@ -20,7 +20,7 @@ venv:
 system-deps:
 	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = "0" ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-			libcairo2 openclipart-svg fortunes fortunes-min >/dev/null; \
+			libcairo2 openclipart-svg dataset-fashion-mnist fortunes fortunes-min >/dev/null; \
 	fi
 
 install: system-deps venv

@@ -170,10 +170,13 @@ def test_one_dataset_table_names_every_dataset() -> None:
     """Every name resolves through hf_l3rs.tasks.datasets: the CLI's list of embedded
     domains, their rendering, task shape and pretraining all come from that table."""
     from hf_l3rs.cli import EMBEDDED as CLI_EMBEDDED
+    from hf_l3rs.cli import PRETRAINED
     from hf_l3rs.tasks.datasets import DATASETS, EMBEDDED, task_spec_kwargs
     from hf_l3rs.tasks.pretrain import pretrain_config_for
 
-    assert CLI_EMBEDDED == EMBEDDED == ("kanji", "clipart")
+    assert CLI_EMBEDDED == EMBEDDED == ("kanji", "clipart", "fashion")
+    assert all(DATASETS[name].pretrain_steps for name in PRETRAINED)
+    assert DATASETS["fashion"].pretrain_steps is None  # evaluation only
     assert task_spec_kwargs("clipart", batch_size=4)["batch_size"] == 4
     assert task_spec_kwargs("clipart")["classes_per_task"] == 8
     assert pretrain_config_for("clipart").steps == DATASETS["clipart"].pretrain_steps == 1000
@@ -181,3 +184,25 @@ def test_one_dataset_table_names_every_dataset() -> None:
     assert task_spec_kwargs("/some/folder", batch_size=4) == {"batch_size": 4}
     with pytest.raises(ValueError, match="exactly one"):
         DATASETS["kanji"].__class__("broken")
+
+
+def test_fashion_photos_become_an_evaluation_domain(tmp_path) -> None:
+    """D3 is decoded from the Debian package's IDX files: 10 classes, the first images of each
+    in file order, with no pretraining split (it is never trained on)."""
+    from hf_l3rs.tasks.domains import prepare_domain
+    from hf_l3rs.tasks.domains.fashion import FASHION_DIR
+    from hf_l3rs.tasks.images import ClassSplits
+
+    if not FASHION_DIR.is_dir():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (make install does it as root)")
+    import datasets
+
+    folder = prepare_domain("fashion", root=tmp_path, samples_per_class=3)
+    ds = datasets.load_from_disk(str(folder))
+    assert len(ds) == 30 and ds.features["label"].names[9] == "ankle boot"
+    assert list(ds["label"]) == [c for c in range(10) for _ in range(3)]
+    assert ds[0]["image"].size == (28, 28)
+    again = datasets.load_from_disk(str(prepare_domain("fashion", root=tmp_path / "b", samples_per_class=3)))
+    assert [im.tobytes() for im in again["image"]] == [im.tobytes() for im in ds["image"]]
+    splits = ClassSplits(list(ds["label"]), (0.0, 0.5, 0.5), 0).classes
+    assert splits["pretrain"] == [] and len(splits["meta_train"]) == len(splits["meta_test"]) == 5

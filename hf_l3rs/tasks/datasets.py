@@ -64,6 +64,14 @@ DATASETS: dict[str, DatasetEntry] = {
             task={"classes_per_task": 8, "train_per_class": 10, "eval_per_class": 4, "batch_size": 16},
             pretrain_steps=1000,
         ),
+        # Evaluation only (never meta-trained or pretrained on): Fashion-MNIST photos, 10
+        # classes of 60 images; 5 validation and 5 test classes, 5-way 10-shot tasks.
+        DatasetEntry(
+            "fashion",
+            render=DomainSpec("fashion", num_classes=10, samples_per_class=60),
+            split_fractions=(0.0, 0.5, 0.5),
+            task={"classes_per_task": 5, "train_per_class": 10, "eval_per_class": 10, "batch_size": 16},
+        ),
         DatasetEntry("imagenet-1k", hub_id="ILSVRC/imagenet-1k"),
         DatasetEntry("places365", hub_id="haideraltahan/wds_places365"),
     )

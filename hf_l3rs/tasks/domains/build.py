@@ -65,7 +65,11 @@ def _classes(spec: DomainSpec) -> list[tuple[str, list[str]]]:
                 )
             names = sorted(random.Random(spec.seed).sample(names, spec.num_classes))
         return [(n, [str(p) for p in cats[n]]) for n in names]
-    raise ValueError(f"unknown embedded domain {spec.name!r}; known: kanji, clipart")
+    if spec.name == "fashion":
+        from hf_l3rs.tasks.domains.fashion import CLASS_NAMES
+
+        return [(name, []) for name in CLASS_NAMES[: spec.num_classes]]
+    raise ValueError(f"unknown embedded domain {spec.name!r}; known: kanji, clipart, fashion")
 
 
 def _render_class(args: tuple[DomainSpec, int, list[str]]) -> list[bytes]:
@@ -73,6 +77,10 @@ def _render_class(args: tuple[DomainSpec, int, list[str]]) -> list[bytes]:
     from hf_l3rs.seeding import hash_seed
 
     spec, label, sources = args
+    if spec.name == "fashion":  # photographs: decoded, not rendered
+        from hf_l3rs.tasks.domains.fashion import class_images
+
+        return class_images(label, spec.samples_per_class)
     texts = [Path(s).read_text(errors="ignore") for s in sources]
     out: list[bytes] = []
     attempt = 0
