@@ -220,3 +220,29 @@ def test_a_tied_embedding_keeps_its_embedding_role() -> None:
     model = TinyLM()
     roles = {c.name: c.role for c in describe(list(model.named_parameters()), model)}
     assert roles == {"embed.weight": "embedding", "mix.weight": "linear", "mix.bias": "bias"}
+
+
+def test_a_role_the_meta_weights_never_saw_is_presented_as_a_trained_one(caplog) -> None:
+    """Meta-weights trained on a CNN (conv, bias, linear) meet a language model's embedding
+    table and LayerNorm gains: the embedding is presented to the network as a linear weight
+    and the norm gain as a bias (its one-hot would be an input never seen in meta-training),
+    the substitution is logged, and known roles are untouched."""
+    from torch import nn
+
+    from hf_l3rs.optim.components import stand_in_roles
+    from hf_l3rs.optim.config import ROLES
+
+    cnn = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4, 2))
+    net = L3RS(cnn, total_steps=3).net
+    assert {ROLES[int(r)] for r in net.trained_roles} == {"conv", "bias", "linear"}
+    lm = nn.Sequential(nn.Embedding(10, 4), nn.LayerNorm(4), nn.Linear(4, 10))
+    with caplog.at_level("INFO"):
+        opt = L3RS(lm, net, total_steps=3)
+    assert [c.role for c in opt.components] == ["embedding", "norm", "bias", "linear", "bias"]
+    assert opt.presented_roles == ["linear", "bias", "bias", "linear", "bias"]
+    assert opt.descriptor[0, ROLES.index("linear")] == 1 and opt.descriptor[0, ROLES.index("embedding")] == 0
+    assert "embedding seen as linear" in caplog.text
+    # an untrained network's placeholder roles (all 'other') substitute nothing
+    placeholder = torch.full((3,), ROLES.index("other"))
+    roles = torch.tensor([ROLES.index("embedding"), ROLES.index("norm"), ROLES.index("conv")])
+    assert torch.equal(stand_in_roles(roles, placeholder), roles)

@@ -84,11 +84,13 @@ def describe(named: list[tuple[str, Tensor]], model: nn.Module | None = None) ->
     ]
 
 
-def descriptor_matrix(components: list[Component]) -> Tensor:
-    """[C, len(ROLES) + 2] float32: role one-hot, relative depth, log numel."""
+def descriptor_matrix(components: list[Component], roles: Tensor | None = None) -> Tensor:
+    """[C, len(ROLES) + 2] float32: role one-hot, relative depth, log numel. ``roles``
+    (indices into ROLES) replaces the components' own roles, e.g. by :func:`stand_in_roles`."""
     rows = []
-    for c in components:
-        onehot = [1.0 if c.role == r else 0.0 for r in ROLES]
+    for j, c in enumerate(components):
+        role = c.role if roles is None else ROLES[int(roles[j])]
+        onehot = [1.0 if role == r else 0.0 for r in ROLES]
         rows.append([*onehot, c.depth, math.log(max(c.numel, 1))])
     return torch.tensor(rows, dtype=torch.float32).reshape(len(components), len(ROLES) + 2)
 
@@ -99,6 +101,37 @@ def role_indices(components: list[Component]) -> Tensor:
 
 class EmbeddingMismatchError(ValueError):
     """The model's components do not match the checkpoint's and mapping is not allowed."""
+
+
+#: The trained role a role the meta-weights never saw is presented as, in order of preference:
+#: an embedding table is a weight matrix read row by row (linear), a normalisation gain a
+#: vector like a bias, and so on. Used only for meta-weights trained with real roles.
+STAND_INS: dict[str, tuple[str, ...]] = {
+    "embedding": ("linear", "conv"),
+    "conv": ("linear",),
+    "linear": ("conv",),
+    "norm": ("bias",),
+    "bias": ("norm",),
+    "other": ("linear", "conv"),
+}
+
+
+def stand_in_roles(roles: Tensor, trained_roles: Tensor) -> Tensor:
+    """``roles`` with every role absent from ``trained_roles`` replaced by its first trained
+    stand-in (:data:`STAND_INS`; kept when none was trained). A role one-hot the meta-network
+    never saw in meta-training is an input it was not trained on: its output is arbitrary
+    (SmolLM2's tied embedding: docs/decisions.md "Unseen roles"). Meta-weights whose trained
+    roles are the placeholder (all ``other``, an untrained network) keep every role."""
+    seen = {ROLES[int(r)] for r in trained_roles}
+    if seen == {"other"}:
+        return roles.clone()
+    out = roles.clone()
+    for j, r in enumerate(roles.tolist()):
+        role = ROLES[r]
+        if role not in seen:
+            stand_in = next((s for s in STAND_INS[role] if s in seen), role)
+            out[j] = ROLES.index(stand_in)
+    return out
 
 
 def map_components(roles: Tensor, depths: Tensor, trained_roles: Tensor, trained_depths: Tensor) -> Tensor:
@@ -159,13 +192,23 @@ def normalize_params(params: Any) -> tuple[list[dict[str, Any]], list[list[str]]
 _LOGGED: set[tuple] = set()
 
 
-def log_mapping(components: list[Component], mapping: Tensor, trained: int) -> None:
-    """Report, once per architecture, how it borrows embeddings (never silently)."""
-    signature = (trained, tuple((c.name, c.role, c.numel) for c in components), tuple(mapping.tolist()))
+def log_mapping(components: list[Component], mapping: Tensor, trained: int, presented: Tensor | None = None) -> None:
+    """Report, once per architecture, how it borrows embeddings and which roles stand in for
+    roles the meta-weights never saw (never silently)."""
+    shown_roles = [c.role for c in components] if presented is None else [ROLES[int(r)] for r in presented]
+    signature = (
+        trained,
+        tuple((c.name, c.role, c.numel) for c in components),
+        tuple(mapping.tolist()),
+        tuple(shown_roles),
+    )
     if signature in _LOGGED:
         return
     _LOGGED.add(signature)
-    lines = [f"  {c.name} ({c.role}, depth {c.depth:.2f}) <- trained #{int(m)}" for c, m in zip(components, mapping)]
+    lines = [
+        f"  {c.name} ({c.role if r == c.role else f'{c.role} seen as {r}'}, depth {c.depth:.2f}) <- trained #{int(m)}"
+        for c, m, r in zip(components, mapping, shown_roles)
+    ]
     shown = lines if len(lines) <= 12 else [*lines[:6], f"  ... {len(lines) - 12} more ...", *lines[-6:]]
     logger.info(
         "L3RS: this model's %d components are not the architecture the checkpoint was meta-trained "

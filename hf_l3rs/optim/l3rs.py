@@ -23,8 +23,9 @@ from hf_l3rs.optim.components import (
     map_components,
     normalize_params,
     role_indices,
+    stand_in_roles,
 )
-from hf_l3rs.optim.config import L3RSConfig
+from hf_l3rs.optim.config import ROLES, L3RSConfig
 from hf_l3rs.optim.directions import get_direction
 from hf_l3rs.optim.features import EMAFeatures, assemble, loss_statistic, rate_schedule_factor, time_features
 from hf_l3rs.optim.fused import FUSED_DIRECTIONS, fused_unavailable_reason, load_fused
@@ -138,6 +139,7 @@ class L3RS(torch.optim.Optimizer):
         # Identity only for the architecture the embeddings were trained on: same count AND the
         # same role at every position (a 41-tensor BERT is not the 41-tensor ResNet).
         same_architecture = trained == num and torch.equal(roles.cpu(), net.trained_roles.cpu())
+        presented = roles
         if same_architecture:
             mapping = torch.arange(num)
         elif not map_embeddings:
@@ -148,10 +150,15 @@ class L3RS(torch.optim.Optimizer):
                 "same role and nearest depth, or use meta-weights trained on this model."
             )
         else:
-            mapping = map_components(roles, depths, net.trained_roles.cpu(), net.trained_depths.cpu())
-            log_mapping(self.components, mapping, trained)
+            presented = stand_in_roles(roles, net.trained_roles.cpu())
+            mapping = map_components(presented, depths, net.trained_roles.cpu(), net.trained_depths.cpu())
+            log_mapping(self.components, mapping, trained, presented)
         self.component_map = mapping.to(self.device)
-        self.descriptor = descriptor_matrix(self.components).to(self.device) if self.config.descriptor else None
+        #: Each component's role as the meta-network sees it (a stand-in for roles it never saw).
+        self.presented_roles = [ROLES[int(r)] for r in presented]
+        self.descriptor = (
+            descriptor_matrix(self.components, presented).to(self.device) if self.config.descriptor else None
+        )
         self._numel = torch.tensor([c.numel for c in self.components], dtype=torch.float64)
 
         self.total_steps = None
