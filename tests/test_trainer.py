@@ -314,13 +314,14 @@ def test_the_one_liner_runs_with_any_scheduler_and_no_horizon(tmp_path, schedule
     assert any(not torch.equal(p, q) for p, q in zip(model.parameters(), before))
 
 
-def test_rate_adaptation_runs_in_trainer_and_logs_its_multiplier(tmp_path) -> None:
-    """The no-learning-rate path inside Trainer: the multiplier moves, is logged, and the
-    run stays finite."""
+@pytest.mark.parametrize("scope", ["model", "component"])
+def test_rate_adaptation_runs_in_trainer_and_logs_its_multiplier(tmp_path, scope: str) -> None:
+    """The no-learning-rate path inside Trainer: the multiplier moves, is logged (per tensor
+    with its range), and the run stays finite."""
     from hf_l3rs.trainer_plugins import L3RSTrainer
 
     model = tiny_bert()
-    config = CONFIG.replace(rate_adaptation="hypergradient", hypergradient_rate=0.5)
+    config = CONFIG.replace(rate_adaptation="hypergradient", hypergradient_rate=0.5, adaptation_scope=scope)
     opt = L3RS(model, config, seed=1)
     trainer = L3RSTrainer(
         model=model,
@@ -332,4 +333,10 @@ def test_rate_adaptation_runs_in_trainer_and_logs_its_multiplier(tmp_path) -> No
     last = [h for h in trainer.state.log_history if "loss" in h][-1]
     assert last["l3rs/rate_multiplier"] == pytest.approx(opt.rate_multiplier)
     assert opt.rate_multiplier != 1.0
+    if scope == "component":
+        spread = opt.rate_multipliers
+        assert last["l3rs/rate_multiplier_min"] == pytest.approx(float(spread.min()))
+        assert float(spread.min()) < float(spread.max())
+    else:
+        assert "l3rs/rate_multiplier_min" not in last
     assert all(torch.isfinite(p).all() for p in model.parameters())

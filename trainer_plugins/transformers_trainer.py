@@ -33,7 +33,8 @@ def find_l3rs(optimizer: Any) -> L3RS | None:
 def learned_rate_stats(opt: L3RS) -> dict[str, float]:
     """The last step's learned rate η (mean/min/max over tensors) and mean mixing α per base
     direction, as flat log entries (``l3rs/rate_mean``, ``l3rs/mix_adam``, ...), and the
-    rate-adaptation multiplier (``l3rs/rate_multiplier``) when it is on."""
+    rate-adaptation multiplier (``l3rs/rate_multiplier``; per tensor also its min and max)
+    when it is on."""
     if opt.last_rate is None or opt.last_mix is None:
         return {}
     rate = opt.last_rate.detach().float().cpu()
@@ -43,6 +44,10 @@ def learned_rate_stats(opt: L3RS) -> dict[str, float]:
     stats.update({f"l3rs/mix_{name}": float(a) for name, a in zip(opt.direction_names, mix)})
     if opt.config.rate_adaptation != "none":
         stats["l3rs/rate_multiplier"] = opt.rate_multiplier
+        if opt.config.adaptation_scope == "component":
+            multipliers = opt.rate_multipliers
+            stats["l3rs/rate_multiplier_min"] = float(multipliers.min())
+            stats["l3rs/rate_multiplier_max"] = float(multipliers.max())
     return stats
 
 
