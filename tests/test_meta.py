@@ -409,3 +409,19 @@ def test_augmentations_hide_a_seeded_rate_multiplier_and_horizon() -> None:
         get_family("two_moons_mlp", rate_jitter=0.5)
     with pytest.raises(ValueError, match="horizon_free"):
         get_family("two_moons_mlp", horizon_free=1.5)
+
+
+def test_meta_curve_keeps_a_blown_up_generation_off_the_axis(tmp_path) -> None:
+    """One generation whose population mean is −280,000 (a candidate blew up on one task)
+    must not flatten the curve: the axis spans the validation curve and the other means."""
+    from hf_l3rs.meta.curves import fitness_limits, plot_meta_curve
+
+    population = [-2.0 + 0.01 * g for g in range(40)]
+    population[30] = -2.8e5
+    validation = [-1.98, -1.83, -1.77]
+    low, high = fitness_limits(population, validation)
+    assert -3.0 < low < -2.0 and -1.0 > high > -1.77
+    assert fitness_limits([-2.0, -1.9, -1.8], validation) is None  # nothing to cut off
+    history = [{"generation": g, "fitness_mean": f} for g, f in enumerate(population)]
+    history += [{"generation": 20 * i, "val_fitness": v} for i, v in enumerate(validation)]
+    assert plot_meta_curve(history, tmp_path / "curve.png").stat().st_size > 0

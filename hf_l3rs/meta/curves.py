@@ -18,10 +18,21 @@ def plot_meta_curve(history: list[dict[str, Any]], path: str | Path, title: str 
         return [p[0] for p in pts], [p[1] for p in pts]
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    g, f = series("fitness_mean")
-    axes[0].plot(g, f, color="0.75", lw=1, label="population mean (train tasks)")
-    g, f = series("val_fitness")
-    axes[0].plot(g, f, "o-", color="C0", ms=3, label="θ on validation tasks")
+    g, population = series("fitness_mean")
+    axes[0].plot(g, population, color="0.75", lw=1, label="population mean (train tasks)")
+    g, val = series("val_fitness")
+    axes[0].plot(g, val, "o-", color="C0", ms=3, label="θ on validation tasks")
+    limits = fitness_limits(population, val)
+    if limits is not None:
+        axes[0].set_ylim(*limits)
+        clipped = sum(v < limits[0] for v in population)
+        axes[0].annotate(
+            f"{clipped} population mean(s) below the axis (a candidate blew up)",
+            (0.02, 0.02),
+            xycoords="axes fraction",
+            fontsize=7,
+            color="0.4",
+        )
     axes[0].set_xlabel("generation")
     axes[0].set_ylabel("fitness (higher is better)")
     axes[0].legend(fontsize=8)
@@ -41,6 +52,23 @@ def plot_meta_curve(history: list[dict[str, Any]], path: str | Path, title: str 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def fitness_limits(population: list[float], validation: list[float]) -> tuple[float, float] | None:
+    """y-limits that keep the curves readable when a few generations' population mean is
+    orders of magnitude below the rest (one candidate blowing up on one task): the range of the
+    validation curve and of the population means above their 5th percentile, with a margin.
+    ``None`` when nothing would be cut off."""
+    if not population:
+        return None
+    ordered = sorted(population)
+    floor = ordered[int(0.05 * (len(ordered) - 1))]
+    kept = [v for v in population if v >= floor] + list(validation)
+    lo, hi = min(kept), max(kept)
+    margin = 0.1 * (hi - lo) or 0.1 * abs(hi) or 1.0
+    if min(population) >= lo - margin:
+        return None
+    return lo - margin, hi + margin
 
 
 def _finite(v: Any) -> bool:
