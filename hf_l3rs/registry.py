@@ -204,7 +204,7 @@ TUNED_FAMILIES = [
 ]
 
 
-def l3rs_factory(net: Any = None) -> Callable[[torch.nn.Module, int], torch.optim.Optimizer]:
+def l3rs_factory(net: Any = None) -> Callable[[torch.nn.Module, int | None], torch.optim.Optimizer]:
     """The one way the meta-trainer and every evaluation build L3RS for a task: over the
     whole model (names, roles and order from it), with the task's horizon announced.
     ``net`` is an ``L3RSNet`` (meta-weights), an ``L3RSConfig`` (an untrained rule) or
@@ -220,7 +220,7 @@ def l3rs_factory(net: Any = None) -> Callable[[torch.nn.Module, int], torch.opti
     return make
 
 
-def learned_factory(net: Any = None) -> Callable[[torch.nn.Module, int], torch.optim.Optimizer]:
+def learned_factory(net: Any = None) -> Callable[[torch.nn.Module, int | None], torch.optim.Optimizer]:
     """:func:`l3rs_factory`, or VeLO-lite's when ``net`` is a ``VeLOLiteNet`` (the learned
     baseline, docs/design.md §5): the meta-trainer and the evaluations build either this way."""
     from hf_l3rs.optim.velo import VeLOLite, VeLOLiteNet
