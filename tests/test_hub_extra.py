@@ -52,6 +52,36 @@ def test_bundled_adaptive_weights_are_the_cosine_rule_with_a_brake() -> None:
     assert opt.rate_multiplier < 0.9
 
 
+def test_bundled_pertensor_weights_are_the_cosine_rule_with_per_tensor_adaptation() -> None:
+    """l3rs-kanji-pertensor ships l3rs-kanji-cosine's θ with per-tensor adaptation (β 0.4,
+    target 0.1, multipliers in [1/30, 30]). With no learning rate on a small CNN the tensors'
+    multipliers part ways (one grows above 1, others fall below); with the rate 30× too large
+    the one that grew is cut back below 1."""
+    cosine, pertensor = load_net("l3rs-kanji-cosine"), load_net("l3rs-kanji-pertensor")
+    assert torch.equal(cosine.get_flat(), pertensor.get_flat())
+    expected = cosine.config.replace(
+        rate_adaptation="hypergradient",
+        adaptation_scope="component",
+        hypergradient_rate=0.4,
+        adaptation_min=1 / 30,
+        adaptation_max=30.0,
+        adaptation_target=0.1,
+    )
+    assert pertensor.config == expected
+
+    def multipliers(lr: float) -> torch.Tensor:
+        model = small_cnn()
+        opt = L3RS.from_pretrained("l3rs-kanji-pertensor", model, total_steps=30, lr=lr)
+        for t in range(30):
+            opt.step(loss=train_step(model, t))
+        return opt.rate_multipliers
+
+    default, too_large = multipliers(1.0), multipliers(30.0)
+    assert float(default.min()) < 1.0 < float(default.max()), default
+    grown = int(default.argmax())
+    assert too_large[grown] < 1.0 < default[grown], (default, too_large)
+
+
 def test_card_carries_model_index(tmp_path) -> None:
     """The card's header is ModelCardData's: ModelCard.load reads back the same EvalResults."""
     from huggingface_hub import ModelCard
