@@ -204,6 +204,20 @@ TUNED_FAMILIES = [
 ]
 
 
+def _learned(cls: type, net: Any) -> Callable[[torch.nn.Module, int | None], torch.optim.Optimizer]:
+    """Build ``cls(model, net, total_steps=steps)``; ``steps`` None is a task that hides its
+    horizon (tasks/augment.py), run horizon-free on purpose."""
+    from hf_l3rs.optim.horizon import run_horizon_free
+
+    def make(model: torch.nn.Module, steps: int | None) -> torch.optim.Optimizer:
+        opt = cls(model, net, total_steps=steps)
+        if steps is None:
+            run_horizon_free(opt)
+        return opt
+
+    return make
+
+
 def l3rs_factory(net: Any = None) -> Callable[[torch.nn.Module, int | None], torch.optim.Optimizer]:
     """The one way the meta-trainer and every evaluation build L3RS for a task: over the
     whole model (names, roles and order from it), with the task's horizon announced.
@@ -211,13 +225,7 @@ def l3rs_factory(net: Any = None) -> Callable[[torch.nn.Module, int | None], tor
     ``None`` (the default untrained rule)."""
     from hf_l3rs.optim.l3rs import L3RS
 
-    def make(model: torch.nn.Module, steps: int | None) -> torch.optim.Optimizer:
-        opt = L3RS(model, net, total_steps=steps)
-        if steps is None:  # a task that hides its horizon (tasks/augment.py)
-            opt.run_horizon_free()
-        return opt
-
-    return make
+    return _learned(L3RS, net)
 
 
 def learned_factory(net: Any = None) -> Callable[[torch.nn.Module, int | None], torch.optim.Optimizer]:
@@ -225,13 +233,4 @@ def learned_factory(net: Any = None) -> Callable[[torch.nn.Module, int | None], 
     baseline, docs/design.md §5): the meta-trainer and the evaluations build either this way."""
     from hf_l3rs.optim.velo import VeLOLite, VeLOLiteNet
 
-    if isinstance(net, VeLOLiteNet):
-
-        def make(model: torch.nn.Module, steps: int | None) -> torch.optim.Optimizer:
-            opt = VeLOLite(model, net, total_steps=steps)
-            if steps is None:
-                opt.run_horizon_free()
-            return opt
-
-        return make
-    return l3rs_factory(net)
+    return _learned(VeLOLite, net) if isinstance(net, VeLOLiteNet) else l3rs_factory(net)

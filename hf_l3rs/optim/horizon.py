@@ -55,6 +55,14 @@ def total_steps_from_scheduler(optimizer: torch.optim.Optimizer) -> int | None:
     return None
 
 
+def run_horizon_free(optimizer: torch.optim.Optimizer) -> None:
+    """Run a learned optimizer with no horizon (time features of an unbounded run); after
+    this, :func:`resolve_horizon` neither looks for a scheduler nor logs. Meta-training's
+    horizon-free share chooses it on purpose (tasks/augment.py)."""
+    optimizer.total_steps = None
+    optimizer._horizon_free = True
+
+
 def resolve_horizon(optimizer: torch.optim.Optimizer, hint: str) -> None:
     """Before a step of a learned optimizer with no announced horizon: take it from a scheduler,
     or run horizon-free (docs/design.md §1 "Horizon": the time features read as an unbounded
@@ -63,7 +71,7 @@ def resolve_horizon(optimizer: torch.optim.Optimizer, hint: str) -> None:
         return
     inferred = total_steps_from_scheduler(optimizer)
     if inferred is None:
-        optimizer._horizon_free = True
+        run_horizon_free(optimizer)
         get_logger(__name__).info(
             "%s: no total_steps given and none found on a scheduler: running horizon-free%s",
             type(optimizer).__name__,

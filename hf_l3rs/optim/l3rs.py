@@ -191,12 +191,6 @@ class L3RS(torch.optim.Optimizer):
         self.total_steps = total_steps
         self._horizon_free = False
 
-    def run_horizon_free(self) -> None:
-        """Run with no horizon on purpose (time features of an unbounded run): no scheduler
-        lookup and no log line, for callers that chose it (meta-training's horizon-free share)."""
-        self.total_steps = None
-        self._horizon_free = True
-
     def observe_loss(self, loss: Tensor | float) -> None:
         """Give the loss of the coming ``step()`` (for loops that cannot pass it there)."""
         self._loss.observe(loss)

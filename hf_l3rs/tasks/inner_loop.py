@@ -62,7 +62,6 @@ def run_task(
     clock = _Clock(timer)
     steps = task.num_steps if num_steps is None else num_steps
     model = task.init_model()
-    # Augmented tasks (tasks/augment.py) may hide the horizon and multiply the rates.
     opt = make_optimizer(model, None if getattr(task, "hide_horizon", False) else steps)
     lr_scale = getattr(task, "lr_scale", 1.0)
     if lr_scale != 1.0:

@@ -111,12 +111,6 @@ class VeLOLite(torch.optim.Optimizer):
         self.total_steps = total_steps
         self._horizon_free = False
 
-    def run_horizon_free(self) -> None:
-        """Run with no horizon on purpose (time features of an unbounded run): no scheduler
-        lookup and no log line, for callers that chose it (meta-training's horizon-free share)."""
-        self.total_steps = None
-        self._horizon_free = True
-
     def observe_loss(self, loss: Tensor | float) -> None:
         self._loss.observe(loss)
 
