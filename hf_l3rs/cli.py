@@ -25,6 +25,17 @@ def _pretrain(args: argparse.Namespace) -> None:
     from hf_l3rs.tasks.pretrain import pretrain, pretrain_config_for
 
     for name in args.domains:
+        if name == TEXT_CORPUS:
+            from hf_l3rs.tasks.text_pretrain import DecoderPretrainConfig, pretrain_decoder
+
+            out = Path(args.output) / name
+            steps = {"steps": args.steps} if args.steps else {}
+            report = pretrain_decoder(DecoderPretrainConfig(**steps), out)
+            print(
+                f"{name}: {out / 'model.safetensors'}: decoder of {report['parameters']:,} parameters, held-out "
+                f"{report['heldout_bits_per_byte']:.2f} bits per byte ({report['seconds']} s)"
+            )
+            continue
         cfg = pretrain_config_for(name, steps=args.steps, model=args.model)
         out = Path(args.output) / name
         report = pretrain(cfg, out)
@@ -188,6 +199,9 @@ def _download(args: argparse.Namespace) -> None:
 EMBEDDED = ("kanji", "clipart", "fashion")
 #: The domains with a pretrained checkpoint (fashion is for evaluation only).
 PRETRAINED = ("kanji", "clipart")
+#: The text corpus the decoder of the ``text`` task family is pretrained on (not a default:
+#: ``hf-l3rs pretrain --domains pydoc``; tasks/text_pretrain.py).
+TEXT_CORPUS = "pydoc"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,7 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_prepare)
 
     p = sub.add_parser("pretrain", help="pretrain a timm model on each domain's pretrain classes")
-    p.add_argument("--domains", nargs="+", default=list(PRETRAINED), help="domains to pretrain on")
+    p.add_argument(
+        "--domains",
+        nargs="+",
+        default=list(PRETRAINED),
+        help=f"domains to pretrain on ({TEXT_CORPUS!r}: the decoder of the text tasks)",
+    )
     p.add_argument("--model", default=None, help="timm model name (default l3rs_resnet_tiny)")
     p.add_argument("--steps", type=int, default=None, help="override the calibrated step count")
     p.add_argument("--output", default=str(DEFAULT_CHECKPOINTS), help="folder for <domain>/model.safetensors")

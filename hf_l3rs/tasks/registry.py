@@ -9,6 +9,7 @@ from hf_l3rs.tasks.classic import CLASSIC_FAMILIES, classic_family
 
 IMAGE_FAMILY = "images"
 MIXTURE_FAMILY = "mixture"
+TEXT_FAMILY = "text"
 AUGMENTATIONS = ("rate_jitter", "horizon_free")
 
 
@@ -16,7 +17,9 @@ def get_family(family: str, /, **kwargs: Any) -> TaskFamily:
     """A registered family. Classic ones combine with ``+`` into a mixture; ``images``
     takes ``dataset`` (preset, folder or Hub id), ``model``, ``checkpoint`` and the fields
     of :class:`~hf_l3rs.tasks.images.ImageTaskSpec` (and ``name``, to tell two families over
-    one dataset apart); ``mixture`` takes ``members``, a list of ``{family, weight, ...kwargs}``.
+    one dataset apart); ``text`` (causal-LM fine-tuning of the tiny decoder, tasks/text.py)
+    takes ``checkpoint``, ``name`` and the fields of :class:`~hf_l3rs.tasks.text.TextTaskSpec`;
+    ``mixture`` takes ``members``, a list of ``{family, weight, ...kwargs}``.
     Any family but a mixture takes the augmentations of :class:`~hf_l3rs.tasks.augment.AugmentedFamily`:
     ``rate_jitter: f`` (each task hides a rate multiplier, log-uniform in [1/f, f]) and
     ``horizon_free: p`` (that share of tasks does not announce its number of steps).
@@ -62,9 +65,15 @@ def get_family(family: str, /, **kwargs: Any) -> TaskFamily:
         checkpoint = kw.pop("checkpoint", None)
         name = kw.pop("name", kwargs["dataset"])
         return ImageTaskFamily(ds, ImageTaskSpec(**kw), model_name=model, checkpoint=checkpoint, name=name)
+    if family == TEXT_FAMILY:
+        from hf_l3rs.tasks.text import TextTaskFamily, TextTaskSpec
+
+        kw = dict(kwargs)
+        checkpoint, name = kw.pop("checkpoint", None), kw.pop("name", TEXT_FAMILY)
+        return TextTaskFamily(TextTaskSpec(**kw), checkpoint=checkpoint, name=name)
     if all(part in CLASSIC_FAMILIES for part in family.split("+")):
         return classic_family(family, **kwargs)
     raise ValueError(
         f"unknown task family {family!r}; known: {sorted(CLASSIC_FAMILIES)} (combine with '+'), "
-        f"{IMAGE_FAMILY!r} and {MIXTURE_FAMILY!r}"
+        f"{IMAGE_FAMILY!r}, {TEXT_FAMILY!r} and {MIXTURE_FAMILY!r}"
     )
