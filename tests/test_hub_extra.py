@@ -222,3 +222,31 @@ def test_unreachable_endpoint_on_download_is_not_called_offline(monkeypatch) -> 
         load_net("org/missing", local_files_only=False)
     with pytest.raises(CheckpointError, match="local_files_only=True"):
         load_net("org/missing", local_files_only=True)
+
+
+def test_bundled_general_weights_train_an_unseen_decoder_without_a_learning_rate() -> None:
+    """l3rs-general (meta-trained with a decoder in the mixture) keeps l3rs-kanji-pertensor's
+    adaptation settings on its own θ, and with no learning rate it trains a transformer it never
+    saw (a two-layer Llama over bytes) without blowing up."""
+    pytest.importorskip("transformers")
+    from hf_l3rs.tasks.text import build_decoder, encode
+
+    general, pertensor = load_net("l3rs-general"), load_net("l3rs-kanji-pertensor")
+    assert general.config == pertensor.config
+    assert not torch.equal(general.get_flat(), pertensor.get_flat())
+    torch.manual_seed(0)
+    model = build_decoder(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2
+    )
+    opt = L3RS.from_pretrained("l3rs-general", model)  # no learning rate, no horizon
+    text = encode("The quick brown fox jumps over the lazy dog. " * 8)[:257].long()
+    batch = torch.stack([text[i : i + 65] for i in range(0, 192, 64)])
+    losses = []
+    for _ in range(20):
+        out = model(input_ids=batch[:, :-1], labels=batch[:, :-1])
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step(loss=out.loss)
+        losses.append(float(out.loss.detach()))
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert losses[-1] < 0.9 * losses[0], losses
