@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -52,9 +53,31 @@ def pretrain_config_for(dataset: str, **overrides: Any) -> PretrainConfig:
     return PretrainConfig(**values)
 
 
+def fit(
+    batch_loss: Callable[[int], torch.Tensor],
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    steps: int,
+    desc: str,
+    progress: bool = True,
+) -> None:
+    """The pretraining loop both checkpoints share: ``steps`` updates on ``batch_loss(t)``,
+    the scheduler stepped after each, the loss on the progress bar every 50 steps."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(steps), desc=desc, disable=not progress)
+    for t in bar:
+        loss = batch_loss(t)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if t % 50 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+
+
 def pretrain(config: PretrainConfig, output_dir: str | Path, progress: bool = True) -> dict[str, Any]:
     import timm
-    from tqdm.auto import tqdm
 
     import hf_l3rs.tasks.models  # noqa: F401
 
@@ -89,16 +112,12 @@ def pretrain(config: PretrainConfig, output_dir: str | Path, progress: bool = Tr
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + math.cos(math.pi * t / config.steps)))
     g = torch.Generator().manual_seed(config.seed)
     model.train()
-    bar = tqdm(range(config.steps), desc=f"pretraining {config.model} on {config.dataset}", disable=not progress)
-    for t in bar:
+
+    def batch_loss(_: int) -> torch.Tensor:
         idx = torch.randint(0, len(y_train), (config.batch_size,), generator=g)
-        loss = nn.functional.cross_entropy(model(x_train[idx]), y_train[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if t % 50 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+        return nn.functional.cross_entropy(model(x_train[idx]), y_train[idx])
+
+    fit(batch_loss, opt, sched, config.steps, f"pretraining {config.model} on {config.dataset}", progress)
     model.eval()
     with torch.no_grad():
         acc = float((model(x_hold).argmax(1) == y_hold).float().mean())

@@ -64,6 +64,17 @@ def checkpoint_shape(checkpoint: str | Path) -> dict[str, Any]:
     return shape
 
 
+def next_byte_logits_loss(model: nn.Module, batch: Tensor) -> tuple[Tensor, Tensor]:
+    """Logits for every position but the last, and their mean cross-entropy against the next byte."""
+    logits = model(input_ids=batch[:, :-1]).logits
+    return logits, nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+
+
+def next_byte_loss(model: nn.Module, batch: Tensor) -> Tensor:
+    """Mean cross-entropy of predicting each next byte of ``batch`` [B, n + 1]."""
+    return next_byte_logits_loss(model, batch)[1]
+
+
 def encode(text: str) -> Tensor:
     """UTF-8 bytes as a uint8 tensor (token ids 0-255)."""
     return torch.frombuffer(bytearray(text.encode("utf-8")), dtype=torch.uint8).clone()
@@ -191,13 +202,9 @@ class TextTask(Task):
         return torch.stack([self.train_tokens[i : i + spec.seq_len + 1] for i in starts.tolist()]).long()
 
     def loss(self, model: nn.Module, batch: Tensor) -> Tensor:
-        logits = model(input_ids=batch[:, :-1]).logits
-        return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+        return next_byte_loss(model, batch)
 
     def evaluate(self, model: nn.Module) -> tuple[float, float | None]:
         """Held-out loss (nats per byte) and next-byte accuracy."""
-        x = self.eval_tokens
-        logits = model(input_ids=x[:, :-1]).logits
-        target = x[:, 1:]
-        loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
-        return float(loss), float((logits.argmax(-1) == target).float().mean())
+        logits, loss = next_byte_logits_loss(model, self.eval_tokens)
+        return float(loss), float((logits.argmax(-1) == self.eval_tokens[:, 1:]).float().mean())

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-from hf_l3rs.tasks.text import DECODER, build_decoder, encode, pydoc_topics
+from hf_l3rs.tasks.pretrain import fit
+from hf_l3rs.tasks.text import DECODER, build_decoder, encode, next_byte_loss, pydoc_topics
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,6 @@ class DecoderPretrainConfig:
 
 def pretrain_decoder(config: DecoderPretrainConfig, output_dir: str | Path, progress: bool = True) -> dict[str, Any]:
     from safetensors.torch import save_file
-    from tqdm.auto import tqdm
 
     start = time.perf_counter()
     data = encode(pydoc_topics())
@@ -61,26 +60,17 @@ def pretrain_decoder(config: DecoderPretrainConfig, output_dir: str | Path, prog
     sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     g = torch.Generator().manual_seed(config.seed)
 
-    def lm_loss(batch: torch.Tensor) -> torch.Tensor:
-        logits = model(input_ids=batch[:, :-1]).logits
-        return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+    def batch_loss(_: int) -> torch.Tensor:
+        starts = torch.randint(0, len(train) - n, (config.batch_size,), generator=g).tolist()
+        return next_byte_loss(model, torch.stack([train[i : i + n] for i in starts]).long())
 
     model.train()
-    bar = tqdm(range(config.steps), desc="pretraining the decoder on pydoc topics", disable=not progress)
-    for t in bar:
-        starts = torch.randint(0, len(train) - n, (config.batch_size,), generator=g).tolist()
-        loss = lm_loss(torch.stack([train[i : i + n] for i in starts]).long())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if t % 50 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+    fit(batch_loss, opt, sched, config.steps, "pretraining the decoder on pydoc topics", progress)
     model.eval()
     with torch.no_grad():
         starts = range(0, len(held) - n, n)
         windows = torch.stack([held[i : i + n] for i in starts]).long()
-        held_loss = float(torch.stack([lm_loss(w) for w in windows.split(64)]).mean())
+        held_loss = float(torch.stack([next_byte_loss(model, w) for w in windows.split(64)]).mean())
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
