@@ -17,7 +17,7 @@ def get_family(family: str, /, **kwargs: Any) -> TaskFamily:
     """A registered family. Classic ones combine with ``+`` into a mixture; ``images``
     takes ``dataset`` (preset, folder or Hub id), ``model``, ``checkpoint`` and the fields
     of :class:`~hf_l3rs.tasks.images.ImageTaskSpec` (and ``name``, to tell two families over
-    one dataset apart); ``text`` (causal-LM fine-tuning of the tiny decoder, tasks/text.py)
+    one dataset apart); ``text`` (causal-LM fine-tuning of a pretrained Llama decoder, tasks/text.py)
     takes ``checkpoint``, ``name`` and the fields of :class:`~hf_l3rs.tasks.text.TextTaskSpec`;
     ``mixture`` takes ``members``, a list of ``{family, weight, ...kwargs}``.
     Any family but a mixture takes the augmentations of :class:`~hf_l3rs.tasks.augment.AugmentedFamily`:

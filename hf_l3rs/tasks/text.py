@@ -189,8 +189,8 @@ class TextTask(Task):
                 missing = [k for k in result.missing_keys if k != "lm_head.weight"]
                 if missing or result.unexpected_keys:
                     raise ValueError(
-                        f"checkpoint {self.family.checkpoint} is not the tiny decoder: missing {missing[:5]}, "
-                        f"unexpected {result.unexpected_keys[:5]}"
+                        f"checkpoint {self.family.checkpoint} does not fit the decoder shape recorded beside it: "
+                        f"missing {missing[:5]}, unexpected {result.unexpected_keys[:5]}"
                     )
             self._template = model
         return copy.deepcopy(self._template)

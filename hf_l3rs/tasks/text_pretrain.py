@@ -1,4 +1,4 @@
-"""Pretrain the tiny decoder of tasks/text.py on the language reference (``pydoc_data``),
+"""Pretrain the decoder of tasks/text.py on the language reference (``pydoc_data``),
 the checkpoint its fine-tuning tasks start from.
 
 Writes ``model.safetensors`` (the tied output layer saved once, under the input embedding's
