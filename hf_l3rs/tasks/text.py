@@ -1,4 +1,4 @@
-"""Causal-LM fine-tuning of a tiny pretrained decoder (issue 11): a transformer in the
+"""Causal-LM fine-tuning of a small pretrained decoder (issue 11): a transformer in the
 meta-training mixture, so the learned rule meets tensors that want much smaller steps than
 a CNN's (docs/decisions.md "A decoder in the mixture").
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import copy
 import functools
+import json
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,8 +51,6 @@ def build_decoder(**overrides: Any) -> nn.Module:
 
 def checkpoint_shape(checkpoint: str | Path) -> dict[str, Any]:
     """The decoder shape recorded beside a checkpoint (tasks/text_pretrain.py writes it)."""
-    import json
-
     meta = Path(checkpoint).parent / "config.json"
     if not meta.is_file():
         return dict(DECODER)
@@ -73,6 +72,11 @@ def next_byte_logits_loss(model: nn.Module, batch: Tensor) -> tuple[Tensor, Tens
 def next_byte_loss(model: nn.Module, batch: Tensor) -> Tensor:
     """Mean cross-entropy of predicting each next byte of ``batch`` [B, n + 1]."""
     return next_byte_logits_loss(model, batch)[1]
+
+
+def windows(tokens: Tensor, starts: list[int], length: int) -> Tensor:
+    """[len(starts), length] int64: the slices of ``tokens`` beginning at ``starts``."""
+    return torch.stack([tokens[i : i + length] for i in starts]).long()
 
 
 def encode(text: str) -> Tensor:
@@ -175,7 +179,7 @@ class TextTask(Task):
         if len(train) <= n or len(held_out) < n:
             raise ValueError(f"{family.name}: module {module!r} is too short for windows of {n} bytes")
         starts = torch.linspace(0, len(held_out) - n, family.spec.eval_windows).long()
-        self.eval_tokens = torch.stack([held_out[i : i + n] for i in starts.tolist()]).long()
+        self.eval_tokens = windows(held_out, starts.tolist(), n)
 
     def init_model(self) -> nn.Module:
         """The pretrained decoder (a copy of one built once per task)."""
@@ -199,7 +203,7 @@ class TextTask(Task):
         spec = self.family.spec
         g = torch.Generator().manual_seed((self.seed + 104729 * (step + 1)) % (2**63))
         starts = torch.randint(0, len(self.train_tokens) - spec.seq_len - 1, (spec.batch_size,), generator=g)
-        return torch.stack([self.train_tokens[i : i + spec.seq_len + 1] for i in starts.tolist()]).long()
+        return windows(self.train_tokens, starts.tolist(), spec.seq_len + 1)
 
     def loss(self, model: nn.Module, batch: Tensor) -> Tensor:
         return next_byte_loss(model, batch)

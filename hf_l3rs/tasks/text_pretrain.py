@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from hf_l3rs.tasks.pretrain import fit
-from hf_l3rs.tasks.text import DECODER, build_decoder, encode, next_byte_loss, pydoc_topics
+from hf_l3rs.tasks.text import DECODER, build_decoder, encode, next_byte_loss, pydoc_topics, windows
 
 
 @dataclass(frozen=True)
@@ -62,15 +62,14 @@ def pretrain_decoder(config: DecoderPretrainConfig, output_dir: str | Path, prog
 
     def batch_loss(_: int) -> torch.Tensor:
         starts = torch.randint(0, len(train) - n, (config.batch_size,), generator=g).tolist()
-        return next_byte_loss(model, torch.stack([train[i : i + n] for i in starts]).long())
+        return next_byte_loss(model, windows(train, starts, n))
 
     model.train()
     fit(batch_loss, opt, sched, config.steps, "pretraining the decoder on pydoc topics", progress)
     model.eval()
     with torch.no_grad():
-        starts = range(0, len(held) - n, n)
-        windows = torch.stack([held[i : i + n] for i in starts]).long()
-        held_loss = float(torch.stack([next_byte_loss(model, w) for w in windows.split(64)]).mean())
+        held_windows = windows(held, list(range(0, len(held) - n, n)), n)
+        held_loss = float(torch.stack([next_byte_loss(model, w) for w in held_windows.split(64)]).mean())
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
