@@ -206,3 +206,49 @@ def test_fashion_photos_become_an_evaluation_domain(tmp_path) -> None:
     assert [im.tobytes() for im in again["image"]] == [im.tobytes() for im in ds["image"]]
     splits = ClassSplits(list(ds["label"]), (0.0, 0.5, 0.5), 0).classes
     assert splits["pretrain"] == [] and len(splits["meta_train"]) == len(splits["meta_test"]) == 5
+
+
+def test_domain_shift_transforms_a_share_of_tasks_train_and_held_out_alike(tiny_kanji) -> None:
+    """tasks/augment.py: ``domain_shift: p`` shifts about that share of tasks, the same one for
+    the same seed, with one transform for the task's training and held-out images (an inverted
+    image maps pixel p to 1 − p); the other draws (rate, horizon) are those of the unshifted
+    family, and non-image families refuse it."""
+    from hf_l3rs.tasks.augment import PhotometricShift
+    from hf_l3rs.tasks.images import ImageTaskFamily, ImageTaskSpec, load_image_dataset
+    from hf_l3rs.tasks.registry import get_family
+
+    ds = load_image_dataset(str(tiny_kanji))
+    spec = ImageTaskSpec(classes_per_task=2, train_per_class=2, eval_per_class=2, batch_size=4, image_size=16)
+    args = dict(dataset=str(tiny_kanji), model="l3rs_resnet_narrow", name="kanji-tiny", rate_jitter=3)
+    args.update(classes_per_task=2, train_per_class=2, eval_per_class=2, batch_size=4, image_size=16)
+    shifted, plain = get_family("images", domain_shift=0.5, **args), get_family("images", **args)
+    clean = ImageTaskFamily(ds, spec, model_name="l3rs_resnet_narrow", name="kanji-tiny")
+    flags = []
+    for seed in range(40):
+        task, ref, base = shifted.sample(seed, "train"), plain.sample(seed, "train"), clean.sample(seed, "train")
+        assert (task.lr_scale, task.hide_horizon) == (ref.lr_scale, ref.hide_horizon)
+        shift = getattr(task, "domain_shift", None)
+        flags.append(shift is not None)
+        if shift is None:
+            assert torch.equal(task.train_x, base.train_x) and torch.equal(task.eval_x, base.eval_x)
+            continue
+        assert shift == shifted.sample(seed, "train").domain_shift
+        assert torch.allclose(task.train_x, shift(base.train_x)) and torch.allclose(task.eval_x, shift(base.eval_x))
+        assert 1 / 2.5 <= shift.gamma <= 2.5 and 0.5 <= shift.contrast <= 2 and sorted(shift.channels) == [0, 1, 2]
+    assert 0.3 < sum(flags) / len(flags) < 0.7
+    # The narrow ResNet: the tiny one's 41 tensors (so weights meta-trained on it map one to
+    # one) at 3/4 of its width.
+    import timm
+
+    narrow, tiny = task.init_model(), timm.create_model("l3rs_resnet_tiny", num_classes=2)
+    assert [n for n, _ in narrow.named_parameters()] == [n for n, _ in tiny.named_parameters()]
+    assert narrow.layer1[0].conv1.weight.shape[0] == 12 and narrow.fc.weight.shape == (2, 96)
+    x = torch.rand(2, 3, 4, 4) * 4 - 2  # normalised images: pixels p = x / 4 + 0.5 in [0, 1]
+    inverted = PhotometricShift(gamma=1.0, invert=True, channels=(0, 1, 2), contrast=1.0)
+    assert torch.allclose(inverted(x), -x, atol=1e-6)
+    swapped = PhotometricShift(gamma=2.0, invert=False, channels=(2, 0, 1), contrast=0.5)
+    assert torch.allclose(swapped(x)[:, 0], (((x[:, 2] / 4 + 0.5) ** 2 - 0.5) * 4) * 0.5, atol=1e-6)
+    with pytest.raises(ValueError, match="domain_shift applies to image families"):
+        get_family("two_moons_mlp", domain_shift=0.5)
+    with pytest.raises(ValueError, match="domain_shift must be a fraction"):
+        get_family("images", domain_shift=2, **args)

@@ -343,6 +343,21 @@ def test_a_task_mixture_draws_members_by_weight_reproducibly() -> None:
     task = mix.sample(5, "val")
     expected = mix.members[mix.member_index(5, "val")][0].sample(5, "val")
     assert type(task) is type(expected) and task.num_steps == expected.num_steps
+    # The network's shape comes from the first member's model, whichever member seed 0 draws.
+    skewed = get_family(
+        "mixture",
+        members=[
+            {"family": "two_moons_mlp", "weight": 1, "rate_jitter": 2},
+            {"family": "linear_regression", "weight": 1e6},
+        ],
+    )
+    assert skewed.member_index(0, "train") == 1
+    first = skewed.members[0][0].family.sample(0, "train")
+
+    def shapes(t):
+        return [tuple(p.shape) for p in t.init_model().parameters()]
+
+    assert shapes(skewed.template_task()) == shapes(first) != shapes(skewed.sample(0, "train"))
     with pytest.raises(ValueError, match="distinct names"):
         get_family("mixture", members=[{"family": "two_moons_mlp"}, {"family": "two_moons_mlp"}])
     with pytest.raises(ValueError, match="weight"):

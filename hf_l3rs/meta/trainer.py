@@ -175,7 +175,7 @@ class MetaTrainer:
         acc = self.accelerator
         threads = cfg.threads or max(1, (os.cpu_count() or 1) // max(1, acc.num_processes))
         torch.set_num_threads(threads)
-        template = self.family.sample(0, "train").init_model()
+        template = self.family.template_task().init_model()
         if cfg.learned_optimizer == "velo-lite":
             from hf_l3rs.optim.velo import VeLOLite, VeLOLiteNet
 

@@ -48,6 +48,11 @@ class TaskFamily(ABC):
     def sample(self, seed: int, split: str = "train") -> Task:
         """The task with this seed in this split."""
 
+    def template_task(self) -> Task:
+        """The task whose model defines a meta-trained network's components (their number,
+        roles and depths): the first training task."""
+        return self.sample(0, "train")
+
     def check_split(self, split: str) -> None:
         if split not in self.splits:
             raise ValueError(f"{self.name}: unknown split {split!r}; choose from {self.splits}")

@@ -34,6 +34,11 @@ class MixtureFamily(TaskFamily):
         g = torch.Generator().manual_seed(task_seed(self.name, split, seed))
         return int(torch.multinomial(self._weights, 1, generator=g))
 
+    def template_task(self) -> Task:
+        """The first member's: reordering or reweighting the other members never changes the
+        shape of the network a mixture meta-trains (a decoder drawn first would)."""
+        return self.members[0][0].template_task()
+
     def sample(self, seed: int, split: str = "train") -> Task:
         self.check_split(split)
         family, _ = self.members[self.member_index(seed, split)]

@@ -9,11 +9,18 @@ from timm.models import register_model
 from timm.models.resnet import BasicBlock, ResNet
 
 
-def _tiny(**kwargs: Any) -> ResNet:
+def _small(width: int, **kwargs: Any) -> ResNet:
+    """One BasicBlock per stage of width·(1, 2, 4, 8) channels (timm's 64-channel stem)."""
     kwargs.pop("pretrained_cfg", None)
     kwargs.pop("pretrained_cfg_overlay", None)
     kwargs.pop("cache_dir", None)
-    return ResNet(BasicBlock, [1, 1, 1, 1], channels=(16, 32, 64, 128), stem_width=16, **kwargs)
+    channels = (width, 2 * width, 4 * width, 8 * width)
+    return ResNet(BasicBlock, [1, 1, 1, 1], channels=channels, stem_width=width, **kwargs)
+
+
+def _no_weights(name: str, pretrained: bool) -> None:
+    if pretrained:
+        raise ValueError(f"{name} has no downloadable weights; pretrain with `hf-l3rs pretrain`")
 
 
 try:
@@ -21,9 +28,16 @@ try:
     @register_model
     def l3rs_resnet_tiny(pretrained: bool = False, **kwargs: Any) -> ResNet:
         """ResNet with one BasicBlock per stage, channels 16-128 (~330k parameters)."""
-        if pretrained:
-            raise ValueError("l3rs_resnet_tiny has no downloadable weights; pretrain with `hf-l3rs pretrain`")
-        return _tiny(**kwargs)
+        _no_weights("l3rs_resnet_tiny", pretrained)
+        return _small(16, **kwargs)
+
+    @register_model
+    def l3rs_resnet_narrow(pretrained: bool = False, **kwargs: Any) -> ResNet:
+        """The tiny ResNet with its stages at 3/4 width, 12-96 channels (~190k parameters): a
+        second architecture for meta-training mixtures (docs/decisions.md "Photograph-like
+        tasks in the mixture")."""
+        _no_weights("l3rs_resnet_narrow", pretrained)
+        return _small(12, **kwargs)
 
 except (RuntimeError, ValueError):  # already registered (module reloaded)
     pass

@@ -10,7 +10,7 @@ from hf_l3rs.tasks.classic import CLASSIC_FAMILIES, classic_family
 IMAGE_FAMILY = "images"
 MIXTURE_FAMILY = "mixture"
 TEXT_FAMILY = "text"
-AUGMENTATIONS = ("rate_jitter", "horizon_free")
+AUGMENTATIONS = ("rate_jitter", "horizon_free", "domain_shift")
 
 
 def get_family(family: str, /, **kwargs: Any) -> TaskFamily:
@@ -22,7 +22,9 @@ def get_family(family: str, /, **kwargs: Any) -> TaskFamily:
     ``mixture`` takes ``members``, a list of ``{family, weight, ...kwargs}``.
     Any family but a mixture takes the augmentations of :class:`~hf_l3rs.tasks.augment.AugmentedFamily`:
     ``rate_jitter: f`` (each task hides a rate multiplier, log-uniform in [1/f, f]) and
-    ``horizon_free: p`` (that share of tasks does not announce its number of steps).
+    ``horizon_free: p`` (that share of tasks does not announce its number of steps); image
+    families also ``domain_shift: p`` (that share of tasks sees its images through a seeded
+    photometric transform).
     """
     augment = {k: kwargs[k] for k in AUGMENTATIONS if k in kwargs}
     if augment and family != MIXTURE_FAMILY:
