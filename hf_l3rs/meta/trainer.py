@@ -29,6 +29,7 @@ from hf_l3rs.parallel import barrier, shard_map
 from hf_l3rs.registry import learned_factory
 from hf_l3rs.seeding import hash_seed
 from hf_l3rs.tasks import TaskFamily, run_task
+from hf_l3rs.tasks.base import template_task
 from hf_l3rs.verbosity import get_logger
 
 logger = get_logger(__name__)
@@ -175,7 +176,7 @@ class MetaTrainer:
         acc = self.accelerator
         threads = cfg.threads or max(1, (os.cpu_count() or 1) // max(1, acc.num_processes))
         torch.set_num_threads(threads)
-        template = self.family.template_task().init_model()
+        template = template_task(self.family).init_model()
         if cfg.learned_optimizer == "velo-lite":
             from hf_l3rs.optim.velo import VeLOLite, VeLOLiteNet
 

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from hf_l3rs.seeding import task_seed
-from hf_l3rs.tasks.base import Task, TaskFamily
+from hf_l3rs.tasks.base import Task, TaskFamily, template_task
 
 
 class AugmentedFamily(TaskFamily):
@@ -73,7 +73,7 @@ class AugmentedFamily(TaskFamily):
         return task
 
     def template_task(self) -> Task:
-        return self.family.template_task()
+        return template_task(self.family)
 
     def shift(self, seed: int, split: str, channels: int) -> PhotometricShift | None:
         """Task ``seed``'s input transform (None for the unshifted share); its own generator, so

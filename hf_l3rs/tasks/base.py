@@ -56,3 +56,10 @@ class TaskFamily(ABC):
     def check_split(self, split: str) -> None:
         if split not in self.splits:
             raise ValueError(f"{self.name}: unknown split {split!r}; choose from {self.splits}")
+
+
+def template_task(family: Any) -> Task:
+    """``family.template_task()``, or the first training task of a family that only has
+    ``sample`` (task families are duck-typed)."""
+    method = getattr(family, "template_task", None)
+    return method() if callable(method) else family.sample(0, "train")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from hf_l3rs.seeding import task_seed
-from hf_l3rs.tasks.base import Task, TaskFamily
+from hf_l3rs.tasks.base import Task, TaskFamily, template_task
 
 
 class MixtureFamily(TaskFamily):
@@ -37,7 +37,7 @@ class MixtureFamily(TaskFamily):
     def template_task(self) -> Task:
         """The first member's: reordering or reweighting the other members never changes the
         shape of the network a mixture meta-trains (a decoder drawn first would)."""
-        return self.members[0][0].template_task()
+        return template_task(self.members[0][0])
 
     def sample(self, seed: int, split: str = "train") -> Task:
         self.check_split(split)
