@@ -296,6 +296,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-classic", action="store_true", help="skip the linear-regression/Rosenbrock/two-moons runs")
     p.set_defaults(func=_analyze)
 
+    p = sub.add_parser(
+        "sensitivity",
+        help="validation accuracy/loss of meta-weights with the backbone's or head's learned rates scaled",
+    )
+    p.add_argument("meta_weights", help="meta-weights (bundled name, folder or Hub id)")
+    p.add_argument("--config", required=True, help="a meta-training YAML whose members' validation tasks are used")
+    p.add_argument("--factors", default="0.5,2,3,5", help="BACKBONE[/HEAD] rate factors, e.g. 2,3,3/0.5 (x1/x1 added)")
+    p.add_argument("--horizons", type=int, nargs="+", default=[10, 25, 50], help="training steps T")
+    p.add_argument("--tasks", type=int, default=8, help="validation tasks per member")
+    p.add_argument("--head-fraction", type=float, default=0.05, help="deepest share of tensors counted as the head")
+    p.add_argument("--output", default="outputs/sensitivity", help="folder for sensitivity.md, .json and .png")
+    p.set_defaults(func=_sensitivity)
+
     p = sub.add_parser("metatrain", help="meta-train L3RS with NES (same as examples/metatrain.py)")
     from hf_l3rs.meta.cli import build_parser as meta_parser
 
@@ -315,6 +328,24 @@ def _analyze(args: argparse.Namespace) -> None:
         image_task = {"family": cfg.family, "family_kwargs": cfg.family_kwargs}
     analyze(args.subjects, args.output, tasks=() if args.no_classic else CLASSIC_TASKS, image_task=image_task)
     print(f"wrote {args.output}/analysis.md and momentum/clipping/schedule/adaptation/mixing.png")
+
+
+def _sensitivity(args: argparse.Namespace) -> None:
+    from hf_l3rs.analysis.sensitivity import parse_factors, rate_sensitivity, write_report
+    from hf_l3rs.meta.config import MetaTrainConfig
+    from hf_l3rs.meta.trainer import build_family
+
+    family = build_family(MetaTrainConfig.from_yaml(args.config))
+    cells = rate_sensitivity(
+        args.meta_weights,
+        family,
+        factors=parse_factors(args.factors),
+        horizons=args.horizons,
+        num_tasks=args.tasks,
+        head_fraction=args.head_fraction,
+    )
+    out = write_report(cells, args.meta_weights, args.output)
+    print((out / "sensitivity.md").read_text())
 
 
 def main(argv: list[str] | None = None) -> None:

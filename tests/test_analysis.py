@@ -62,3 +62,84 @@ def test_a_learned_schedule_is_divided_out_of_the_momentum(tmp_path) -> None:
     save_net(VeLOLiteNet(), tmp_path / "velo")
     result = probes.momentum(get_subject(str(tmp_path / "velo")))
     assert all(abs(b - 0.9) <= 0.02 for b in result.beta.tolist()), result.beta
+
+
+# --------------------------------------------------------------- rate sensitivity (§6)
+
+
+def _untrained(tmp_path, base_lr: float = 0.05):
+    """Untrained meta-weights shaped for the two-moons MLP, saved like shipped ones."""
+    from hf_l3rs.optim.config import L3RSConfig
+    from hf_l3rs.optim.l3rs import L3RS
+    from hf_l3rs.tasks.registry import get_family
+
+    folder = tmp_path / "untrained"
+    model = get_family("two_moons_mlp").sample(0, "train").init_model()
+    L3RS(model, L3RSConfig(base_lr=base_lr)).save_pretrained(folder)
+    return str(folder)
+
+
+def test_parse_factors_puts_the_shipped_rule_first_and_refuses_bad_input() -> None:
+    from hf_l3rs.analysis.sensitivity import parse_factors
+    from hf_l3rs.optim.config import ConfigError
+
+    assert parse_factors("2, 3/0.5,1/1,2") == [(1.0, 1.0), (2.0, 1.0), (3.0, 0.5)]
+    for bad in ("0", "a", "1/2/3", "-1/1", "", "inf"):
+        with pytest.raises(ConfigError):
+            parse_factors(bad)
+
+
+def test_split_groups_put_the_deepest_tensors_in_the_head_group(model) -> None:
+    from hf_l3rs.analysis.sensitivity import split_groups
+
+    names = [n for n, _ in model.named_parameters()]
+    body, head = split_groups(model, 3.0, 0.5, head_fraction=0.25)
+    assert (body["lr"], head["lr"]) == (3.0, 0.5)
+    got = [n for n, _ in body["params"]] + [n for n, _ in head["params"]]
+    assert got == names  # the model's order: depths are those of a plain L3RS
+    n = len(names)
+    assert [n_ for n_, _ in head["params"]] == [names[i] for i in range(n) if i / (n - 1) > 0.75]
+
+
+def test_rate_sensitivity_is_paired_and_the_unscaled_cell_is_the_plain_optimizer(tmp_path) -> None:
+    """x1/x1 equals L3RS.from_pretrained on the same tasks; x2/x2 equals lr=2 (the group rate is
+    the multiplier); scaling only the backbone changes the result."""
+    from hf_l3rs.analysis.sensitivity import rate_sensitivity
+    from hf_l3rs.optim.l3rs import L3RS
+    from hf_l3rs.tasks.inner_loop import run_task
+    from hf_l3rs.tasks.registry import get_family
+
+    source = _untrained(tmp_path)
+    family = get_family("two_moons_mlp")
+    cells = rate_sensitivity(
+        source, family, factors=[(2.0, 1.0), (2.0, 2.0)], horizons=[6], num_tasks=3, progress=False
+    )
+    assert [(c.backbone, c.head) for c in cells] == [(1.0, 1.0), (2.0, 1.0), (2.0, 2.0)]
+    tasks = [family.sample(s, "val") for s in range(3)]
+
+    def mean_loss(lr: float) -> float:
+        runs = [
+            run_task(t, lambda m, total: L3RS.from_pretrained(source, m, total_steps=total, lr=lr), num_steps=6)
+            for t in tasks
+        ]
+        return sum(r.eval_loss for r in runs) / 3
+
+    assert cells[0].loss == pytest.approx(mean_loss(1.0), rel=1e-6)
+    assert cells[2].loss == pytest.approx(mean_loss(2.0), rel=1e-6)
+    assert cells[1].loss != pytest.approx(cells[0].loss, rel=1e-6)
+    assert cells[0].loss_se == 0.0 and cells[1].loss_se > 0.0
+
+
+def test_sensitivity_command_writes_a_table_json_and_plot(tmp_path) -> None:
+    from hf_l3rs.cli import main
+
+    config = tmp_path / "cfg.yaml"
+    config.write_text("name: t\nfamily: two_moons_mlp\nfamily_kwargs: {}\n")
+    out = tmp_path / "out"
+    main(["sensitivity", _untrained(tmp_path), "--config", str(config), "--factors", "3",
+          "--horizons", "4", "8", "--tasks", "2", "--output", str(out)])  # fmt: skip
+    report = json.loads((out / "sensitivity.json").read_text())
+    assert [(c["backbone"], c["horizon"]) for c in report["cells"]] == [(1.0, 4), (3.0, 4), (1.0, 8), (3.0, 8)]
+    md = (out / "sensitivity.md").read_text()
+    assert "backbone ×3, head ×1" in md and "| 8 |" in md
+    assert (out / "sensitivity.png").stat().st_size > 0
