@@ -243,6 +243,29 @@ def test_search_scales_name_meta_network_parameters(tmp_path) -> None:
     assert bool((scales[mask] == 30.0).all()) and bool((scales[~mask] == 1.0).all())
 
 
+def test_search_scales_select_part_of_a_parameter_by_index(tmp_path) -> None:
+    """``name[i, :, j]`` scales only those coordinates (the rate logit's row of the output
+    layer, not the mixing rows); a later entry overrides an earlier one."""
+    from hf_l3rs.meta.trainer import MetaTrainer
+
+    trainer = MetaTrainer(_tiny(search_scales={"weights.2": 3.0, "weights.2[:, 0, 0]": 30.0}), tmp_path)
+    net, scales = trainer.net, trainer.strategy.scales
+    mask = net.flat_mask("weights.2[:, 0, 0]")
+    assert int(mask.sum()) == net.weights[2].shape[0]
+    with torch.no_grad():  # the mask's positions are those of weights.2[:, 0, 0] in θ
+        theta = net.get_flat()
+        theta[mask] = 123.0
+        net.set_flat(theta)
+        assert bool((net.weights[2][:, 0, 0] == 123.0).all())
+        assert int((net.weights[2] == 123.0).sum()) == int(mask.sum())
+    whole = net.flat_mask("weights.2")
+    assert bool((scales[mask] == 30.0).all()) and bool((scales[whole & ~mask] == 3.0).all())
+    assert bool((scales[~whole] == 1.0).all())
+    for bad in ("weights.2[0, 0, 0, 0, 0]", "weights.2[x]", "weights.2[0", "weights.2[:, 99]"):
+        with pytest.raises(ConfigError, match="search_scales"):
+            MetaTrainer(_tiny(search_scales={bad: 2.0}), tmp_path)
+
+
 def test_exported_weights_load(tmp_path) -> None:
     from hf_l3rs import L3RS
     from hf_l3rs.tasks import classic_family

@@ -15,11 +15,25 @@ class FlatMetaParameters(nn.Module):
 
     def flat_mask(self, name: str) -> Tensor:
         """Boolean mask over θ (``get_flat`` order) selecting the parameter ``name``
-        (e.g. ``"hyper_raw"``), for searches that treat some coordinates differently."""
+        (e.g. ``"hyper_raw"``) or part of it with an index of integers and ``:``
+        (e.g. ``"biases.2[:, 0]"``, the rate logit's bias), for searches that treat some
+        coordinates differently."""
+        base, index = _split_index(name)
         names = dict(self.named_parameters())
-        if name not in names:
-            raise KeyError(f"{type(self).__name__} has no parameter {name!r}; known: {sorted(names)}")
-        return torch.cat([torch.full((p.numel(),), n == name, dtype=torch.bool) for n, p in self.named_parameters()])
+        if base not in names:
+            raise KeyError(f"{type(self).__name__} has no parameter {base!r}; known: {sorted(names)}")
+        parts = []
+        for n, p in self.named_parameters():
+            part = torch.zeros(p.shape, dtype=torch.bool)
+            if n == base:
+                if index is not None and len(index) > p.dim():
+                    raise KeyError(f"{name!r}: {base} has {p.dim()} dimensions, the index {len(index)}")
+                try:
+                    part[index if index is not None else ...] = True
+                except IndexError as exc:
+                    raise KeyError(f"{name!r}: {exc} (shape {tuple(p.shape)})") from None
+            parts.append(part.reshape(-1))
+        return torch.cat(parts)
 
     def get_flat(self) -> Tensor:
         """θ as one float64 vector (the order of ``parameters()``)."""
@@ -33,3 +47,21 @@ class FlatMetaParameters(nn.Module):
         for p in self.parameters():
             p.copy_(theta[offset : offset + p.numel()].view_as(p).to(p.dtype))
             offset += p.numel()
+
+
+def _split_index(name: str) -> tuple[str, tuple[int | slice, ...] | None]:
+    """``"weights.2[:, 0, 0]"`` -> ("weights.2", (slice(None), 0, 0)); no brackets -> (name, None)."""
+    if "[" not in name:
+        return name, None
+    base, _, rest = name.partition("[")
+    if not rest.endswith("]"):
+        raise KeyError(f"{name!r}: an index is written [i, :, j]")
+    index: list[int | slice] = []
+    for item in (s.strip() for s in rest[:-1].split(",")):
+        if item == ":":
+            index.append(slice(None))
+        elif item.lstrip("-").isdigit():
+            index.append(int(item))
+        else:
+            raise KeyError(f"{name!r}: index entries are integers or ':', got {item!r}")
+    return base.strip(), tuple(index)
