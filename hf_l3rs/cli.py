@@ -306,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--horizons", type=int, nargs="+", default=[10, 25, 50], help="training steps T")
     p.add_argument("--tasks", type=int, default=8, help="validation tasks per member")
     p.add_argument("--head-fraction", type=float, default=0.05, help="deepest share of tensors counted as the head")
+    p.add_argument("--roles", nargs="+", default=None, help="scale only backbone tensors of these roles (e.g. conv)")
     p.add_argument("--output", default="outputs/sensitivity", help="folder for sensitivity.md, .json and .png")
     p.set_defaults(func=_sensitivity)
 
@@ -343,8 +344,9 @@ def _sensitivity(args: argparse.Namespace) -> None:
         horizons=args.horizons,
         num_tasks=args.tasks,
         head_fraction=args.head_fraction,
+        roles=args.roles,
     )
-    out = write_report(cells, args.meta_weights, args.output)
+    out = write_report(cells, args.meta_weights, args.output, args.roles)
     print((out / "sensitivity.md").read_text())
 
 

@@ -101,6 +101,24 @@ def test_split_groups_put_the_deepest_tensors_in_the_head_group(model) -> None:
     assert [n_ for n_, _ in head["params"]] == [names[i] for i in range(n) if i / (n - 1) > 0.75]
 
 
+def test_split_groups_with_roles_scale_only_those_backbone_tensors(model) -> None:
+    from hf_l3rs.analysis.sensitivity import split_groups
+    from hf_l3rs.optim.components import describe
+    from hf_l3rs.optim.config import ConfigError
+
+    named = list(model.named_parameters())
+    comps = {c.name: c for c in describe(named, model)}
+    groups = split_groups(model, 3.0, 0.5, head_fraction=0.25, roles=["conv"])
+    rates = {n: g["lr"] for g in groups for n, _ in g["params"]}
+    assert sorted(rates) == sorted(n for n, _ in named)
+    for name, c in comps.items():
+        want = 0.5 if c.depth > 0.75 else (3.0 if c.role == "conv" else 1.0)
+        assert rates[name] == want, name
+    assert 3.0 in rates.values() and 1.0 in rates.values()
+    with pytest.raises(ConfigError, match="unknown role"):
+        split_groups(model, 3.0, 1.0, head_fraction=0.25, roles=["convolution"])
+
+
 def test_rate_sensitivity_is_paired_and_the_unscaled_cell_is_the_plain_optimizer(tmp_path) -> None:
     """x1/x1 equals L3RS.from_pretrained on the same tasks; x2/x2 equals lr=2 (the group rate is
     the multiplier); scaling only the backbone changes the result."""
@@ -137,9 +155,10 @@ def test_sensitivity_command_writes_a_table_json_and_plot(tmp_path) -> None:
     config.write_text("name: t\nfamily: two_moons_mlp\nfamily_kwargs: {}\n")
     out = tmp_path / "out"
     main(["sensitivity", _untrained(tmp_path), "--config", str(config), "--factors", "3",
-          "--horizons", "4", "8", "--tasks", "2", "--output", str(out)])  # fmt: skip
+          "--horizons", "4", "8", "--tasks", "2", "--roles", "linear", "--output", str(out)])  # fmt: skip
     report = json.loads((out / "sensitivity.json").read_text())
     assert [(c["backbone"], c["horizon"]) for c in report["cells"]] == [(1.0, 4), (3.0, 4), (1.0, 8), (3.0, 8)]
     md = (out / "sensitivity.md").read_text()
-    assert "backbone ×3, head ×1" in md and "| 8 |" in md
+    assert "backbone ×3, head ×1" in md and "| 8 |" in md and "linear tensors" in md
+    assert report["roles"] == ["linear"]
     assert (out / "sensitivity.png").stat().st_size > 0

@@ -66,6 +66,7 @@ CASES = {
     "loss_log1p": {"loss_feature": "log1p"},
     "rate_cosine": {"rate_schedule": "cosine"},
     "head_prior": {"init_head_fraction": 0.3, "init_head_rate": 5.0, "init_backbone_rate": 0.2},
+    "role_prior": {"role_rate_scale": {"conv": 3.0, "bias": 0.5}},
     "hypergradient": {
         "rate_adaptation": "hypergradient",
         "hypergradient_rate": 0.3,
@@ -90,7 +91,17 @@ def test_foreach_matches_reference(case: str) -> None:
 
 @pytest.mark.parametrize(
     "case",
-    ["default", "sgd+adam+wd", "global", "per_layer_mlp", "l2_norm", "loss_log1p", "rate_cosine", "hypergradient"],
+    [
+        "default",
+        "sgd+adam+wd",
+        "global",
+        "per_layer_mlp",
+        "l2_norm",
+        "loss_log1p",
+        "rate_cosine",
+        "hypergradient",
+        "role_prior",
+    ],
 )
 def test_fused_matches_reference(case: str) -> None:
     if load_fused() is None:
@@ -189,6 +200,29 @@ def test_head_prior_config_errors(changes, match) -> None:
 
     with pytest.raises(ConfigError, match=match):
         L3RSConfig(**changes)
+
+
+def test_role_prior_multiplies_the_learned_rate_of_its_roles_only(model) -> None:
+    """role_rate_scale {"conv": 3}: the first step's conv updates are exactly 3× those of the
+    same meta-weights without it (same features, same network output), every other tensor's equal."""
+    from hf_l3rs.optim.config import ConfigError
+
+    base = L3RSConfig(**LIVELY)
+    updates = []
+    for config in (base, base.replace(role_rate_scale={"conv": 3.0})):
+        m = copy.deepcopy(model)
+        before = {n: p.detach().clone() for n, p in m.named_parameters()}
+        opt = L3RS(m, config, total_steps=10, seed=1)
+        opt.step(loss=train_step(m, 0))
+        updates.append({n: p.detach() - before[n] for n, p in m.named_parameters()})
+    roles = {c.name: c.role for c in opt.components}
+    assert "conv" in roles.values() and set(roles.values()) - {"conv"}
+    for name, role in roles.items():
+        ratio = 3.0 if role == "conv" else 1.0
+        torch.testing.assert_close(updates[1][name], ratio * updates[0][name], rtol=1e-4, atol=1e-7)
+    for bad, match in (({"convolution": 2.0}, "unknown role"), ({"conv": 0.0}, "> 0"), ({"conv": "x"}, "numbers")):
+        with pytest.raises(ConfigError, match=match):
+            L3RSConfig(role_rate_scale=bad)
 
 
 def test_horizon_free_matches_reference() -> None:

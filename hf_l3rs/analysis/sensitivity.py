@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from hf_l3rs import jsonio
 from hf_l3rs.optim.components import describe
-from hf_l3rs.optim.config import ConfigError
+from hf_l3rs.optim.config import ROLES, ConfigError
 
 
 @dataclass(frozen=True)
@@ -60,16 +60,32 @@ def parse_factors(text: str) -> list[tuple[float, float]]:
     return [(1.0, 1.0)] + [p for p in dict.fromkeys(pairs) if p != (1.0, 1.0)]
 
 
-def split_groups(model: nn.Module, backbone: float, head: float, head_fraction: float) -> list[dict[str, Any]]:
-    """Two parameter groups in the model's order: the components whose relative depth (as L3RS
-    computes it) exceeds 1 − ``head_fraction`` get ``lr = head``, the others ``lr = backbone``."""
+def split_groups(
+    model: nn.Module,
+    backbone: float,
+    head: float,
+    head_fraction: float,
+    roles: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Parameter groups (L3RS keeps the model's order): the components whose relative depth
+    exceeds 1 − ``head_fraction`` get ``lr = head``, the others ``lr = backbone``; with
+    ``roles``, only backbone components of those roles are scaled (the rest keep ``lr = 1``)."""
     if not 0 < head_fraction < 1:
         raise ConfigError(f"sensitivity: head_fraction must be in (0, 1), got {head_fraction!r}")
+    unknown = sorted(set(roles or ()) - set(ROLES))
+    if unknown:
+        raise ConfigError(f"sensitivity: unknown role(s) {unknown}; known: {list(ROLES)}")
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    depths = [c.depth for c in describe(named, model)]
-    body = [item for item, d in zip(named, depths) if d <= 1 - head_fraction]
-    top = [item for item, d in zip(named, depths) if d > 1 - head_fraction]
-    return [g for g in ({"params": body, "lr": backbone}, {"params": top, "lr": head}) if g["params"]]
+    groups: dict[str, list[tuple[str, Tensor]]] = {"backbone": [], "head": [], "other": []}
+    for item, c in zip(named, describe(named, model)):
+        if c.depth > 1 - head_fraction:
+            groups["head"].append(item)
+        elif roles is None or c.role in roles:
+            groups["backbone"].append(item)
+        else:
+            groups["other"].append(item)
+    rates = {"backbone": backbone, "head": head, "other": 1.0}
+    return [{"params": items, "lr": rates[key]} for key, items in groups.items() if items]
 
 
 def members_of(family: Any) -> list[tuple[str, Any]]:
@@ -88,11 +104,13 @@ def rate_sensitivity(
     num_tasks: int = 8,
     split: str = "val",
     head_fraction: float = 0.05,
+    roles: Sequence[str] | None = None,
     progress: bool = True,
 ) -> list[SensitivityCell]:
     """Every member's first ``num_tasks`` tasks of ``split`` (seeds 0…n−1), trained for each
     horizon with L3RS(``source``) at each (backbone, head) factor pair; same tasks, data and
-    initial weights for every pair, so the differences are paired."""
+    initial weights for every pair, so the differences are paired. ``roles`` restricts the
+    backbone factor to components of those roles (e.g. ``("conv",)``)."""
     from tqdm.auto import tqdm
 
     from hf_l3rs.optim.hub import load_net
@@ -123,7 +141,7 @@ def rate_sensitivity(
             for fi, (backbone, head) in enumerate(factors):
 
                 def make(model: nn.Module, total: int | None, b: float = backbone, h: float = head) -> L3RS:
-                    groups = split_groups(model, b, h, head_fraction)
+                    groups = split_groups(model, b, h, head_fraction, roles)
                     return L3RS(groups, net, total_steps=total, model=model)
 
                 for ti, task in enumerate(tasks):
@@ -150,10 +168,11 @@ def rate_sensitivity(
     return cells
 
 
-def to_markdown(cells: Sequence[SensitivityCell], source: str) -> str:
+def to_markdown(cells: Sequence[SensitivityCell], source: str, roles: Sequence[str] | None = None) -> str:
     """One table per member: a row per horizon, a column per factor pair, accuracy (%) and
     held-out loss, with the paired difference to the rule as shipped and '*' beyond 2 s.e."""
-    lines = [f"# Rate sensitivity of `{source}` (validation tasks)", ""]
+    scaled = f"the backbone's {', '.join(roles)} tensors" if roles else "the backbone"
+    lines = [f"# Rate sensitivity of `{source}` (validation tasks; ×b scales {scaled})", ""]
     for member in dict.fromkeys(c.member for c in cells):
         rows = [c for c in cells if c.member == member]
         pairs = list(dict.fromkeys((c.backbone, c.head) for c in rows))
@@ -207,11 +226,14 @@ def plot(cells: Sequence[SensitivityCell], path: str | Path) -> Path:
     return path
 
 
-def write_report(cells: Sequence[SensitivityCell], source: str, output: str | Path) -> Path:
+def write_report(
+    cells: Sequence[SensitivityCell], source: str, output: str | Path, roles: Sequence[str] | None = None
+) -> Path:
     """``sensitivity.md``, ``sensitivity.json`` (strict JSON) and ``sensitivity.png`` in ``output``."""
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "sensitivity.md").write_text(to_markdown(cells, source))
-    jsonio.write(out / "sensitivity.json", {"source": source, "cells": [asdict(c) for c in cells]})
+    (out / "sensitivity.md").write_text(to_markdown(cells, source, roles))
+    record = {"source": source, "roles": list(roles) if roles else None, "cells": [asdict(c) for c in cells]}
+    jsonio.write(out / "sensitivity.json", record)
     plot(cells, out / "sensitivity.png")
     return out

@@ -29,6 +29,7 @@ ADDED_FIELDS = {
     "adaptation_max": 30.0,
     "adaptation_target": 0.0,
     "adaptation_scope": "model",
+    "role_rate_scale": {},
 }
 ROLES = ("conv", "linear", "norm", "bias", "embedding", "other")
 
@@ -109,6 +110,11 @@ class L3RSConfig:
     #: ``component``: one per tensor from its own cosine, so an oscillating head cannot hold
     #: back adapters that want a larger step (docs/decisions.md "Per-tensor adaptation").
     adaptation_scope: str = "model"
+    #: A fixed multiplier on the learned rate of every component of a role (as the network
+    #: sees it), e.g. ``{"conv": 3.0}``; {} = none. Chosen outside NES, on the validation
+    #: tasks of the meta-training members, for a direction the search does not move along
+    #: (docs/design.md §1 "Role prior", docs/decisions.md "The head/backbone split").
+    role_rate_scale: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Lists arrive from JSON/YAML: store tuples so the config stays hashable and frozen.
@@ -117,6 +123,8 @@ class L3RSConfig:
             if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
                 raise ConfigError(f"L3RSConfig.{name} must be a sequence, got {value!r}")
             object.__setattr__(self, name, tuple(value))
+        if isinstance(self.role_rate_scale, dict):  # a copy: the default in ADDED_FIELDS is shared
+            object.__setattr__(self, "role_rate_scale", dict(self.role_rate_scale))
         self.validate()
 
     def _check_types(self) -> None:
@@ -205,6 +213,11 @@ class L3RSConfig:
                 raise ConfigError("L3RSConfig.init_head_fraction needs per-component rates (not variant='global')")
             if len(self.hidden_sizes) < 2 or self.hidden_sizes[0] < 2:
                 raise ConfigError("L3RSConfig.init_head_fraction needs >= 2 hidden layers, the first with >= 2 units")
+        for role, scale in self.role_rate_scale.items():
+            if role not in ROLES:
+                raise ConfigError(f"L3RSConfig.role_rate_scale: unknown role {role!r}; known: {list(ROLES)}")
+            if not scale > 0:
+                raise ConfigError(f"L3RSConfig.role_rate_scale[{role!r}] must be a number > 0, got {scale!r}")
         if self.variant not in VARIANTS:
             raise ConfigError(f"L3RSConfig.variant must be one of {VARIANTS}, got {self.variant!r}")
         for beta in self.ema_betas:

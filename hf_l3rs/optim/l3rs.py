@@ -156,6 +156,10 @@ class L3RS(torch.optim.Optimizer):
         self.component_map = mapping.to(self.device)
         #: Each component's role as the meta-network sees it (a stand-in for roles it never saw).
         self.presented_roles = [ROLES[int(r)] for r in presented]
+        # docs/design.md §1 "Role prior": a fixed multiplier per role, 1 for roles not listed.
+        self._role_scale = torch.tensor(
+            [self.config.role_rate_scale.get(role, 1.0) for role in self.presented_roles], dtype=torch.float32
+        ).to(self.device)
         self.descriptor = (
             descriptor_matrix(self.components, presented).to(self.device) if self.config.descriptor else None
         )
@@ -398,6 +402,8 @@ class L3RS(torch.optim.Optimizer):
         )
         rate, mix = self.net(feats, self.component_map)
         rate = rate * rate_schedule_factor(cfg, self._step, self.total_steps)
+        if cfg.role_rate_scale:
+            rate = rate * self._role_scale.to(rate)
         if cfg.rate_adaptation != "none":
             rate = rate * torch.exp(self._log_adapt).to(rate)
         self.last_rate, self.last_mix = rate, mix

@@ -126,7 +126,7 @@ class ReferenceL3RS:
         for j, (dirs, news, dnorms) in pending.items():
             p, group = self.params[j], group_of[j]
             eta = group["lr"] * float(rate[j]) * rate_schedule_factor(cfg, self.t, self.total_steps)
-            eta *= math.exp(self.log_adapt[j])
+            eta *= math.exp(self.log_adapt[j]) * cfg.role_rate_scale.get(self.components[j].role, 1.0)
             update = torch.zeros_like(p)
             for k, d in enumerate(dirs):
                 scale = dnorms[k] / math.sqrt(p.numel()) if cfg.norm == "rms" else dnorms[k]
