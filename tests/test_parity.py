@@ -220,6 +220,19 @@ def test_role_prior_multiplies_the_learned_rate_of_its_roles_only(model) -> None
     for name, role in roles.items():
         ratio = 3.0 if role == "conv" else 1.0
         torch.testing.assert_close(updates[1][name], ratio * updates[0][name], rtol=1e-4, atol=1e-7)
+    # A model without the role (a transformer has no convolutions) is untouched, bit for bit.
+    mlp = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.LayerNorm(8), torch.nn.Linear(8, 2))
+    steps = []
+    for config in (base, base.replace(role_rate_scale={"conv": 3.0})):
+        m = copy.deepcopy(mlp)
+        opt = L3RS(m, config, total_steps=10, seed=1)
+        for t in range(3):
+            loss = m(torch.randn(8, 4, generator=torch.Generator().manual_seed(t))).pow(2).mean()
+            m.zero_grad()
+            loss.backward()
+            opt.step(loss=loss)
+        steps.append(torch.cat([p.detach().reshape(-1) for p in m.parameters()]))
+    assert torch.equal(steps[0], steps[1])
     for bad, match in (({"convolution": 2.0}, "unknown role"), ({"conv": 0.0}, "> 0"), ({"conv": "x"}, "numbers")):
         with pytest.raises(ConfigError, match=match):
             L3RSConfig(role_rate_scale=bad)

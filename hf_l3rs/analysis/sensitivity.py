@@ -188,8 +188,9 @@ def to_markdown(cells: Sequence[SensitivityCell], source: str, roles: Sequence[s
                     out.append(f"{100 * c.accuracy:.1f} % / {c.loss:.3f}")
                     continue
                 da, dl = c.accuracy - base[horizon].accuracy, c.loss - base[horizon].loss
-                star_a = "*" if abs(da) > 2 * c.accuracy_se > 0 else ""
-                star_l = "*" if abs(dl) > 2 * c.loss_se > 0 else ""
+                # beyond 2 s.e. and visible at the printed precision (a consistent 1e-5 is not news)
+                star_a = "*" if abs(da) > 2 * c.accuracy_se > 0 and round(100 * da, 1) != 0 else ""
+                star_l = "*" if abs(dl) > 2 * c.loss_se > 0 and round(dl, 3) != 0 else ""
                 out.append(f"{100 * c.accuracy:.1f} % ({100 * da:+.1f}{star_a}) / {c.loss:.3f} ({dl:+.3f}{star_l})")
             lines.append(f"| {horizon} | " + " | ".join(out) + " |")
         lines.append("")
