@@ -308,6 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--head-fraction", type=float, default=0.05, help="deepest share of tensors counted as the head")
     p.add_argument("--roles", nargs="+", default=None, help="scale only backbone tensors of these roles (e.g. conv)")
     p.add_argument("--output", default="outputs/sensitivity", help="folder for sensitivity.md, .json and .png")
+    p.add_argument(
+        "--write-prior",
+        default=None,
+        metavar="FOLDER",
+        help="with --roles: save the meta-weights with the selected factor in their role prior",
+    )
     p.set_defaults(func=_sensitivity)
 
     p = sub.add_parser("metatrain", help="meta-train L3RS with NES (same as examples/metatrain.py)")
@@ -332,10 +338,12 @@ def _analyze(args: argparse.Namespace) -> None:
 
 
 def _sensitivity(args: argparse.Namespace) -> None:
-    from hf_l3rs.analysis.sensitivity import parse_factors, rate_sensitivity, write_report
+    from hf_l3rs.analysis.sensitivity import parse_factors, rate_sensitivity, select_factor, write_prior, write_report
     from hf_l3rs.meta.config import MetaTrainConfig
     from hf_l3rs.meta.trainer import build_family
 
+    if args.write_prior and not args.roles:
+        raise ValueError("hf-l3rs sensitivity: --write-prior needs --roles (the prior is per role)")
     family = build_family(MetaTrainConfig.from_yaml(args.config))
     cells = rate_sensitivity(
         args.meta_weights,
@@ -348,6 +356,10 @@ def _sensitivity(args: argparse.Namespace) -> None:
     )
     out = write_report(cells, args.meta_weights, args.output, args.roles)
     print((out / "sensitivity.md").read_text())
+    if args.write_prior:
+        factor = select_factor(cells)
+        folder = write_prior(args.meta_weights, args.roles, factor, args.write_prior)
+        print(f"wrote {folder}: {args.meta_weights} with {', '.join(args.roles)} x{factor:g} in its role prior")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from hf_l3rs.analysis import probes
 from hf_l3rs.analysis.subjects import get_subject
@@ -162,3 +163,54 @@ def test_sensitivity_command_writes_a_table_json_and_plot(tmp_path) -> None:
     assert "backbone ×3, head ×1" in md and "| 8 |" in md and "linear tensors" in md
     assert report["roles"] == ["linear"]
     assert (out / "sensitivity.png").stat().st_size > 0
+
+
+def _cell(member: str, horizon: int, backbone: float, acc: float, se: float = 0.01, loss: float = 1.0):
+    from hf_l3rs.analysis.sensitivity import SensitivityCell
+
+    return SensitivityCell(member, horizon, backbone, 1.0, acc, loss, se, 0.01, 8)
+
+
+def test_select_factor_stops_at_the_first_factor_that_harms_a_member() -> None:
+    """The prior's rule on a hand case: ×2 and ×3 harm nobody, ×5 costs member b 5 points at
+    T = 10 (s.e. 1 point), so ×10 is not reached even though it harms nobody."""
+    from hf_l3rs.analysis.sensitivity import select_factor
+
+    cells = []
+    for member, base in (("a", 0.80), ("b", 0.50)):
+        for horizon in (10, 25):
+            cells.append(_cell(member, horizon, 1.0, base, se=0.0))
+            cells.append(_cell(member, horizon, 2.0, base + 0.02))
+            cells.append(_cell(member, horizon, 3.0, base - 0.015))  # within 2 s.e.
+            cells.append(_cell(member, horizon, 5.0, base - (0.05 if (member, horizon) == ("b", 10) else 0.0)))
+            cells.append(_cell(member, horizon, 10.0, base + 0.05))
+    assert select_factor(cells) == 3.0
+    first_harms = [c for c in cells if c.backbone in (1.0, 5.0)]
+    assert select_factor(first_harms) == 1.0
+    # Without accuracy (regression tasks) the held-out loss decides: +0.05 with s.e. 0.01 harms.
+    nan = float("nan")
+    no_acc = [
+        _cell("r", 10, 1.0, nan, loss=1.0),
+        _cell("r", 10, 2.0, nan, loss=0.98),
+        _cell("r", 10, 4.0, nan, loss=1.05),
+    ]
+    assert select_factor(no_acc) == 2.0
+
+
+def test_sensitivity_writes_the_selected_role_prior(tmp_path) -> None:
+    from hf_l3rs.analysis.sensitivity import SensitivityCell, select_factor
+    from hf_l3rs.cli import main
+    from hf_l3rs.optim.hub import load_net
+
+    config = tmp_path / "cfg.yaml"
+    config.write_text("name: t\nfamily: two_moons_mlp\nfamily_kwargs: {}\n")
+    source, out, prior = _untrained(tmp_path), tmp_path / "out", tmp_path / "prior"
+    with pytest.raises(SystemExit, match="needs --roles"):
+        main(["sensitivity", source, "--config", str(config), "--write-prior", str(prior)])
+    main(["sensitivity", source, "--config", str(config), "--factors", "2,4", "--horizons", "5",
+          "--tasks", "3", "--roles", "linear", "--output", str(out), "--write-prior", str(prior)])  # fmt: skip
+    cells = [SensitivityCell(**c) for c in json.loads((out / "sensitivity.json").read_text())["cells"]]
+    factor = select_factor(cells)
+    assert load_net(str(prior)).config.role_rate_scale == {"linear": factor}
+    assert torch.equal(load_net(str(prior)).get_flat(), load_net(source).get_flat())  # only the prior changes
+    assert f"×{factor:g}." in (out / "sensitivity.md").read_text()

@@ -168,6 +168,28 @@ def rate_sensitivity(
     return cells
 
 
+def harmed(cell: SensitivityCell, base: SensitivityCell) -> bool:
+    """Significantly worse than the rule as shipped (beyond 2 s.e., paired): in accuracy, or in
+    held-out loss for tasks without one."""
+    if math.isfinite(cell.accuracy) and math.isfinite(base.accuracy):
+        return cell.accuracy - base.accuracy < -2 * cell.accuracy_se
+    return cell.loss - base.loss > 2 * cell.loss_se
+
+
+def select_factor(cells: Sequence[SensitivityCell]) -> float:
+    """The prior's rule (docs/decisions.md "The head/backbone split as a search direction"):
+    over backbone factors ≥ 1 with the head at ×1, ascending, the largest one up to which no
+    member at any horizon is significantly worse than ×1; 1.0 when the first already is."""
+    base = {(c.member, c.horizon): c for c in cells if (c.backbone, c.head) == (1.0, 1.0)}
+    chosen = 1.0
+    for factor in sorted({c.backbone for c in cells if c.head == 1.0 and c.backbone > 1.0}):
+        group = [c for c in cells if c.head == 1.0 and c.backbone == factor]
+        if any(harmed(c, base[(c.member, c.horizon)]) for c in group):
+            break
+        chosen = factor
+    return chosen
+
+
 def to_markdown(cells: Sequence[SensitivityCell], source: str, roles: Sequence[str] | None = None) -> str:
     """One table per member: a row per horizon, a column per factor pair, accuracy (%) and
     held-out loss, with the paired difference to the rule as shipped and '*' beyond 2 s.e."""
@@ -195,6 +217,11 @@ def to_markdown(cells: Sequence[SensitivityCell], source: str, roles: Sequence[s
             lines.append(f"| {horizon} | " + " | ".join(out) + " |")
         lines.append("")
     lines.append("Accuracy / held-out loss; in brackets the paired difference to ×1/×1 (* beyond 2 s.e.).")
+    if any(c.head == 1.0 and c.backbone > 1.0 for c in cells):
+        lines += [
+            "",
+            f"Largest backbone factor with no member and horizon significantly worse: ×{select_factor(cells):g}.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -225,6 +252,19 @@ def plot(cells: Sequence[SensitivityCell], path: str | Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def write_prior(source: str, roles: Sequence[str], factor: float, output: str | Path) -> Path:
+    """``source``'s meta-weights with their role prior multiplied by ``factor`` on ``roles``
+    (docs/design.md §1 "Role prior"), saved to ``output`` with the card they came with."""
+    from hf_l3rs.optim.hub import load_net, save_net
+
+    net = load_net(source)
+    scale = dict(net.config.role_rate_scale)
+    for role in roles:
+        scale[role] = scale.get(role, 1.0) * factor
+    net = load_net(source, role_rate_scale=scale)
+    return save_net(net, output)
 
 
 def write_report(
