@@ -195,6 +195,8 @@ def test_select_factor_stops_at_the_first_factor_that_harms_a_member() -> None:
         _cell("r", 10, 4.0, nan, loss=1.05),
     ]
     assert select_factor(no_acc) == 2.0
+    diverged = [*no_acc[:2], _cell("r", 10, 4.0, nan, loss=float("inf"))]
+    assert select_factor(diverged) == 2.0
 
 
 def test_sensitivity_writes_the_selected_role_prior(tmp_path) -> None:

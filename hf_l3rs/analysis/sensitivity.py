@@ -4,9 +4,10 @@ can express; the head/backbone split is one it moves along slowly (docs/design.m
 docs/decisions.md "The head/backbone split as a search direction"). This measures the
 validation tasks of each member of a meta-training mixture along that direction.
 
-The scaling uses the public interface: two parameter groups (backbone, head) whose ``lr``
-multiplies the learned rates, in the model's order, so roles, depths and the embedding
-mapping are those of a plain ``L3RS.from_pretrained(source, model)``.
+The scaling uses the public interface: parameter groups (backbone, head, and with ``roles``
+the backbone's other tensors) whose ``lr`` multiplies the learned rates, in the model's
+order, so roles, depths and the embedding mapping are those of a plain
+``L3RS.from_pretrained(source, model)``.
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ def rate_sensitivity(
     backbone factor to components of those roles (e.g. ``("conv",)``)."""
     from tqdm.auto import tqdm
 
+    from hf_l3rs.evaluation.stats import paired
     from hf_l3rs.optim.hub import load_net
     from hf_l3rs.optim.l3rs import L3RS
     from hf_l3rs.tasks.inner_loop import run_task
@@ -150,7 +152,8 @@ def rate_sensitivity(
                     loss[fi, ti] = float(result.eval_loss)
                     bar.update()
             for fi, (backbone, head) in enumerate(factors):
-                da, dl = acc[fi] - acc[0], loss[fi] - loss[0]
+                acc_se = paired(acc[fi].tolist(), acc[0].tolist(), higher_is_better=True)["se"]
+                loss_se = paired(loss[fi].tolist(), loss[0].tolist(), higher_is_better=False)["se"]
                 cells.append(
                     SensitivityCell(
                         member=name,
@@ -159,8 +162,8 @@ def rate_sensitivity(
                         head=head,
                         accuracy=float(acc[fi].mean()),
                         loss=float(loss[fi].mean()),
-                        accuracy_se=float(da.std() / math.sqrt(num_tasks)),
-                        loss_se=float(dl.std() / math.sqrt(num_tasks)),
+                        accuracy_se=math.nan if acc_se is None else float(acc_se),
+                        loss_se=math.nan if loss_se is None else float(loss_se),
                         tasks=num_tasks,
                     )
                 )
@@ -170,7 +173,9 @@ def rate_sensitivity(
 
 def harmed(cell: SensitivityCell, base: SensitivityCell) -> bool:
     """Significantly worse than the rule as shipped (beyond 2 s.e., paired): in accuracy, or in
-    held-out loss for tasks without one."""
+    held-out loss for tasks without one; a run that diverged (non-finite loss) always is."""
+    if not math.isfinite(cell.loss):
+        return True
     if math.isfinite(cell.accuracy) and math.isfinite(base.accuracy):
         return cell.accuracy - base.accuracy < -2 * cell.accuracy_se
     return cell.loss - base.loss > 2 * cell.loss_se
