@@ -26,9 +26,7 @@ class FlatMetaParameters(nn.Module):
         for n, p in self.named_parameters():
             part = torch.zeros(p.shape, dtype=torch.bool)
             if n == base:
-                if index is not None and len(index) > p.dim():
-                    raise KeyError(f"{name!r}: {base} has {p.dim()} dimensions, the index {len(index)}")
-                try:
+                try:  # torch reports an index out of range or with too many entries
                     part[index if index is not None else ...] = True
                 except IndexError as exc:
                     raise KeyError(f"{name!r}: {exc} (shape {tuple(p.shape)})") from None
