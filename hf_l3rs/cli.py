@@ -118,6 +118,8 @@ def _benchmark(args: argparse.Namespace) -> None:
         "families": args.families,
     }
     cfg = _config(TunedConfig, args, overrides)
+    if args.eval_batchnorm:
+        cfg = cfg.with_task_option("eval_batchnorm", args.eval_batchnorm)
     previous = None
     saved = Path(args.output) / "tuned.json"
     if args.reuse_baselines and saved.is_file():
@@ -264,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="reuse the tuned baselines of OUTPUT/tuned.json when its configuration matches (only L3RS runs)",
     )
+    _eval_batchnorm_argument(p)
     p.set_defaults(func=_benchmark)
 
     p = sub.add_parser("push", help="upload a meta-weights folder to the Hub (safetensors, JSON and card only)")
@@ -314,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FOLDER",
         help="with --roles: save the meta-weights with the selected factor in their role prior",
     )
+    _eval_batchnorm_argument(p)
     p.set_defaults(func=_sensitivity)
 
     p = sub.add_parser("metatrain", help="meta-train L3RS with NES (same as examples/metatrain.py)")
@@ -322,6 +326,18 @@ def build_parser() -> argparse.ArgumentParser:
     meta_parser(p)
     p.set_defaults(func=lambda a: __import__("hf_l3rs.meta.cli", fromlist=["run"]).run(a))
     return ap
+
+
+def _eval_batchnorm_argument(p: argparse.ArgumentParser) -> None:
+    from hf_l3rs.tasks.batchnorm import EVAL_BATCHNORM
+
+    p.add_argument(
+        "--eval-batchnorm",
+        choices=EVAL_BATCHNORM,
+        default=None,
+        help="BatchNorm statistics when image tasks are evaluated: the model's running ones (default) or "
+        "re-estimated on each task's training images (for every optimizer alike)",
+    )
 
 
 def _analyze(args: argparse.Namespace) -> None:
@@ -341,10 +357,15 @@ def _sensitivity(args: argparse.Namespace) -> None:
     from hf_l3rs.analysis.sensitivity import parse_factors, rate_sensitivity, select_factor, write_prior, write_report
     from hf_l3rs.meta.config import MetaTrainConfig
     from hf_l3rs.meta.trainer import build_family
+    from hf_l3rs.tasks.registry import with_image_option
 
     if args.write_prior and not args.roles:
         raise ValueError("hf-l3rs sensitivity: --write-prior needs --roles (the prior is per role)")
-    family = build_family(MetaTrainConfig.from_yaml(args.config))
+    config = MetaTrainConfig.from_yaml(args.config)
+    if args.eval_batchnorm:
+        kwargs = with_image_option(config.family, config.family_kwargs, "eval_batchnorm", args.eval_batchnorm)
+        config.family_kwargs = kwargs
+    family = build_family(config)
     cells = rate_sensitivity(
         args.meta_weights,
         family,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,13 @@ class TunedConfig:
         data.update({k: v for k, v in overrides.items() if v is not None})
         reject_unknown_fields(cls, data, str(path))
         return cls(**data)
+
+    def with_task_option(self, key: str, value: Any) -> TunedConfig:
+        """The same benchmark with ``key: value`` in the task spec of every dataset it uses
+        (e.g. ``eval_batchnorm``); a changed spec never reuses older baselines."""
+        datasets = dict.fromkeys([*self.domains.values(), *self.task_specs])
+        specs = {d: {**self.task_specs.get(d, {}), key: value} for d in datasets}
+        return replace(self, task_specs=specs)
 
     def exponent_grid(self, family: str) -> list[int]:
         """The initial grid as integer exponents k (rate 10^(k / per_decade))."""

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from hf_l3rs.seeding import task_seed
 from hf_l3rs.tasks.base import Task, TaskFamily
+from hf_l3rs.tasks.batchnorm import EVAL_BATCHNORM, recalibrated_batchnorm
 
 
 class DatasetError(ValueError):
@@ -93,6 +94,10 @@ class ImageTaskSpec:
     channels: int = 3
     split_fractions: tuple[float, float, float] = (0.5, 0.25, 0.25)  # pretrain, meta-train, meta-test
     split_seed: int = 0
+    #: BatchNorm statistics at evaluation: ``running`` (the model's own, as ``model.eval()``
+    #: leaves them) or ``recalibrated`` (re-estimated on the task's training images at the
+    #: evaluated weights; hf_l3rs/tasks/batchnorm.py)
+    eval_batchnorm: str = "running"
 
     def __post_init__(self) -> None:
         # YAML and JSON give lists; keep the frozen spec hashable.
@@ -103,6 +108,10 @@ class ImageTaskSpec:
             raise ValueError("ImageTaskSpec needs 0 < k_min <= k_max")
         if abs(sum(self.split_fractions) - 1.0) > 1e-6:
             raise ValueError("ImageTaskSpec.split_fractions must sum to 1")
+        if self.eval_batchnorm not in EVAL_BATCHNORM:
+            raise ValueError(
+                f"ImageTaskSpec.eval_batchnorm must be one of {EVAL_BATCHNORM}, got {self.eval_batchnorm!r}"
+            )
 
 
 class ClassSplits:
@@ -258,7 +267,11 @@ class ImageTask(Task):
         return nn.functional.cross_entropy(model(x), y)
 
     def evaluate(self, model: nn.Module) -> tuple[float, float | None]:
-        out = model(self.eval_x)
+        if self.family.spec.eval_batchnorm == "recalibrated":
+            with recalibrated_batchnorm(model, self.train_x):
+                out = model(self.eval_x)
+        else:
+            out = model(self.eval_x)
         return float(nn.functional.cross_entropy(out, self.eval_y)), float(
             (out.argmax(1) == self.eval_y).float().mean()
         )

@@ -79,3 +79,17 @@ def get_family(family: str, /, **kwargs: Any) -> TaskFamily:
         f"unknown task family {family!r}; known: {sorted(CLASSIC_FAMILIES)} (combine with '+'), "
         f"{IMAGE_FAMILY!r}, {TEXT_FAMILY!r} and {MIXTURE_FAMILY!r}"
     )
+
+
+def with_image_option(family: str, kwargs: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """``kwargs`` of a ``family`` with ``key: value`` set on every image family in it (the
+    family itself, or each image member of a mixture); other families are left as they are."""
+    if family == IMAGE_FAMILY:
+        return {**kwargs, key: value}
+    if family == MIXTURE_FAMILY:
+        members = [
+            {**m, key: value} if isinstance(m, dict) and m.get("family") == IMAGE_FAMILY else m
+            for m in kwargs.get("members", [])
+        ]
+        return {**kwargs, "members": members}
+    return dict(kwargs)
