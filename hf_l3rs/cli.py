@@ -328,12 +328,14 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _eval_batchnorm_argument(p: argparse.ArgumentParser) -> None:
-    from hf_l3rs.tasks.batchnorm import EVAL_BATCHNORM
+#: hf_l3rs.tasks.batchnorm.EVAL_BATCHNORM, spelled out so the parser does not import torch
+EVAL_BATCHNORM_CHOICES = ("running", "recalibrated")
 
+
+def _eval_batchnorm_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--eval-batchnorm",
-        choices=EVAL_BATCHNORM,
+        choices=EVAL_BATCHNORM_CHOICES,
         default=None,
         help="BatchNorm statistics when image tasks are evaluated: the model's running ones (default) or "
         "re-estimated on each task's training images (for every optimizer alike)",

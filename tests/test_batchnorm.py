@@ -65,8 +65,12 @@ def test_a_model_without_batchnorm_is_untouched() -> None:
         torch.testing.assert_close(m(x), model(x))
 
 
-def test_spec_rejects_an_unknown_mode() -> None:
+def test_spec_rejects_an_unknown_mode_and_the_cli_offers_the_known_ones() -> None:
+    from hf_l3rs.cli import EVAL_BATCHNORM_CHOICES
+    from hf_l3rs.tasks.batchnorm import EVAL_BATCHNORM
     from hf_l3rs.tasks.images import ImageTaskSpec
+
+    assert EVAL_BATCHNORM_CHOICES == EVAL_BATCHNORM
 
     with pytest.raises(ValueError, match="eval_batchnorm"):
         ImageTaskSpec(eval_batchnorm="precise")

@@ -232,7 +232,7 @@ def test_bundled_general_weights_train_an_unseen_decoder_without_a_learning_rate
     from hf_l3rs.tasks.text import build_decoder, encode
 
     general, pertensor = load_net("l3rs-general"), load_net("l3rs-kanji-pertensor")
-    assert general.config.role_rate_scale == {"conv": 3.0}
+    assert general.config.role_rate_scale == {"conv": 6.0}
     assert general.config.replace(role_rate_scale={}) == pertensor.config
     assert not torch.equal(general.get_flat(), pertensor.get_flat())
     torch.manual_seed(0)
