@@ -11,6 +11,7 @@ classes, and a freshly initialised N-way head seeded per task. Images are decode
 from __future__ import annotations
 
 import copy
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -267,10 +268,8 @@ class ImageTask(Task):
         return nn.functional.cross_entropy(model(x), y)
 
     def evaluate(self, model: nn.Module) -> tuple[float, float | None]:
-        if self.family.spec.eval_batchnorm == "recalibrated":
-            with recalibrated_batchnorm(model, self.train_x):
-                out = model(self.eval_x)
-        else:
+        recalibrate = self.family.spec.eval_batchnorm == "recalibrated"
+        with recalibrated_batchnorm(model, self.train_x) if recalibrate else nullcontext():
             out = model(self.eval_x)
         return float(nn.functional.cross_entropy(out, self.eval_y)), float(
             (out.argmax(1) == self.eval_y).float().mean()
