@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +108,7 @@ class TunedConfig:
         (e.g. ``eval_batchnorm``); a changed spec never reuses older baselines."""
         datasets = dict.fromkeys([*self.domains.values(), *self.task_specs])
         specs = {d: {**self.task_specs.get(d, {}), key: value} for d in datasets}
-        return replace(self, task_specs=specs)
+        return dataclasses.replace(self, task_specs=specs)
 
     def exponent_grid(self, family: str) -> list[int]:
         """The initial grid as integer exponents k (rate 10^(k / per_decade))."""
