@@ -69,7 +69,15 @@ def benchmark_section(results: dict, label: str) -> tuple[str, list[dict]]:
         index.append(
             {
                 "task": {"type": "image-classification", "name": f"fine-tuning, evaluation {ev}"},
-                "dataset": {"type": cfg["domains"][EVALUATIONS[ev][1]], "name": _setting(cfg, ev)},
+                # The Hub groups metrics by task and dataset type, config and split: A, C and
+                # E share their tasks' dataset and differ in the checkpoint, so the
+                # evaluation is the config (else C's and E's metrics read as A's).
+                "dataset": {
+                    "type": cfg["domains"][EVALUATIONS[ev][1]],
+                    "name": _setting(cfg, ev),
+                    "config": f"evaluation-{ev}",
+                    "split": "meta-test",
+                },
                 "metrics": metrics,
             }
         )

@@ -83,7 +83,9 @@ def test_bundled_pertensor_weights_are_the_cosine_rule_with_per_tensor_adaptatio
 
 
 def test_card_carries_model_index(tmp_path) -> None:
-    """The card's header is ModelCardData's: ModelCard.load reads back the same EvalResults."""
+    """The card's header is ModelCardData's: ModelCard.load reads back the same EvalResults.
+    Two evaluations on the same dataset type (A and C: kanji tasks, other checkpoints) stay
+    two entries because their dataset config differs (the Hub merges by type, config, split)."""
     from huggingface_hub import ModelCard
 
     net = load_net("l3rs-kanji-tiny")
@@ -92,10 +94,16 @@ def test_card_carries_model_index(tmp_path) -> None:
             "name": "x",
             "results": [
                 {
-                    "task": {"type": "image-classification", "name": "fine-tuning"},
-                    "dataset": {"type": "kanjivg-rendered", "name": "kanji"},
-                    "metrics": [{"type": "accuracy", "value": 0.5, "name": "accuracy after 10 steps"}],
+                    "task": {"type": "image-classification", "name": f"fine-tuning, evaluation {ev}"},
+                    "dataset": {
+                        "name": f"kanji ({ev})",
+                        "type": "kanjivg-rendered",
+                        "config": f"evaluation-{ev}",
+                        "split": "meta-test",
+                    },
+                    "metrics": [{"type": "accuracy", "value": value, "name": "accuracy after 10 steps"}],
                 }
+                for ev, value in (("A", 0.5), ("C", 0.25))
             ],
         }
     ]
@@ -104,8 +112,9 @@ def test_card_carries_model_index(tmp_path) -> None:
     meta = yaml.safe_load(text.split("---")[1])
     assert meta["library_name"] == "hf_l3rs" and meta["datasets"] == ["kanjivg"] and meta["model-index"] == index
     card = ModelCard.load(tmp_path / "w" / "README.md")
-    (result,) = card.data.eval_results
-    assert (result.metric_type, result.metric_value, result.dataset_type) == ("accuracy", 0.5, "kanjivg-rendered")
+    first, second = card.data.eval_results
+    assert (first.metric_type, first.metric_value, first.dataset_type) == ("accuracy", 0.5, "kanjivg-rendered")
+    assert (second.dataset_config, second.dataset_split, second.metric_value) == ("evaluation-C", "meta-test", 0.25)
     with pytest.raises(ValueError, match="dataset"):
         save_net(net, tmp_path / "bad", card={"model_index": [{"name": "x", "results": [{"task": {"type": "t"}}]}]})
 

@@ -30,6 +30,8 @@ def eval_results(model_index: list[dict[str, Any]]) -> list[Any]:
                         task_name=task.get("name"),
                         dataset_type=dataset["type"],
                         dataset_name=dataset["name"],
+                        dataset_config=dataset.get("config"),
+                        dataset_split=dataset.get("split"),
                         metric_type=metric["type"],
                         metric_value=metric["value"],
                         metric_name=metric.get("name"),
