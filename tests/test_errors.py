@@ -54,6 +54,7 @@ def test_without_a_horizon_it_runs_horizon_free_and_says_so(model, caplog) -> No
         ("variant", "lstm", "variant"),
         ("norm", "l1", "norm"),
         ("base_lr", -1.0, "base_lr"),
+        ("adaptation_signal", "radial", "adaptation_signal"),
     ],
 )
 def test_bad_config_names_the_field(field, value, match) -> None:

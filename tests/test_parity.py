@@ -80,6 +80,21 @@ CASES = {
         "adaptation_min": 0.2,
         "adaptation_max": 5.0,
     },
+    "hypergradient_tangential": {
+        "rate_adaptation": "hypergradient",
+        "adaptation_signal": "tangential",
+        "hypergradient_rate": 0.3,
+        "adaptation_min": 0.2,
+        "adaptation_max": 5.0,
+    },
+    "hypergradient_component_tangential": {
+        "rate_adaptation": "hypergradient",
+        "adaptation_scope": "component",
+        "adaptation_signal": "tangential",
+        "hypergradient_rate": 0.3,
+        "adaptation_min": 0.2,
+        "adaptation_max": 5.0,
+    },
 }
 
 
@@ -100,6 +115,7 @@ def test_foreach_matches_reference(case: str) -> None:
         "loss_log1p",
         "rate_cosine",
         "hypergradient",
+        "hypergradient_component_tangential",
         "role_prior",
     ],
 )
@@ -302,6 +318,68 @@ def test_component_scope_grows_a_flat_tensor_and_shrinks_a_sharp_one() -> None:
     per_tensor, shared = multipliers("component"), multipliers("model")
     assert per_tensor[0] > 2.0 and per_tensor[1] < 0.7, per_tensor
     assert shared[0] == shared[1]
+
+
+def test_tangential_signal_ignores_pure_norm_change_of_a_matrix() -> None:
+    """On f(W) = ½·|W|² every gradient and every momentum is parallel to W: the gradient
+    signal reads cos = 1 (grow), the tangential one has nothing left to compare and keeps
+    the multiplier at exactly 1. A vector (a gain, a bias) keeps the gradient signal: there
+    its size is its function."""
+
+    def multiplier(signal: str, shape: tuple[int, ...]) -> float:
+        w = torch.nn.Parameter(torch.linspace(-1.0, 1.0, 32).reshape(shape))
+        config = L3RSConfig(base_lr=1e-3, rate_adaptation="hypergradient", adaptation_signal=signal, descriptor=False)
+        opt = L3RS([("w", w)], config, total_steps=20, implementation="foreach")
+        for _ in range(20):
+            opt.zero_grad()
+            loss = 0.5 * w.square().sum()
+            loss.backward()
+            opt.step(loss=loss)
+        return opt.rate_multiplier
+
+    assert multiplier("gradient", (4, 8)) > 1.5
+    assert multiplier("tangential", (4, 8)) == 1.0
+    vector = multiplier("gradient", (32,))
+    assert vector > 1.5 and multiplier("tangential", (32,)) == pytest.approx(vector, rel=1e-6)
+
+
+def _separable_head(signal: str, base_lr: float) -> tuple[float, float]:
+    """A linear classifier on minibatches of 64 linearly separable points: its rate
+    multiplier and weight norm after 100 steps."""
+    torch.manual_seed(0)
+    x = torch.randn(64, 16)
+    y = (x @ torch.randn(16, 4)).argmax(1)
+    head = torch.nn.Linear(16, 4, bias=False)
+    config = L3RSConfig(
+        base_lr=base_lr,
+        rate_adaptation="hypergradient",
+        adaptation_scope="component",
+        hypergradient_rate=0.4,
+        adaptation_target=0.1,
+        adaptation_signal=signal,
+        descriptor=False,
+    )
+    opt = L3RS(head, config, total_steps=100, implementation="foreach")
+    batches = torch.Generator().manual_seed(1)
+    for _ in range(100):
+        idx = torch.randint(0, 64, (8,), generator=batches)
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(head(x[idx]), y[idx])
+        loss.backward()
+        opt.step(loss=loss)
+    return opt.rate_multiplier, float(head.weight.detach().norm())
+
+
+@pytest.mark.parametrize("base_lr", [1e-3, 1e-2])
+def test_tangential_signal_grows_a_separable_head_less(base_lr: float) -> None:
+    """Once a head separates its batches, every minibatch agrees on one thing: grow the
+    logits (the gradient's component along the weights); what is left disagrees from batch
+    to batch. The gradient signal reads that agreement as "steps too short" and keeps
+    raising the head's rate; the tangential one does not (docs/design.md §1)."""
+    grad_mult, grad_norm = _separable_head("gradient", base_lr)
+    tang_mult, tang_norm = _separable_head("tangential", base_lr)
+    assert tang_mult < 0.6 * grad_mult, (tang_mult, grad_mult)
+    assert tang_norm < grad_norm, (tang_norm, grad_norm)
 
 
 def test_rate_multiplier_survives_state_dict_round_trip() -> None:

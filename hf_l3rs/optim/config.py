@@ -15,6 +15,7 @@ LOSS_FEATURES = ("raw", "log1p")
 RATE_SCHEDULES = ("constant", "cosine")
 RATE_ADAPTATIONS = ("none", "hypergradient")
 ADAPTATION_SCOPES = ("model", "component")
+ADAPTATION_SIGNALS = ("gradient", "tangential")
 #: Fields added after the first release, with the value that reproduces older checkpoints
 #: (a saved config without them loads with these, any other missing field is an error).
 ADDED_FIELDS = {
@@ -30,6 +31,7 @@ ADDED_FIELDS = {
     "adaptation_target": 0.0,
     "adaptation_scope": "model",
     "role_rate_scale": {},
+    "adaptation_signal": "gradient",
 }
 ROLES = ("conv", "linear", "norm", "bias", "embedding", "other")
 
@@ -115,6 +117,12 @@ class L3RSConfig:
     #: tasks of the meta-training members, for a direction the search does not move along
     #: (docs/design.md §1 "Role prior", docs/decisions.md "The head/backbone split").
     role_rate_scale: dict[str, float] = field(default_factory=dict)
+    #: What the adaptation's cosine compares: ``gradient`` (g_t with m_{t-1}) or
+    #: ``tangential`` (both with their component along the tensor's own weights removed), so
+    #: that steady growth of a tensor's norm, which on separable data (a classifier head
+    #: driving its logits up) agrees from step to step without being progress, does not
+    #: count as "steps too short" (docs/design.md §1 "Rate adaptation").
+    adaptation_signal: str = "gradient"
 
     def __post_init__(self) -> None:
         # Lists arrive from JSON/YAML: store tuples so the config stays hashable and frozen.
@@ -197,6 +205,10 @@ class L3RSConfig:
         if self.adaptation_scope not in ADAPTATION_SCOPES:
             raise ConfigError(
                 f"L3RSConfig.adaptation_scope must be one of {ADAPTATION_SCOPES}, got {self.adaptation_scope!r}"
+            )
+        if self.adaptation_signal not in ADAPTATION_SIGNALS:
+            raise ConfigError(
+                f"L3RSConfig.adaptation_signal must be one of {ADAPTATION_SIGNALS}, got {self.adaptation_signal!r}"
             )
         if not -1 < self.adaptation_target < 1:
             raise ConfigError(f"L3RSConfig.adaptation_target must be in (-1, 1), got {self.adaptation_target!r}")

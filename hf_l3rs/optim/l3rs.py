@@ -55,6 +55,40 @@ _MISSING_LOSS = (
 )
 
 
+#: A projected square norm at most this share of the original is rounding, not a direction.
+_PARALLEL = 1e-12
+
+
+def _sums(tensors: list[Tensor]) -> Tensor:
+    """Each tensor's sum in float64, on the CPU."""
+    return torch.tensor([float(t.sum(dtype=torch.float64)) for t in tensors], dtype=torch.float64)
+
+
+def _tangential(params: list[Tensor], grads: list[Tensor], moms: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    """g·m, |g|² and |m|² per tensor with g and m projected off the tensor's weights p
+    (matrices and kernels; a vector's are left whole):
+    x⊥ = x − (x·p̂)p̂, so g⊥·m⊥ = g·m − (g·p)(m·p)/|p|² and |x⊥|² = |x|² − (x·p)²/|p|²
+    (docs/design.md §1 "Rate adaptation"). These are differences of nearly equal numbers
+    when g is almost parallel to p, so every product is taken in float64, one tensor at a
+    time. A zero tensor has no direction to remove; what is left of a vector parallel to p
+    (≤ 1e-12 of its square norm, rounding) counts as zero."""
+    rows = []
+    for p, g, m in zip(params, grads, moms):
+        p, g, m = p.double(), g.double(), m.double()
+        # A vector (a norm's gain, a bias) keeps its whole signal: its size is its function.
+        pv = p if p.dim() >= 2 else torch.zeros_like(p)
+        rows.append(
+            torch.stack([(g * m).sum(), (g * g).sum(), (m * m).sum(), (g * pv).sum(), (m * pv).sum(), (p * p).sum()])
+        )
+    gm, gg, mm, gp, mp, pp = torch.stack(rows).cpu().unbind(1)
+    inv = torch.where(pp > 0, 1.0 / pp.clamp_min(1e-300), torch.zeros_like(pp))
+    g_perp, m_perp = gg - gp * gp * inv, mm - mp * mp * inv
+    g_perp = torch.where(g_perp > _PARALLEL * gg, g_perp, torch.zeros_like(gg))
+    m_perp = torch.where(m_perp > _PARALLEL * mm, m_perp, torch.zeros_like(mm))
+    both = (g_perp > 0) & (m_perp > 0)
+    return torch.where(both, gm - gp * mp * inv, torch.zeros_like(gm)), g_perp, m_perp
+
+
 class L3RS(torch.optim.Optimizer):
     """Learned optimizer mixing base-optimizer directions per parameter tensor.
 
@@ -453,11 +487,14 @@ class L3RS(torch.optim.Optimizer):
         ok = [pos for pos, f in enumerate(finite.tolist()) if f]
         if not ok:
             return
-        grads = [self._params[active[pos]].grad for pos in ok]
-        moms = [self.state[self._params[active[pos]]]["adam.exp_avg"] for pos in ok]
-        dots = torch.tensor([float(t.sum(dtype=torch.float64)) for t in torch._foreach_mul(grads, moms)])
+        params = [self._params[active[pos]] for pos in ok]
+        grads = [p.grad for p in params]
+        moms = [self.state[p]["adam.exp_avg"] for p in params]
+        dots = _sums(torch._foreach_mul(grads, moms))
         gg = gnorm[ok].to(torch.float64) ** 2
         mm = torch.stack(torch._foreach_norm(moms)).to("cpu", torch.float64) ** 2
+        if cfg.adaptation_signal == "tangential":
+            dots, gg, mm = _tangential(params, grads, moms)
         dot, g_all, m_all = float(dots.sum()), float(gg.sum()), float(mm.sum())
         if not (g_all > 0 and m_all > 0 and math.isfinite(dot)):
             return  # the first step (no momentum yet) or nothing to compare

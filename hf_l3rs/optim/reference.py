@@ -18,6 +18,16 @@ from hf_l3rs.optim.features import loss_statistic, rate_schedule_factor
 from hf_l3rs.optim.network import L3RSNet
 
 
+def _off_weights(x: Tensor, p: Tensor) -> Tensor:
+    """x without its component along p (the tangential adaptation signal); a vector left
+    with ≤ 1e-12 of its square norm was parallel to p and is zero."""
+    pp = float((p * p).sum())
+    if pp == 0:
+        return x
+    x_perp = x - (float((x * p).sum()) / pp) * p
+    return x_perp if float((x_perp * x_perp).sum()) > 1e-12 * float((x * x).sum()) else torch.zeros_like(x)
+
+
 class ReferenceL3RS:
     """Same constructor shape as L3RS: groups of (params, lr, weight_decay)."""
 
@@ -116,9 +126,10 @@ class ReferenceL3RS:
                 self.dirlog[j] = [math.log(x + eps) for x in dnorms]
                 pending[j] = (dirs, news, dnorms)
                 if cfg.rate_adaptation == "hypergradient":
-                    m_prev = st["adam"]["exp_avg"].double()
-                    mnorm = float(torch.linalg.vector_norm(m_prev))
-                    agreement[j] = (float((p.grad.double() * m_prev).sum()), gnorm**2, mnorm**2)
+                    g, m_prev = p.grad.double(), st["adam"]["exp_avg"].double()
+                    if cfg.adaptation_signal == "tangential" and p.dim() >= 2:
+                        g, m_prev = _off_weights(g, p.double()), _off_weights(m_prev, p.double())
+                    agreement[j] = (float((g * m_prev).sum()), float((g * g).sum()), float((m_prev * m_prev).sum()))
         self._adapt(agreement)
         feats = torch.tensor([self._features(j) for j in range(len(self.params))], dtype=torch.float32)
         rate, mix = self.net(feats, self.component_map)
