@@ -55,6 +55,8 @@ def test_without_a_horizon_it_runs_horizon_free_and_says_so(model, caplog) -> No
         ("norm", "l1", "norm"),
         ("base_lr", -1.0, "base_lr"),
         ("adaptation_signal", "radial", "adaptation_signal"),
+        ("role_adaptation_min", {"conv": 100.0}, "role_adaptation_min"),
+        ("role_adaptation_min", {"kernel": 1.0}, "unknown role 'kernel'"),
     ],
 )
 def test_bad_config_names_the_field(field, value, match) -> None:

@@ -80,6 +80,21 @@ CASES = {
         "adaptation_min": 0.2,
         "adaptation_max": 5.0,
     },
+    "hypergradient_role_floor": {
+        "rate_adaptation": "hypergradient",
+        "hypergradient_rate": 0.3,
+        "adaptation_min": 0.2,
+        "adaptation_max": 5.0,
+        "role_adaptation_min": {"conv": 1.0, "bias": 0.5},
+    },
+    "hypergradient_component_role_floor": {
+        "rate_adaptation": "hypergradient",
+        "adaptation_scope": "component",
+        "hypergradient_rate": 0.3,
+        "adaptation_min": 0.2,
+        "adaptation_max": 5.0,
+        "role_adaptation_min": {"conv": 1.0, "bias": 0.5},
+    },
     "hypergradient_tangential": {
         "rate_adaptation": "hypergradient",
         "adaptation_signal": "tangential",
@@ -380,6 +395,37 @@ def test_tangential_signal_grows_a_separable_head_less(base_lr: float) -> None:
     tang_mult, tang_norm = _separable_head("tangential", base_lr)
     assert tang_mult < 0.6 * grad_mult, (tang_mult, grad_mult)
     assert tang_norm < grad_norm, (tang_norm, grad_norm)
+
+
+@pytest.mark.parametrize("scope", ["model", "component"])
+def test_role_floor_stops_the_adaptation_lowering_that_role(scope: str) -> None:
+    """Steps too large: the adaptation lowers multipliers (successive gradients disagree), but
+    a floor per role keeps the convolutions' at or above it at every step, and only theirs
+    (design §1 "Rate adaptation")."""
+
+    def lowest(floors: dict[str, float]) -> tuple[torch.Tensor, list[str]]:
+        model = small_cnn()
+        config = L3RSConfig(
+            base_lr=1.0,
+            rate_adaptation="hypergradient",
+            hypergradient_rate=0.3,
+            adaptation_scope=scope,
+            role_adaptation_min=floors,
+        )
+        opt = L3RS(model, config, total_steps=30, implementation="foreach")
+        low = torch.full((len(opt.presented_roles),), math.inf, dtype=torch.float64)
+        for t in range(30):
+            opt.step(loss=train_step(model, t))
+            low = torch.minimum(low, opt.rate_multipliers)
+        return low, opt.presented_roles
+
+    free, roles = lowest({})
+    floored, _ = lowest({"conv": 1.0})
+    conv = torch.tensor([r == "conv" for r in roles])
+    assert conv.any() and (~conv).any()
+    assert free[conv].min() < 0.99, free
+    assert (floored[conv] >= 1.0).all(), floored
+    assert floored[~conv].min() < 0.9, floored
 
 
 def test_rate_multiplier_survives_state_dict_round_trip() -> None:

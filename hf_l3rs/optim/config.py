@@ -32,6 +32,7 @@ ADDED_FIELDS = {
     "adaptation_scope": "model",
     "role_rate_scale": {},
     "adaptation_signal": "gradient",
+    "role_adaptation_min": {},
 }
 ROLES = ("conv", "linear", "norm", "bias", "embedding", "other")
 
@@ -123,6 +124,10 @@ class L3RSConfig:
     #: driving its logits up) agrees from step to step without being progress, does not
     #: count as "steps too short" (docs/design.md §1 "Rate adaptation").
     adaptation_signal: str = "gradient"
+    #: A floor per role (as the network sees it) on the adaptation multiplier, above
+    #: ``adaptation_min``, e.g. ``{"conv": 1.0}``: the adaptation may raise those tensors'
+    #: rates but not lower them below the floor; {} = none (docs/design.md §1 "Rate adaptation").
+    role_adaptation_min: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Lists arrive from JSON/YAML: store tuples so the config stays hashable and frozen.
@@ -131,8 +136,9 @@ class L3RSConfig:
             if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
                 raise ConfigError(f"L3RSConfig.{name} must be a sequence, got {value!r}")
             object.__setattr__(self, name, tuple(value))
-        if isinstance(self.role_rate_scale, dict):  # a copy: the default in ADDED_FIELDS is shared
-            object.__setattr__(self, "role_rate_scale", dict(self.role_rate_scale))
+        for name in ("role_rate_scale", "role_adaptation_min"):
+            if isinstance(getattr(self, name), dict):  # a copy: the default in ADDED_FIELDS is shared
+                object.__setattr__(self, name, dict(getattr(self, name)))
         self.validate()
 
     def _check_types(self) -> None:
@@ -230,6 +236,14 @@ class L3RSConfig:
                 raise ConfigError(f"L3RSConfig.role_rate_scale: unknown role {role!r}; known: {list(ROLES)}")
             if not scale > 0:
                 raise ConfigError(f"L3RSConfig.role_rate_scale[{role!r}] must be a number > 0, got {scale!r}")
+        for role, floor in self.role_adaptation_min.items():
+            if role not in ROLES:
+                raise ConfigError(f"L3RSConfig.role_adaptation_min: unknown role {role!r}; known: {list(ROLES)}")
+            if not self.adaptation_min <= floor <= self.adaptation_max:
+                raise ConfigError(
+                    f"L3RSConfig.role_adaptation_min[{role!r}] must lie in [adaptation_min, adaptation_max] = "
+                    f"[{self.adaptation_min!r}, {self.adaptation_max!r}], got {floor!r}"
+                )
         if self.variant not in VARIANTS:
             raise ConfigError(f"L3RSConfig.variant must be one of {VARIANTS}, got {self.variant!r}")
         for beta in self.ema_betas:

@@ -194,6 +194,14 @@ class L3RS(torch.optim.Optimizer):
         self._role_scale = torch.tensor(
             [self.config.role_rate_scale.get(role, 1.0) for role in self.presented_roles], dtype=torch.float32
         ).to(self.device)
+        # docs/design.md §1 "Rate adaptation": the log floor of each component's multiplier.
+        self._adapt_floor = torch.tensor(
+            [
+                math.log(max(self.config.adaptation_min, self.config.role_adaptation_min.get(role, 0.0)))
+                for role in self.presented_roles
+            ],
+            dtype=torch.float64,
+        )
         self.descriptor = (
             descriptor_matrix(self.components, presented).to(self.device) if self.config.descriptor else None
         )
@@ -499,16 +507,16 @@ class L3RS(torch.optim.Optimizer):
         if not (g_all > 0 and m_all > 0 and math.isfinite(dot)):
             return  # the first step (no momentum yet) or nothing to compare
         self.last_agreement = max(-1.0, min(1.0, dot / math.sqrt(g_all * m_all)))
-        low, high = math.log(cfg.adaptation_min), math.log(cfg.adaptation_max)
+        high = math.log(cfg.adaptation_max)
         if cfg.adaptation_scope == "model":
             step = cfg.hypergradient_rate * (self.last_agreement - cfg.adaptation_target)
-            self._log_adapt.add_(step).clamp_(low, high)
+            self._log_adapt = torch.maximum((self._log_adapt + step).clamp(max=high), self._adapt_floor)
             return
         seen = (gg > 0) & (mm > 0) & torch.isfinite(dots)
         cos = (dots / torch.sqrt(gg * mm).clamp_min(1e-300)).clamp(-1.0, 1.0)
         idx = torch.tensor([active[pos] for pos in ok], dtype=torch.long)[seen]
         change = cfg.hypergradient_rate * (cos[seen] - cfg.adaptation_target)
-        self._log_adapt[idx] = (self._log_adapt[idx] + change).clamp(low, high)
+        self._log_adapt[idx] = torch.maximum((self._log_adapt[idx] + change).clamp(max=high), self._adapt_floor[idx])
 
     # --------------------------------------------------------------- hub
     @classmethod

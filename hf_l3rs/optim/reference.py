@@ -89,7 +89,8 @@ class ReferenceL3RS:
             if gg > 0 and mm > 0:
                 cos = max(-1.0, min(1.0, dot / math.sqrt(gg * mm)))
                 change = cfg.hypergradient_rate * (cos - cfg.adaptation_target)
-                self.log_adapt[j] = max(low, min(high, self.log_adapt[j] + change))
+                floor = max(low, math.log(cfg.role_adaptation_min.get(self.components[j].role, cfg.adaptation_min)))
+                self.log_adapt[j] = max(floor, min(high, self.log_adapt[j] + change))
 
     @torch.no_grad()
     def step(self, loss: float) -> None:
