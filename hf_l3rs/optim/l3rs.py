@@ -498,11 +498,12 @@ class L3RS(torch.optim.Optimizer):
         params = [self._params[active[pos]] for pos in ok]
         grads = [p.grad for p in params]
         moms = [self.state[p]["adam.exp_avg"] for p in params]
-        dots = _sums(torch._foreach_mul(grads, moms))
-        gg = gnorm[ok].to(torch.float64) ** 2
-        mm = torch.stack(torch._foreach_norm(moms)).to("cpu", torch.float64) ** 2
         if cfg.adaptation_signal == "tangential":
             dots, gg, mm = _tangential(params, grads, moms)
+        else:
+            dots = _sums(torch._foreach_mul(grads, moms))
+            gg = gnorm[ok].to(torch.float64) ** 2
+            mm = torch.stack(torch._foreach_norm(moms)).to("cpu", torch.float64) ** 2
         dot, g_all, m_all = float(dots.sum()), float(gg.sum()), float(mm.sum())
         if not (g_all > 0 and m_all > 0 and math.isfinite(dot)):
             return  # the first step (no momentum yet) or nothing to compare
