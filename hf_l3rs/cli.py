@@ -317,6 +317,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FOLDER",
         help="with --roles: save the meta-weights with the selected factor in their role prior",
     )
+    p.add_argument(
+        "--set",
+        nargs="+",
+        default=None,
+        metavar="FIELD=JSON",
+        help="instead of rate factors: compare the meta-weights with these config fields changed (paired, "
+        "each member's verdict by the role prior's rule), e.g. --set 'adaptation_signal=\"tangential\"'",
+    )
     _eval_batchnorm_argument(p)
     p.set_defaults(func=_sensitivity)
 
@@ -363,11 +371,23 @@ def _sensitivity(args: argparse.Namespace) -> None:
 
     if args.write_prior and not args.roles:
         raise ValueError("hf-l3rs sensitivity: --write-prior needs --roles (the prior is per role)")
+    if args.set and (args.roles or args.write_prior):
+        raise ValueError("hf-l3rs sensitivity: --set compares one change; it takes no --roles or --write-prior")
     config = MetaTrainConfig.from_yaml(args.config)
     if args.eval_batchnorm:
         kwargs = with_image_option(config.family, config.family_kwargs, "eval_batchnorm", args.eval_batchnorm)
         config.family_kwargs = kwargs
     family = build_family(config)
+    if args.set:
+        from hf_l3rs.analysis import variant
+
+        overrides = variant.parse_overrides(args.set)
+        cells = variant.variant_check(
+            args.meta_weights, family, overrides, horizons=args.horizons, num_tasks=args.tasks
+        )
+        out = variant.write_report(cells, args.meta_weights, overrides, args.output)
+        print((out / "variant.md").read_text())
+        return
     cells = rate_sensitivity(
         args.meta_weights,
         family,

@@ -216,3 +216,61 @@ def test_sensitivity_writes_the_selected_role_prior(tmp_path) -> None:
     assert load_net(str(prior)).config.role_rate_scale == {"linear": factor}
     assert torch.equal(load_net(str(prior)).get_flat(), load_net(source).get_flat())  # only the prior changes
     assert f"×{factor:g}." in (out / "sensitivity.md").read_text()
+
+
+def test_variant_check_is_paired_against_the_plain_optimizer(tmp_path) -> None:
+    """The rule as shipped is L3RS.from_pretrained on the same tasks; the variant is the same
+    with the config field changed (here the base rate ×4, so a clear difference); setting a
+    field to the value it has gives zero differences and is accepted."""
+    from hf_l3rs.analysis.variant import variant_check
+    from hf_l3rs.optim.l3rs import L3RS
+    from hf_l3rs.tasks.inner_loop import run_task
+    from hf_l3rs.tasks.registry import get_family
+
+    source = _untrained(tmp_path)
+    family = get_family("two_moons_mlp")
+    (cell,) = variant_check(source, family, {"base_lr": 0.2}, horizons=[6], num_tasks=3, progress=False)
+    tasks = [family.sample(s, "val") for s in range(3)]
+
+    def mean_loss(**kw) -> float:
+        runs = [
+            run_task(t, lambda m, total: L3RS.from_pretrained(source, m, total_steps=total, **kw), num_steps=6)
+            for t in tasks
+        ]
+        return sum(r.eval_loss for r in runs) / 3
+
+    assert cell.loss == pytest.approx(mean_loss(), rel=1e-6)
+    assert cell.variant_loss == pytest.approx(mean_loss(base_lr=0.2), rel=1e-6)
+    assert cell.variant_loss != pytest.approx(cell.loss, rel=1e-6) and cell.loss_se > 0
+    (same,) = variant_check(source, family, {"base_lr": 0.05}, horizons=[6], num_tasks=3, progress=False)
+    assert same.variant_loss == same.loss and same.accuracy_se == 0.0 and not same.harmed()
+
+
+def test_variant_verdict_follows_the_role_prior_rule() -> None:
+    """Significantly worse in accuracy anywhere refuses the change; within 2 s.e. does not."""
+    from hf_l3rs.analysis.variant import VariantCell, to_markdown
+
+    fine = VariantCell("a", 10, 8, 0.80, 0.79, 0.01, 1.0, 1.01, 0.01)  # −1 point, s.e. 1
+    worse = VariantCell("b", 25, 8, 0.50, 0.45, 0.01, 1.0, 1.10, 0.01)  # −5 points, s.e. 1
+    assert not fine.harmed() and worse.harmed()
+    assert "Accepted" in to_markdown([fine], "w", {"x": 1})
+    md = to_markdown([fine, worse], "w", {"x": 1})
+    assert "Refused: significantly worse for b at T = 25." in md and "(worse)" in md
+
+
+def test_sensitivity_set_writes_the_variant_report(tmp_path) -> None:
+    from hf_l3rs.cli import main
+
+    config = tmp_path / "cfg.yaml"
+    config.write_text("name: t\nfamily: two_moons_mlp\nfamily_kwargs: {}\n")
+    source, out = _untrained(tmp_path), tmp_path / "out"
+    main(["sensitivity", source, "--config", str(config), "--set", "base_lr=0.1", "rate_schedule=\"cosine\"",
+          "--horizons", "4", "--tasks", "2", "--output", str(out)])  # fmt: skip
+    report = json.loads((out / "variant.json").read_text())
+    assert report["overrides"] == {"base_lr": 0.1, "rate_schedule": "cosine"}
+    assert [c["horizon"] for c in report["cells"]] == [4] and isinstance(report["refused"], bool)
+    assert "`rate_schedule='cosine'`" in (out / "variant.md").read_text()
+    with pytest.raises(SystemExit, match="is not JSON"):
+        main(["sensitivity", source, "--config", str(config), "--set", "rate_schedule=cosine", "--output", str(out)])
+    with pytest.raises(SystemExit, match="base_lr"):
+        main(["sensitivity", source, "--config", str(config), "--set", "base_lr=-1", "--output", str(out)])
