@@ -123,13 +123,10 @@ def main() -> None:
     evaluation = "\n\n".join(sections)
     training = (run / "best" / "README.md").read_text().split("## Meta-training", 1)[-1].split("## Evaluation", 1)[0]
     training = training.strip() + "\n\n![meta-training curve](meta_training_curve.png)"
+    from hf_l3rs.analysis.variant import parse_overrides
     from hf_l3rs.optim.components import Component
 
-    overrides = {}
-    for item in args.set:
-        field, _, value = item.partition("=")
-        overrides[field] = json.loads(value)
-    net = load_net(run / "best", **overrides)
+    net = load_net(run / "best", **parse_overrides(args.set))
     if args.note:
         training = args.note.strip() + "\n\n" + training
     trained = json.loads((run / "best" / "config.json").read_text())["trained_components"]

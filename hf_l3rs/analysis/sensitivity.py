@@ -171,14 +171,22 @@ def rate_sensitivity(
     return cells
 
 
-def harmed(cell: SensitivityCell, base: SensitivityCell) -> bool:
-    """Significantly worse than the rule as shipped (beyond 2 s.e., paired): in accuracy, or in
-    held-out loss for tasks without one; a run that diverged (non-finite loss) always is."""
-    if not math.isfinite(cell.loss):
+def significantly_worse(
+    accuracy: float, base_accuracy: float, accuracy_se: float, loss: float, base_loss: float, loss_se: float
+) -> bool:
+    """The role prior's rule: worse than the rule as shipped beyond 2 s.e. of the paired
+    differences, in accuracy, or in held-out loss for tasks without one; a run that diverged
+    (non-finite loss) always is."""
+    if not math.isfinite(loss):
         return True
-    if math.isfinite(cell.accuracy) and math.isfinite(base.accuracy):
-        return cell.accuracy - base.accuracy < -2 * cell.accuracy_se
-    return cell.loss - base.loss > 2 * cell.loss_se
+    if math.isfinite(accuracy) and math.isfinite(base_accuracy):
+        return accuracy - base_accuracy < -2 * accuracy_se
+    return loss - base_loss > 2 * loss_se
+
+
+def harmed(cell: SensitivityCell, base: SensitivityCell) -> bool:
+    """``cell`` is significantly worse than ``base``, the unscaled rule (``significantly_worse``)."""
+    return significantly_worse(cell.accuracy, base.accuracy, cell.accuracy_se, cell.loss, base.loss, cell.loss_se)
 
 
 def select_factor(cells: Sequence[SensitivityCell]) -> float:

@@ -4,7 +4,7 @@ adaptation signal and refused the convolution floor (docs/decisions.md "The tang
 adaptation signal"): every member's validation tasks, trained with the rule as shipped and
 with the variant on the same tasks, data and initial weights, so the differences are paired;
 the variant is refused where any member at any horizon is significantly worse, by the role
-prior's rule (``sensitivity.harmed``).
+prior's rule (``sensitivity.significantly_worse``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from hf_l3rs import jsonio
-from hf_l3rs.analysis.sensitivity import SensitivityCell, harmed, members_of
+from hf_l3rs.analysis.sensitivity import members_of, significantly_worse
 from hf_l3rs.optim.config import ConfigError
 
 
@@ -38,20 +38,10 @@ class VariantCell:
     loss_se: float
 
     def harmed(self) -> bool:
-        """The variant is significantly worse here (``sensitivity.harmed``'s rule)."""
-        base = SensitivityCell(self.member, self.horizon, 1.0, 1.0, self.accuracy, self.loss, 0.0, 0.0, self.tasks)
-        variant = SensitivityCell(
-            self.member,
-            self.horizon,
-            1.0,
-            1.0,
-            self.variant_accuracy,
-            self.variant_loss,
-            self.accuracy_se,
-            self.loss_se,
-            self.tasks,
+        """The variant is significantly worse here (``sensitivity.significantly_worse``)."""
+        return significantly_worse(
+            self.variant_accuracy, self.accuracy, self.accuracy_se, self.variant_loss, self.loss, self.loss_se
         )
-        return harmed(variant, base)
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
