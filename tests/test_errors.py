@@ -57,6 +57,8 @@ def test_without_a_horizon_it_runs_horizon_free_and_says_so(model, caplog) -> No
         ("adaptation_signal", "radial", "adaptation_signal"),
         ("role_adaptation_min", {"conv": 100.0}, "role_adaptation_min"),
         ("role_adaptation_min", {"kernel": 1.0}, "unknown role 'kernel'"),
+        ("role_adaptation_min_release", 1.0, "role_adaptation_min_release must be in"),
+        ("role_adaptation_min_release", 0.5, "role_adaptation_min, which is empty"),
     ],
 )
 def test_bad_config_names_the_field(field, value, match) -> None:

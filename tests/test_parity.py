@@ -19,16 +19,22 @@ STEPS = 50
 LIVELY = {"init_output_scale": 1.0, "init_adam_mix": 0.5}
 
 
-def _fast(config: L3RSConfig, implementation: str) -> torch.nn.Module:
+def _scripted_loss(t: int) -> float:
+    """A loss that halves by step ~15 (random labels do not): what the floors' release reads."""
+    return 2.0 / (1.0 + 0.1 * t)
+
+
+def _fast(config: L3RSConfig, implementation: str, scripted: bool = False) -> torch.nn.Module:
     model = small_cnn()
     opt = L3RS(grouped(model), config, total_steps=40, implementation=implementation, seed=3)
     for t in range(STEPS):  # 50 steps with total_steps=40: stepping past T is allowed
         loss = train_step(model, t)
-        opt.step(loss=loss)
+        opt.step(loss=_scripted_loss(t) if scripted else loss)
+    assert opt.floors_released == (scripted and config.role_adaptation_min_release > 0)
     return model
 
 
-def _reference(config: L3RSConfig) -> torch.nn.Module:
+def _reference(config: L3RSConfig, scripted: bool = False) -> torch.nn.Module:
     model = small_cnn()
     groups = grouped(model)
     probe = L3RS(copy.deepcopy(groups), config, total_steps=40, implementation="foreach", seed=3)
@@ -36,7 +42,7 @@ def _reference(config: L3RSConfig) -> torch.nn.Module:
     ref = ReferenceL3RS(plain, probe.net, probe.components, total_steps=40)
     for t in range(STEPS):
         loss = train_step(model, t)
-        ref.step(loss.item())
+        ref.step(_scripted_loss(t) if scripted else loss.item())
     return model
 
 
@@ -426,6 +432,63 @@ def test_role_floor_stops_the_adaptation_lowering_that_role(scope: str) -> None:
     assert free[conv].min() < 0.99, free
     assert (floored[conv] >= 1.0).all(), floored
     assert floored[~conv].min() < 0.9, floored
+
+
+@pytest.mark.parametrize("scope", ["model", "component"])
+@pytest.mark.parametrize("implementation", ["foreach", "fused"])
+def test_role_floor_release_matches_reference(scope: str, implementation: str) -> None:
+    """Floors held while the scripted loss is high, released once its EMA halves (step ~15 of
+    50): the fast step and the loop reference agree on both sides of the release."""
+    if implementation == "fused" and load_fused() is None:
+        pytest.skip("no C++ toolchain: fused kernels unavailable")
+    config = L3RSConfig(
+        **LIVELY,
+        rate_adaptation="hypergradient",
+        adaptation_scope=scope,
+        hypergradient_rate=0.3,
+        adaptation_min=0.2,
+        adaptation_max=5.0,
+        role_adaptation_min={"conv": 1.0, "bias": 0.5},
+        role_adaptation_min_release=0.5,
+    )
+    _assert_close(_fast(config, implementation, scripted=True), _reference(config, scripted=True))
+
+
+def test_role_floor_holds_until_the_loss_halves_then_releases() -> None:
+    """Loss 2 for 10 steps, then 0.2: the bias-corrected EMA (β 0.9) is 2, 1.738, 1.523, 1.346,
+    1.197, 1.072, 0.965 at steps 10…16, so with release 0.5 the convolutions' floor of 1 holds
+    through step 15 and is gone from step 16 on; the adaptation (steps too large) then lowers
+    them. The release survives a state_dict round trip."""
+    model, twin = small_cnn(), small_cnn()
+    config = L3RSConfig(
+        base_lr=1.0,
+        rate_adaptation="hypergradient",
+        hypergradient_rate=0.3,
+        adaptation_scope="component",
+        role_adaptation_min={"conv": 1.0},
+        role_adaptation_min_release=0.5,
+    )
+    opt = L3RS(model, config, total_steps=40, implementation="foreach")
+    conv = torch.tensor([r == "conv" for r in opt.presented_roles])
+    for t in range(1, 16):
+        train_step(model, t)
+        opt.step(loss=2.0 if t <= 10 else 0.2)
+        assert (opt.rate_multipliers[conv] >= 1.0).all(), (t, opt.rate_multipliers[conv])
+    assert not opt.floors_released
+    train_step(model, 16)
+    opt.step(loss=0.2)
+    assert opt.floors_released
+    twin.load_state_dict(model.state_dict())
+    copy_opt = L3RS(twin, opt.net, total_steps=40, implementation="foreach")
+    copy_opt.load_state_dict(copy.deepcopy(opt.state_dict()))
+    assert copy_opt.floors_released
+    lowest = math.inf
+    for t in range(17, 40):
+        train_step(model, t)
+        opt.step(loss=0.2)
+        assert opt.floors_released
+        lowest = min(lowest, float(opt.rate_multipliers[conv].min()))
+    assert lowest < 1.0, lowest  # with the floor it could not go below 1
 
 
 def test_rate_multiplier_survives_state_dict_round_trip() -> None:

@@ -33,6 +33,7 @@ ADDED_FIELDS = {
     "role_rate_scale": {},
     "adaptation_signal": "gradient",
     "role_adaptation_min": {},
+    "role_adaptation_min_release": 0.0,
 }
 ROLES = ("conv", "linear", "norm", "bias", "embedding", "other")
 
@@ -128,6 +129,12 @@ class L3RSConfig:
     #: ``adaptation_min``, e.g. ``{"conv": 1.0}``: the adaptation may raise those tensors'
     #: rates but not lower them below the floor; {} = none (docs/design.md §1 "Rate adaptation").
     role_adaptation_min: dict[str, float] = field(default_factory=dict)
+    #: Releases the role floors for the rest of the run once the training loss (an EMA, β 0.9,
+    #: bias-corrected) has fallen to this fraction of the first step's loss; 0 keeps them for
+    #: the whole run. The floors then guard only the first steps, where a fresh head's noisy
+    #: gradients would otherwise shrink the backbone's rates for good (docs/design.md §1
+    #: "Rate adaptation", *Floors per role*).
+    role_adaptation_min_release: float = 0.0
 
     def __post_init__(self) -> None:
         # Lists arrive from JSON/YAML: store tuples so the config stays hashable and frozen.
@@ -244,6 +251,15 @@ class L3RSConfig:
                     f"L3RSConfig.role_adaptation_min[{role!r}] must lie in [adaptation_min, adaptation_max] = "
                     f"[{self.adaptation_min!r}, {self.adaptation_max!r}], got {floor!r}"
                 )
+        if not 0.0 <= self.role_adaptation_min_release < 1.0:
+            raise ConfigError(
+                "L3RSConfig.role_adaptation_min_release must be in [0, 1) (a fraction of the first loss), "
+                f"got {self.role_adaptation_min_release!r}"
+            )
+        if self.role_adaptation_min_release > 0 and not self.role_adaptation_min:
+            raise ConfigError(
+                "L3RSConfig.role_adaptation_min_release releases the floors of role_adaptation_min, which is empty"
+            )
         if self.variant not in VARIANTS:
             raise ConfigError(f"L3RSConfig.variant must be one of {VARIANTS}, got {self.variant!r}")
         for beta in self.ema_betas:

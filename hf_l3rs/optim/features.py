@@ -83,6 +83,40 @@ class EMAFeatures:
         self.count = state["ema_count"].to(self.count)
 
 
+class LossProgress:
+    """How far the training loss has come down: its EMA (β 0.9, bias-corrected) as a fraction
+    of the first finite loss. Releases the role floors of the rate adaptation (docs/design.md
+    §1 "Rate adaptation", *Floors per role*)."""
+
+    BETA = 0.9
+
+    def __init__(self) -> None:
+        self.first = math.nan
+        self.ema = 0.0
+        self.count = 0
+
+    def update(self, loss: float) -> None:
+        if self.count == 0:
+            self.first = loss
+        self.ema = self.BETA * self.ema + (1 - self.BETA) * loss
+        self.count += 1
+
+    def reached(self, fraction: float) -> bool:
+        """Whether the loss EMA is at or below ``fraction`` of the first loss (never for a
+        first loss ≤ 0, where a fraction of it means nothing)."""
+        if self.count == 0 or not self.first > 0:
+            return False
+        return self.ema / (1 - self.BETA**self.count) <= fraction * self.first
+
+    def state(self) -> dict[str, float]:
+        return {"loss_first": self.first, "loss_ema": self.ema, "loss_count": self.count}
+
+    def load(self, state: dict) -> None:
+        self.first = float(state.get("loss_first", math.nan))
+        self.ema = float(state.get("loss_ema", 0.0))
+        self.count = int(state.get("loss_count", 0))
+
+
 def assemble(ema: Tensor, time: Tensor, dir_log_norms: Tensor, descriptor: Tensor | None) -> Tensor:
     """Concatenate the non-learned feature blocks into [C, F - embedding_dim]."""
     c = ema.shape[0]

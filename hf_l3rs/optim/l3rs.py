@@ -27,7 +27,14 @@ from hf_l3rs.optim.components import (
 )
 from hf_l3rs.optim.config import ROLES, L3RSConfig
 from hf_l3rs.optim.directions import get_direction
-from hf_l3rs.optim.features import EMAFeatures, assemble, loss_statistic, rate_schedule_factor, time_features
+from hf_l3rs.optim.features import (
+    EMAFeatures,
+    LossProgress,
+    assemble,
+    loss_statistic,
+    rate_schedule_factor,
+    time_features,
+)
 from hf_l3rs.optim.fused import FUSED_DIRECTIONS, fused_unavailable_reason, load_fused
 from hf_l3rs.optim.horizon import resolve_horizon
 from hf_l3rs.optim.hub import load_net, save_net
@@ -286,6 +293,8 @@ class L3RS(torch.optim.Optimizer):
         self._nonfinite = torch.zeros(n, dtype=torch.long)
         self._skipped_loss = 0
         self._log_adapt = torch.zeros(n, dtype=torch.float64)  # log of each tensor's rate multiplier
+        self._loss_progress = LossProgress()
+        self._floors_released = False
 
     def __getstate__(self) -> dict[str, Any]:
         """Everything, not only torch's defaults/state/param_groups: a pickled or deep-copied
@@ -309,6 +318,8 @@ class L3RS(torch.optim.Optimizer):
             "nonfinite": self._nonfinite.clone(),
             "skipped_loss": self._skipped_loss,
             "log_adapt": self._log_adapt.clone(),
+            **self._loss_progress.state(),
+            "floors_released": self._floors_released,
         }
         return out
 
@@ -336,6 +347,8 @@ class L3RS(torch.optim.Optimizer):
         # A float in states saved before per-tensor adaptation, absent before adaptation existed.
         log_adapt = extra.get("log_adapt", 0.0)
         self._log_adapt = torch.as_tensor(log_adapt, dtype=torch.float64).cpu().expand(len(self._params)).clone()
+        self._loss_progress.load(extra)  # absent before role floors could be released: a fresh tracker
+        self._floors_released = bool(extra.get("floors_released", False))
 
     # ---------------------------------------------------------------- step
     def _fused_blocker(self, check_grads: bool) -> str | None:
@@ -419,6 +432,11 @@ class L3RS(torch.optim.Optimizer):
         finite = torch.isfinite(gnorm) & torch.isfinite(dnorm).all(dim=1) & loss_finite
         act = torch.tensor(active, dtype=torch.long)
         self._nonfinite[act[~finite]] += 1
+        if loss_finite:
+            self._loss_progress.update(float(loss))
+            release = cfg.role_adaptation_min_release
+            if release > 0 and not self._floors_released and self._loss_progress.reached(release):
+                self._floors_released = True
         if cfg.rate_adaptation == "hypergradient":
             self._adapt_rate(active, finite, gnorm)
 
@@ -482,6 +500,12 @@ class L3RS(torch.optim.Optimizer):
         return math.exp(float(self._log_adapt.mean()))
 
     @property
+    def floors_released(self) -> bool:
+        """Whether the role floors of the adaptation have been released for this run
+        (``role_adaptation_min_release``)."""
+        return self._floors_released
+
+    @property
     def rate_multipliers(self) -> Tensor:
         """Each tensor's adaptation multiplier, in component order (all equal per model)."""
         return torch.exp(self._log_adapt)
@@ -509,15 +533,18 @@ class L3RS(torch.optim.Optimizer):
             return  # the first step (no momentum yet) or nothing to compare
         self.last_agreement = max(-1.0, min(1.0, dot / math.sqrt(g_all * m_all)))
         high = math.log(cfg.adaptation_max)
+        floor = self._adapt_floor
+        if self._floors_released:  # role_adaptation_min_release: every component back to adaptation_min
+            floor = floor.clamp(max=math.log(cfg.adaptation_min))
         if cfg.adaptation_scope == "model":
             step = cfg.hypergradient_rate * (self.last_agreement - cfg.adaptation_target)
-            self._log_adapt = torch.maximum((self._log_adapt + step).clamp(max=high), self._adapt_floor)
+            self._log_adapt = torch.maximum((self._log_adapt + step).clamp(max=high), floor)
             return
         seen = (gg > 0) & (mm > 0) & torch.isfinite(dots)
         cos = (dots / torch.sqrt(gg * mm).clamp_min(1e-300)).clamp(-1.0, 1.0)
         idx = torch.tensor([active[pos] for pos in ok], dtype=torch.long)[seen]
         change = cfg.hypergradient_rate * (cos[seen] - cfg.adaptation_target)
-        self._log_adapt[idx] = torch.maximum((self._log_adapt[idx] + change).clamp(max=high), self._adapt_floor[idx])
+        self._log_adapt[idx] = torch.maximum((self._log_adapt[idx] + change).clamp(max=high), floor[idx])
 
     # --------------------------------------------------------------- hub
     @classmethod

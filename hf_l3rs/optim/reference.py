@@ -53,6 +53,7 @@ class ReferenceL3RS:
         self.ema_count = [0] * len(self.params)
         self.dirlog = [[0.0] * len(self.cfg.directions) for _ in self.params]
         self.log_adapt = [0.0] * len(self.params)
+        self.first_loss, self.loss_ema, self.loss_count, self.released = math.nan, 0.0, 0, False
 
     def _features(self, j: int) -> list[float]:
         cfg = self.cfg
@@ -89,7 +90,8 @@ class ReferenceL3RS:
             if gg > 0 and mm > 0:
                 cos = max(-1.0, min(1.0, dot / math.sqrt(gg * mm)))
                 change = cfg.hypergradient_rate * (cos - cfg.adaptation_target)
-                floor = max(low, math.log(cfg.role_adaptation_min.get(self.components[j].role, cfg.adaptation_min)))
+                role_floor = cfg.role_adaptation_min.get(self.components[j].role, cfg.adaptation_min)
+                floor = low if self.released else max(low, math.log(role_floor))
                 self.log_adapt[j] = max(floor, min(high, self.log_adapt[j] + change))
 
     @torch.no_grad()
@@ -98,6 +100,14 @@ class ReferenceL3RS:
         self.t += 1
         hyper = self.net.hyper_values()
         eps = cfg.feature_eps
+        if math.isfinite(loss):  # the role floors hold until the loss EMA reaches a fraction of the first loss
+            self.first_loss = loss if self.loss_count == 0 else self.first_loss
+            self.loss_ema = 0.9 * self.loss_ema + 0.1 * loss
+            self.loss_count += 1
+            level = self.loss_ema / (1 - 0.9**self.loss_count)
+            fraction = cfg.role_adaptation_min_release
+            if fraction > 0 and self.first_loss > 0 and level <= fraction * self.first_loss:
+                self.released = True
         pending = {}
         agreement = {}  # rate adaptation: j -> (g_t·m_{t-1}, |g_t|², |m_{t-1}|²) of the finite components
         for j, p in enumerate(self.params):
