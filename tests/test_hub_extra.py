@@ -235,16 +235,25 @@ def test_unreachable_endpoint_on_download_is_not_called_offline(monkeypatch) -> 
 
 def test_bundled_general_weights_train_an_unseen_decoder_without_a_learning_rate() -> None:
     """l3rs-general (meta-trained with a decoder in the mixture) keeps l3rs-kanji-pertensor's
-    adaptation settings on its own θ plus a role prior on convolutions and the tangential
-    adaptation signal, and with no learning rate it trains a transformer it never saw (a
-    two-layer Llama over bytes) without blowing up."""
+    adaptation settings on its own θ plus a role prior on convolutions, the tangential
+    adaptation signal and a convolution floor released when the loss halves, and with no
+    learning rate it trains a transformer it never saw (a two-layer Llama over bytes)
+    without blowing up."""
     pytest.importorskip("transformers")
     from hf_l3rs.tasks.text import build_decoder, encode
 
     general, pertensor = load_net("l3rs-general"), load_net("l3rs-kanji-pertensor")
     assert general.config.role_rate_scale == {"conv": 6.0}
     assert general.config.adaptation_signal == "tangential"
-    assert general.config.replace(role_rate_scale={}, adaptation_signal="gradient") == pertensor.config
+    assert general.config.role_adaptation_min == {"conv": 1.0}
+    assert general.config.role_adaptation_min_release == 0.5
+    shipped_changes = {
+        "role_rate_scale": {},
+        "adaptation_signal": "gradient",
+        "role_adaptation_min": {},
+        "role_adaptation_min_release": 0.0,
+    }
+    assert general.config.replace(**shipped_changes) == pertensor.config
     assert not torch.equal(general.get_flat(), pertensor.get_flat())
     torch.manual_seed(0)
     model = build_decoder(
