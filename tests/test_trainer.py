@@ -340,3 +340,42 @@ def test_rate_adaptation_runs_in_trainer_and_logs_its_multiplier(tmp_path, scope
     else:
         assert "l3rs/rate_multiplier_min" not in last
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_trainer_logs_the_release_of_the_role_floors(tmp_path) -> None:
+    """With role floors that a falling loss releases, the log says whether they have been
+    released: 0 in Trainer while this task's loss stays near its first value, 1 once a loss
+    (scripted here) has halved; absent without a release."""
+    from conftest import small_cnn, train_step
+
+    from hf_l3rs.trainer_plugins import L3RSTrainer
+    from trainer_plugins.transformers_trainer import learned_rate_stats
+
+    config = CONFIG.replace(
+        rate_adaptation="hypergradient",
+        adaptation_scope="component",
+        role_adaptation_min={"linear": 1.0},
+        role_adaptation_min_release=0.5,
+    )
+    model = tiny_bert()
+    opt = L3RS(model, config, seed=1)
+    trainer = L3RSTrainer(
+        model=model,
+        args=args(tmp_path, logging_strategy="steps", logging_steps=1),
+        train_dataset=dataset(),
+        optimizers=(opt, None),
+    )
+    trainer.train()
+    assert [h["l3rs/floors_released"] for h in trainer.state.log_history if "loss" in h] == [0.0] * 6
+
+    cnn = small_cnn()
+    opt = L3RS(cnn, config, total_steps=20)
+    for t, loss in enumerate([2.0, 2.0, 0.1, 0.1, 0.1]):
+        train_step(cnn, t)
+        opt.step(loss=loss)
+        assert learned_rate_stats(opt)["l3rs/floors_released"] == (1.0 if t >= 3 else 0.0), t  # EMA 2, 2, 1.30, 0.95
+    opt = L3RS(cnn, config.replace(role_adaptation_min_release=0.0), total_steps=20)
+    train_step(cnn, 0)
+    opt.step(loss=1.0)
+    assert "l3rs/rate_multiplier" in learned_rate_stats(opt)
+    assert "l3rs/floors_released" not in learned_rate_stats(opt)
