@@ -314,23 +314,29 @@ def test_the_one_liner_runs_with_any_scheduler_and_no_horizon(tmp_path, schedule
     assert any(not torch.equal(p, q) for p, q in zip(model.parameters(), before))
 
 
-@pytest.mark.parametrize("scope", ["model", "component"])
-def test_rate_adaptation_runs_in_trainer_and_logs_its_multiplier(tmp_path, scope: str) -> None:
-    """The no-learning-rate path inside Trainer: the multiplier moves, is logged (per tensor
-    with its range), and the run stays finite."""
+def _train_logged(tmp_path, config: L3RSConfig, logging_steps: int) -> tuple[L3RS, list[dict]]:
+    """Train tiny_bert with L3RSTrainer; the optimizer and the log entries of training steps."""
     from hf_l3rs.trainer_plugins import L3RSTrainer
 
     model = tiny_bert()
-    config = CONFIG.replace(rate_adaptation="hypergradient", hypergradient_rate=0.5, adaptation_scope=scope)
     opt = L3RS(model, config, seed=1)
     trainer = L3RSTrainer(
         model=model,
-        args=args(tmp_path, logging_strategy="steps", logging_steps=2),
+        args=args(tmp_path, logging_strategy="steps", logging_steps=logging_steps),
         train_dataset=dataset(),
         optimizers=(opt, None),
     )
     trainer.train()
-    last = [h for h in trainer.state.log_history if "loss" in h][-1]
+    return opt, [h for h in trainer.state.log_history if "loss" in h]
+
+
+@pytest.mark.parametrize("scope", ["model", "component"])
+def test_rate_adaptation_runs_in_trainer_and_logs_its_multiplier(tmp_path, scope: str) -> None:
+    """The no-learning-rate path inside Trainer: the multiplier moves, is logged (per tensor
+    with its range), and the run stays finite."""
+    config = CONFIG.replace(rate_adaptation="hypergradient", hypergradient_rate=0.5, adaptation_scope=scope)
+    opt, logged = _train_logged(tmp_path, config, logging_steps=2)
+    last = logged[-1]
     assert last["l3rs/rate_multiplier"] == pytest.approx(opt.rate_multiplier)
     assert opt.rate_multiplier != 1.0
     if scope == "component":
@@ -339,7 +345,7 @@ def test_rate_adaptation_runs_in_trainer_and_logs_its_multiplier(tmp_path, scope
         assert float(spread.min()) < float(spread.max())
     else:
         assert "l3rs/rate_multiplier_min" not in last
-    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert all(torch.isfinite(p).all() for group in opt.param_groups for p in group["params"])
 
 
 def test_trainer_logs_the_release_of_the_role_floors(tmp_path) -> None:
@@ -348,7 +354,6 @@ def test_trainer_logs_the_release_of_the_role_floors(tmp_path) -> None:
     (scripted here) has halved; absent without a release."""
     from conftest import small_cnn, train_step
 
-    from hf_l3rs.trainer_plugins import L3RSTrainer
     from trainer_plugins.transformers_trainer import learned_rate_stats
 
     config = CONFIG.replace(
@@ -357,16 +362,8 @@ def test_trainer_logs_the_release_of_the_role_floors(tmp_path) -> None:
         role_adaptation_min={"linear": 1.0},
         role_adaptation_min_release=0.5,
     )
-    model = tiny_bert()
-    opt = L3RS(model, config, seed=1)
-    trainer = L3RSTrainer(
-        model=model,
-        args=args(tmp_path, logging_strategy="steps", logging_steps=1),
-        train_dataset=dataset(),
-        optimizers=(opt, None),
-    )
-    trainer.train()
-    assert [h["l3rs/floors_released"] for h in trainer.state.log_history if "loss" in h] == [0.0] * 6
+    _, logged = _train_logged(tmp_path, config, logging_steps=1)
+    assert [h["l3rs/floors_released"] for h in logged] == [0.0] * 6
 
     cnn = small_cnn()
     opt = L3RS(cnn, config, total_steps=20)
