@@ -133,7 +133,7 @@ class L3RSConfig:
     #: bias-corrected) has fallen to this fraction of the first step's loss; 0 keeps them for
     #: the whole run. The floors then guard only the first steps, where a fresh head's noisy
     #: gradients would otherwise shrink the backbone's rates for good (docs/design.md §1
-    #: "Rate adaptation", *Floors per role*).
+    #: "Rate adaptation", *Releasing the floors*).
     role_adaptation_min_release: float = 0.0
 
     def __post_init__(self) -> None:

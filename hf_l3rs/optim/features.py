@@ -86,7 +86,7 @@ class EMAFeatures:
 class LossProgress:
     """How far the training loss has come down: its EMA (β 0.9, bias-corrected) as a fraction
     of the first finite loss. Releases the role floors of the rate adaptation (docs/design.md
-    §1 "Rate adaptation", *Floors per role*)."""
+    §1 "Rate adaptation", *Releasing the floors*)."""
 
     BETA = 0.9
 

@@ -432,11 +432,11 @@ class L3RS(torch.optim.Optimizer):
         finite = torch.isfinite(gnorm) & torch.isfinite(dnorm).all(dim=1) & loss_finite
         act = torch.tensor(active, dtype=torch.long)
         self._nonfinite[act[~finite]] += 1
-        if loss_finite:
-            self._loss_progress.update(float(loss))
-            release = cfg.role_adaptation_min_release
-            if release > 0 and not self._floors_released and self._loss_progress.reached(release):
-                self._floors_released = True
+        loss_value = float(loss) if loss_finite else math.nan
+        release = cfg.role_adaptation_min_release
+        if release > 0 and loss_finite:
+            self._loss_progress.update(loss_value)
+            self._floors_released = self._floors_released or self._loss_progress.reached(release)
         if cfg.rate_adaptation == "hypergradient":
             self._adapt_rate(active, finite, gnorm)
 
@@ -447,7 +447,7 @@ class L3RS(torch.optim.Optimizer):
         stats = torch.zeros(n, 3, dtype=torch.float64)
         stats[act, 0] = torch.log(self._pnorm[act] + cfg.feature_eps)
         stats[act, 1] = torch.log(torch.nan_to_num(gnorm, nan=0.0, posinf=0.0) + cfg.feature_eps)
-        stats[:, 2] = loss_statistic(cfg, float(loss)) if loss_finite else 0.0
+        stats[:, 2] = loss_statistic(cfg, loss_value) if loss_finite else 0.0
         rows_dev = rows.to(self.device)
         self._ema.update(stats.to(self.device, torch.float32), rows_dev)
         dl = torch.log(torch.nan_to_num(dnorm, nan=0.0, posinf=0.0) + cfg.feature_eps).to(self._dirlog)
