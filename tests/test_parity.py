@@ -491,6 +491,32 @@ def test_role_floor_holds_until_the_loss_halves_then_releases() -> None:
     assert lowest < 1.0, lowest  # with the floor it could not go below 1
 
 
+def test_state_saved_before_floor_release_loads_with_a_fresh_tracker() -> None:
+    """A state_dict written before role floors could be released (no loss tracker, no
+    release flag) loads; the floors count as held and the tracker starts at the next loss."""
+    model = small_cnn()
+    config = L3RSConfig(
+        rate_adaptation="hypergradient", role_adaptation_min={"conv": 1.0}, role_adaptation_min_release=0.5
+    )
+    opt = L3RS(model, config, total_steps=20, implementation="foreach")
+    for t, loss in enumerate([2.0, 0.1, 0.1, 0.1]):
+        train_step(model, t)
+        opt.step(loss=loss)
+    assert opt.floors_released
+    old = copy.deepcopy(opt.state_dict())
+    for key in ("loss_first", "loss_ema", "loss_count", "floors_released"):
+        del old["l3rs"][key]
+    opt.load_state_dict(old)
+    assert not opt.floors_released
+    train_step(model, 4)
+    opt.step(loss=0.9)  # the fresh tracker's first loss; the old one (first 2.0) would release at it
+    assert not opt.floors_released
+    for t in range(5, 9):
+        train_step(model, t)
+        opt.step(loss=0.1)
+    assert opt.floors_released
+
+
 def test_rate_multiplier_survives_state_dict_round_trip() -> None:
     model, twin = small_cnn(), small_cnn()
     config = L3RSConfig(rate_adaptation="hypergradient", hypergradient_rate=0.5)
