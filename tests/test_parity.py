@@ -441,16 +441,8 @@ def test_role_floor_release_matches_reference(scope: str, implementation: str) -
     50): the fast step and the loop reference agree on both sides of the release."""
     if implementation == "fused" and load_fused() is None:
         pytest.skip("no C++ toolchain: fused kernels unavailable")
-    config = L3RSConfig(
-        **LIVELY,
-        rate_adaptation="hypergradient",
-        adaptation_scope=scope,
-        hypergradient_rate=0.3,
-        adaptation_min=0.2,
-        adaptation_max=5.0,
-        role_adaptation_min={"conv": 1.0, "bias": 0.5},
-        role_adaptation_min_release=0.5,
-    )
+    floors = CASES["hypergradient_role_floor"]  # the floors' own parity case, plus the release
+    config = L3RSConfig(**LIVELY, **floors, adaptation_scope=scope, role_adaptation_min_release=0.5)
     _assert_close(_fast(config, implementation, scripted=True), _reference(config, scripted=True))
 
 
