@@ -116,6 +116,13 @@ CASES = {
         "adaptation_min": 0.2,
         "adaptation_max": 5.0,
     },
+    # a reference well below SmallCNN's share, so the backbone's multiplier is on (capped at 3)
+    "gradient_share": {"gradient_share_reference": 0.05, "gradient_share_max": 3.0},
+    "gradient_share_conv_only": {
+        "gradient_share_reference": 0.2,
+        "gradient_share_steps": 3,
+        "gradient_share_roles": ("conv",),
+    },
 }
 
 
@@ -138,6 +145,7 @@ def test_foreach_matches_reference(case: str) -> None:
         "hypergradient",
         "hypergradient_component_tangential",
         "role_prior",
+        "gradient_share",
     ],
 )
 def test_fused_matches_reference(case: str) -> None:

@@ -34,6 +34,10 @@ ADDED_FIELDS = {
     "adaptation_signal": "gradient",
     "role_adaptation_min": {},
     "role_adaptation_min_release": 0.0,
+    "gradient_share_reference": 0.0,
+    "gradient_share_max": 8.0,
+    "gradient_share_steps": 5,
+    "gradient_share_roles": ("conv", "norm", "bias"),
 }
 ROLES = ("conv", "linear", "norm", "bias", "embedding", "other")
 
@@ -135,10 +139,22 @@ class L3RSConfig:
     #: gradients would otherwise shrink the backbone's rates for good (docs/design.md §1
     #: "Rate adaptation", *Releasing the floors*).
     role_adaptation_min_release: float = 0.0
+    #: The backbone's gradient share (docs/design.md §1 "The backbone's gradient share"): s =
+    #: ‖g of the convolutions‖ / ‖g of the head‖ (the deepest linear tensor), its geometric mean
+    #: over steps 2…``gradient_share_steps``. Where s exceeds this reference (the share on the
+    #: checkpoint the rule was meta-trained on), the backbone's tensors of
+    #: ``gradient_share_roles`` have their rates multiplied by s / reference, at most
+    #: ``gradient_share_max``, from step ``gradient_share_steps`` on: a checkpoint that does not
+    #: fit the data sends more of the gradient to its backbone, which then needs larger steps
+    #: than the rule learned. 0 = off; a model without convolutions is never changed.
+    gradient_share_reference: float = 0.0
+    gradient_share_max: float = 8.0
+    gradient_share_steps: int = 5
+    gradient_share_roles: tuple[str, ...] = ("conv", "norm", "bias")
 
     def __post_init__(self) -> None:
         # Lists arrive from JSON/YAML: store tuples so the config stays hashable and frozen.
-        for name in ("directions", "ema_betas", "absolute_time_scales", "hidden_sizes"):
+        for name in ("directions", "ema_betas", "absolute_time_scales", "hidden_sizes", "gradient_share_roles"):
             value = getattr(self, name)
             if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
                 raise ConfigError(f"L3RSConfig.{name} must be a sequence, got {value!r}")
@@ -260,6 +276,20 @@ class L3RSConfig:
             raise ConfigError(
                 "L3RSConfig.role_adaptation_min_release releases the floors of role_adaptation_min, which is empty"
             )
+        if self.gradient_share_reference < 0:
+            raise ConfigError(
+                f"L3RSConfig.gradient_share_reference must be >= 0 (0 = off), got {self.gradient_share_reference!r}"
+            )
+        if self.gradient_share_max < 1:
+            raise ConfigError(f"L3RSConfig.gradient_share_max must be >= 1, got {self.gradient_share_max!r}")
+        if self.gradient_share_steps < 2:
+            raise ConfigError(
+                "L3RSConfig.gradient_share_steps must be >= 2 (the share is averaged over steps 2…k), "
+                f"got {self.gradient_share_steps!r}"
+            )
+        for role in self.gradient_share_roles:
+            if role not in ROLES:
+                raise ConfigError(f"L3RSConfig.gradient_share_roles: unknown role {role!r}; known: {list(ROLES)}")
         if self.variant not in VARIANTS:
             raise ConfigError(f"L3RSConfig.variant must be one of {VARIANTS}, got {self.variant!r}")
         for beta in self.ema_betas:

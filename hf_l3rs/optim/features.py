@@ -8,6 +8,7 @@ embedding is appended by the network.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -115,6 +116,38 @@ class LossProgress:
         self.first = float(state.get("loss_first", math.nan))
         self.ema = float(state.get("loss_ema", 0.0))
         self.count = int(state.get("loss_count", 0))
+
+
+class GradientShare:
+    """The backbone's gradient share (docs/design.md §1): the convolutions' gradient norm over
+    the head's in the first steps, and the multiplier it implies for the backbone's rates,
+    fixed once ``steps`` shares are recorded (their geometric mean over steps 2…k)."""
+
+    def __init__(self, reference: float, maximum: float, steps: int) -> None:
+        self.reference, self.maximum, self.steps = reference, maximum, steps
+        self.log_shares: list[float] = []
+        self.factor = 1.0
+
+    @property
+    def decided(self) -> bool:
+        return len(self.log_shares) >= self.steps
+
+    def record(self, conv_norm: float, head_norm: float) -> None:
+        """One step's norms; a step where either is zero or non-finite is not counted."""
+        if self.decided or not (0 < conv_norm < math.inf and 0 < head_norm < math.inf):
+            return
+        self.log_shares.append(math.log(conv_norm / head_norm))
+        if self.decided:
+            later = self.log_shares[1:]
+            share = math.exp(sum(later) / len(later))
+            self.factor = min(self.maximum, max(1.0, share / self.reference))
+
+    def state(self) -> dict[str, Any]:
+        return {"share_log": list(self.log_shares), "share_factor": self.factor}
+
+    def load(self, state: dict) -> None:
+        self.log_shares = [float(x) for x in state.get("share_log", [])]
+        self.factor = float(state.get("share_factor", 1.0))
 
 
 def assemble(ema: Tensor, time: Tensor, dir_log_norms: Tensor, descriptor: Tensor | None) -> Tensor:

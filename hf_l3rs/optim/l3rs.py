@@ -29,6 +29,7 @@ from hf_l3rs.optim.config import ROLES, L3RSConfig
 from hf_l3rs.optim.directions import get_direction
 from hf_l3rs.optim.features import (
     EMAFeatures,
+    GradientShare,
     LossProgress,
     assemble,
     loss_statistic,
@@ -69,6 +70,23 @@ _PARALLEL = 1e-12
 def _sums(tensors: list[Tensor]) -> Tensor:
     """Each tensor's sum in float64, on the CPU."""
     return torch.tensor([float(t.sum(dtype=torch.float64)) for t in tensors], dtype=torch.float64)
+
+
+def _share_layout(roles: list[str], depths: list[float], config: L3RSConfig) -> tuple[list[int], int | None, Tensor]:
+    """The gradient share's parts: the convolutions shallower than the head (the deepest
+    linear tensor), the head, and which tensors its multiplier scales (of
+    ``gradient_share_roles``, shallower than the head). Nothing where it is off or the model
+    has no convolution or no linear head."""
+    none = ([], None, torch.zeros(len(roles)))
+    linear = [j for j, r in enumerate(roles) if r == "linear"]
+    if config.gradient_share_reference <= 0 or not linear:
+        return none
+    head = max(linear, key=lambda j: (depths[j], j))
+    conv = [j for j, r in enumerate(roles) if r == "conv" and depths[j] < depths[head]]
+    if not conv:
+        return none
+    targets = [float(r in config.gradient_share_roles and depths[j] < depths[head]) for j, r in enumerate(roles)]
+    return conv, head, torch.tensor(targets)
 
 
 def _tangential(params: list[Tensor], grads: list[Tensor], moms: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
@@ -209,6 +227,11 @@ class L3RS(torch.optim.Optimizer):
             ],
             dtype=torch.float64,
         )
+        # docs/design.md §1 "The backbone's gradient share": which tensors it reads and scales.
+        self._share_conv, self._share_head, self._share_targets = _share_layout(
+            self.presented_roles, [c.depth for c in self.components], self.config
+        )
+        self._share_targets = self._share_targets.to(self.device)
         self.descriptor = (
             descriptor_matrix(self.components, presented).to(self.device) if self.config.descriptor else None
         )
@@ -295,6 +318,8 @@ class L3RS(torch.optim.Optimizer):
         self._log_adapt = torch.zeros(n, dtype=torch.float64)  # log of each tensor's rate multiplier
         self._loss_progress = LossProgress()
         self._floors_released = False
+        cfg = self.config
+        self._share = GradientShare(cfg.gradient_share_reference, cfg.gradient_share_max, cfg.gradient_share_steps)
 
     def __getstate__(self) -> dict[str, Any]:
         """Everything, not only torch's defaults/state/param_groups: a pickled or deep-copied
@@ -320,6 +345,7 @@ class L3RS(torch.optim.Optimizer):
             "log_adapt": self._log_adapt.clone(),
             **self._loss_progress.state(),
             "floors_released": self._floors_released,
+            **self._share.state(),
         }
         return out
 
@@ -349,6 +375,7 @@ class L3RS(torch.optim.Optimizer):
         self._log_adapt = torch.as_tensor(log_adapt, dtype=torch.float64).cpu().expand(len(self._params)).clone()
         self._loss_progress.load(extra)  # absent before role floors could be released: a fresh tracker
         self._floors_released = bool(extra.get("floors_released", False))
+        self._share.load(extra)  # absent before the gradient share existed: undecided, ×1
 
     # ---------------------------------------------------------------- step
     def _fused_blocker(self, check_grads: bool) -> str | None:
@@ -437,6 +464,8 @@ class L3RS(torch.optim.Optimizer):
         if release > 0 and loss_finite:
             self._loss_progress.update(loss_value)
             self._floors_released = self._floors_released or self._loss_progress.reached(release)
+        if self._share_conv and not self._share.decided:
+            self._record_share(active, finite, gnorm)
         if cfg.rate_adaptation == "hypergradient":
             self._adapt_rate(active, finite, gnorm)
 
@@ -466,6 +495,8 @@ class L3RS(torch.optim.Optimizer):
             rate = rate * self._role_scale.to(rate)
         if cfg.rate_adaptation != "none":
             rate = rate * torch.exp(self._log_adapt).to(rate)
+        if self._share.factor != 1.0:
+            rate = rate * (1 + (self._share.factor - 1) * self._share_targets.to(rate))
         self.last_rate, self.last_mix = rate, mix
         if self.record_dynamics:
             self.dynamics.append(
@@ -504,6 +535,22 @@ class L3RS(torch.optim.Optimizer):
         """Whether the role floors of the adaptation have been released for this run
         (``role_adaptation_min_release``)."""
         return self._floors_released
+
+    @property
+    def gradient_share_factor(self) -> float:
+        """The backbone's rate multiplier from its gradient share (docs/design.md §1): 1 until
+        ``gradient_share_steps`` steps have been seen, where it is off, or without convolutions."""
+        return self._share.factor
+
+    def _record_share(self, active: list[int], finite: Tensor, gnorm: Tensor) -> None:
+        """One step's ‖g‖ of the convolutions over the head's, when all of them are finite."""
+        pos = {j: i for i, j in enumerate(active)}
+        needed = [*self._share_conv, self._share_head]
+        if not all(j in pos and bool(finite[pos[j]]) for j in needed):
+            return
+        g = gnorm.to("cpu", torch.float64)
+        conv = math.sqrt(sum(float(g[pos[j]]) ** 2 for j in self._share_conv))
+        self._share.record(conv, float(g[pos[self._share_head]]))
 
     @property
     def rate_multipliers(self) -> Tensor:

@@ -54,6 +54,40 @@ class ReferenceL3RS:
         self.dirlog = [[0.0] * len(self.cfg.directions) for _ in self.params]
         self.log_adapt = [0.0] * len(self.params)
         self.first_loss, self.loss_ema, self.loss_count, self.released = math.nan, 0.0, 0, False
+        self.log_shares: list[float] = []  # the backbone's gradient share, steps 1…k
+        self.share_factor = 1.0
+
+    def _share_parts(self) -> tuple[list[int], int | None]:
+        """The convolutions shallower than the head (the deepest linear component), and the head."""
+        comps = self.components
+        linear = [j for j, c in enumerate(comps) if c.role == "linear"]
+        if self.cfg.gradient_share_reference <= 0 or not linear:
+            return [], None
+        head = max(linear, key=lambda j: (comps[j].depth, j))
+        return [j for j, c in enumerate(comps) if c.role == "conv" and c.depth < comps[head].depth], head
+
+    def _record_share(self, gnorms: dict[int, float]) -> None:
+        """log(‖g_conv‖ / ‖g_head‖) this step; after k steps the factor from steps 2…k."""
+        cfg = self.cfg
+        conv, head = self._share_parts()
+        if not conv or len(self.log_shares) >= cfg.gradient_share_steps:
+            return
+        if not all(j in gnorms for j in [*conv, head]):
+            return
+        conv_norm = math.sqrt(sum(gnorms[j] ** 2 for j in conv))
+        if not (conv_norm > 0 and gnorms[head] > 0):
+            return
+        self.log_shares.append(math.log(conv_norm / gnorms[head]))
+        if len(self.log_shares) == cfg.gradient_share_steps:
+            later = self.log_shares[1:]
+            share = math.exp(sum(later) / len(later))
+            self.share_factor = min(cfg.gradient_share_max, max(1.0, share / cfg.gradient_share_reference))
+
+    def _share_multiplier(self, j: int) -> float:
+        conv, head = self._share_parts()
+        comp = self.components[j]
+        scaled = conv and comp.role in self.cfg.gradient_share_roles and comp.depth < self.components[head].depth
+        return self.share_factor if scaled else 1.0
 
     def _features(self, j: int) -> list[float]:
         cfg = self.cfg
@@ -109,6 +143,7 @@ class ReferenceL3RS:
             if fraction > 0 and self.first_loss > 0 and level <= fraction * self.first_loss:
                 self.released = True
         pending = {}
+        gnorms = {}  # the gradient share: j -> ‖g_j‖ of the finite components
         agreement = {}  # rate adaptation: j -> (g_t·m_{t-1}, |g_t|², |m_{t-1}|²) of the finite components
         for j, p in enumerate(self.params):
             if p.grad is None:
@@ -136,11 +171,13 @@ class ReferenceL3RS:
                 self.ema_count[j] += 1
                 self.dirlog[j] = [math.log(x + eps) for x in dnorms]
                 pending[j] = (dirs, news, dnorms)
+                gnorms[j] = gnorm
                 if cfg.rate_adaptation == "hypergradient":
                     g, m_prev = p.grad.double(), st["adam"]["exp_avg"].double()
                     if cfg.adaptation_signal == "tangential" and p.dim() >= 2:
                         g, m_prev = _off_weights(g, p.double()), _off_weights(m_prev, p.double())
                     agreement[j] = (float((g * m_prev).sum()), float((g * g).sum()), float((m_prev * m_prev).sum()))
+        self._record_share(gnorms)
         self._adapt(agreement)
         feats = torch.tensor([self._features(j) for j in range(len(self.params))], dtype=torch.float32)
         rate, mix = self.net(feats, self.component_map)
@@ -149,6 +186,7 @@ class ReferenceL3RS:
             p, group = self.params[j], group_of[j]
             eta = group["lr"] * float(rate[j]) * rate_schedule_factor(cfg, self.t, self.total_steps)
             eta *= math.exp(self.log_adapt[j]) * cfg.role_rate_scale.get(self.components[j].role, 1.0)
+            eta *= self._share_multiplier(j)
             update = torch.zeros_like(p)
             for k, d in enumerate(dirs):
                 scale = dnorms[k] / math.sqrt(p.numel()) if cfg.norm == "rms" else dnorms[k]

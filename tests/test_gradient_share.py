@@ -1,0 +1,127 @@
+"""The backbone's gradient share (docs/design.md §1): the convolutions' gradient norm over the
+head's in the first steps sets a multiplier on the backbone's rates, computed by hand here."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+from conftest import small_cnn, train_step
+from torch import nn
+
+from hf_l3rs import L3RS, L3RSConfig
+from hf_l3rs.optim.config import ConfigError
+
+CONV = ("conv1.weight", "conv2.weight")
+#: SmallCNN's tensors the multiplier scales (conv, norm, bias roles shallower than the head)
+SCALED = ("conv1.weight", "bn1.weight", "bn1.bias", "conv2.weight", "conv2.bias")
+
+
+def _shares(model: nn.Module, steps: int) -> list[float]:
+    """‖g‖ of the convolutions over the head weight's, step by step, without any optimizer
+    (the gradient of step t depends on the weights; this model does not move)."""
+    out = []
+    for t in range(1, steps + 1):
+        train_step(model, t)
+        conv = math.sqrt(sum(float(model.get_parameter(n).grad.norm()) ** 2 for n in CONV))
+        out.append(conv / float(model.head.weight.grad.norm()))
+    return out
+
+
+def test_factor_is_the_geometric_mean_share_of_steps_2_to_k_over_the_reference() -> None:
+    """With lr 0 the weights stay put, so the shares are those of the untouched model; the
+    factor is fixed at step k from steps 2…k, and is 1 before."""
+    shares = _shares(small_cnn(), 5)
+    expected = math.exp(sum(math.log(s) for s in shares[1:]) / 4) / 0.05
+    assert 1 < expected < 100
+    model = small_cnn()
+    opt = L3RS(model, L3RSConfig(gradient_share_reference=0.05, gradient_share_max=100.0), lr=0.0, total_steps=20)
+    for t in range(1, 5):
+        opt.step(loss=train_step(model, t))
+        assert opt.gradient_share_factor == 1.0
+    opt.step(loss=train_step(model, 5))
+    assert opt.gradient_share_factor == pytest.approx(expected, rel=1e-6)  # float32 norms
+    # the cap and the floor of 1, on the same shares
+    for reference, cap, want in ((0.05, 1.5, 1.5), (1e6, 8.0, 1.0)):
+        m = small_cnn()
+        o = L3RS(m, L3RSConfig(gradient_share_reference=reference, gradient_share_max=cap), lr=0.0, total_steps=20)
+        for t in range(1, 6):
+            o.step(loss=train_step(m, t))
+        assert o.gradient_share_factor == want
+
+
+def test_only_the_backbones_conv_norm_and_bias_rates_are_multiplied() -> None:
+    """Two runs identical through step 4 (the factor is 1 there); at step 5 the rates of the
+    scaled tensors are the plain run's × the factor, the head's are equal."""
+    on, off = small_cnn(), small_cnn()
+    config = L3RSConfig(gradient_share_reference=0.05, gradient_share_max=100.0, init_output_scale=1.0)
+    opt_on = L3RS(on, config, total_steps=20, seed=1)
+    opt_off = L3RS(off, config.replace(gradient_share_reference=0.0), total_steps=20, seed=1)
+    for t in range(1, 6):
+        opt_on.step(loss=train_step(on, t))
+        opt_off.step(loss=train_step(off, t))
+    factor = opt_on.gradient_share_factor
+    assert factor > 1
+    names = [c.name for c in opt_on.components]
+    for j, name in enumerate(names):
+        want = opt_off.last_rate[j] * (factor if name in SCALED else 1.0)
+        assert float(opt_on.last_rate[j]) == pytest.approx(float(want), rel=1e-5), name
+
+
+def test_a_model_without_convolutions_is_unchanged() -> None:
+    """Language models have no convolution: with the share on, every weight is bitwise the
+    same as with it off."""
+
+    def mlp() -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.LayerNorm(16), nn.ReLU(), nn.Linear(16, 3))
+
+    runs = []
+    for reference in (0.0, 0.05):
+        model = mlp()
+        opt = L3RS(model, L3RSConfig(gradient_share_reference=reference), total_steps=10)
+        for t in range(10):
+            opt.step(loss=train_step(model, t))
+        assert opt.gradient_share_factor == 1.0
+        runs.append(model)
+    for p, q in zip(runs[0].parameters(), runs[1].parameters()):
+        assert torch.equal(p, q)
+
+
+def test_factor_survives_a_state_dict_round_trip_and_old_states_load_undecided() -> None:
+    model = small_cnn()
+    config = L3RSConfig(gradient_share_reference=0.05, gradient_share_max=100.0)
+    opt = L3RS(model, config, total_steps=20)
+    for t in range(1, 6):
+        opt.step(loss=train_step(model, t))
+    state = copy.deepcopy(opt.state_dict())
+    twin = small_cnn()
+    twin.load_state_dict(model.state_dict())
+    copy_opt = L3RS(twin, opt.net, total_steps=20)
+    copy_opt.load_state_dict(copy.deepcopy(state))
+    assert copy_opt.gradient_share_factor == opt.gradient_share_factor > 1
+    for t in range(6, 9):
+        opt.step(loss=train_step(model, t))
+        copy_opt.step(loss=train_step(twin, t))
+    for p, q in zip(model.parameters(), twin.parameters()):
+        assert torch.equal(p, q)
+    for key in ("share_log", "share_factor"):  # a state saved before the share existed
+        del state["l3rs"][key]
+    copy_opt.load_state_dict(state)
+    assert copy_opt.gradient_share_factor == 1.0
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("gradient_share_reference", -0.1, ">= 0"),
+        ("gradient_share_max", 0.5, ">= 1"),
+        ("gradient_share_steps", 1, ">= 2"),
+        ("gradient_share_roles", ("conv", "head"), "unknown role 'head'"),
+    ],
+)
+def test_bad_gradient_share_config_is_a_clear_error(field: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        L3RSConfig(**{field: value})
