@@ -125,3 +125,21 @@ def test_factor_survives_a_state_dict_round_trip_and_old_states_load_undecided()
 def test_bad_gradient_share_config_is_a_clear_error(field: str, value: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         L3RSConfig(**{field: value})
+
+
+def test_trainer_logs_the_gradient_share_factor() -> None:
+    """``l3rs/gradient_share_factor``: 1 until step k, then the factor; absent when off."""
+    from trainer_plugins.transformers_trainer import learned_rate_stats
+
+    model = small_cnn()
+    opt = L3RS(model, L3RSConfig(gradient_share_reference=0.05, gradient_share_steps=3), total_steps=20)
+    logged = []
+    for t in range(1, 5):
+        opt.step(loss=train_step(model, t))
+        logged.append(learned_rate_stats(opt)["l3rs/gradient_share_factor"])
+    assert logged[:2] == [1.0, 1.0] and logged[2] == logged[3] == opt.gradient_share_factor > 1
+    plain = small_cnn()
+    off = L3RS(plain, L3RSConfig(), total_steps=20)
+    off.step(loss=train_step(plain, 0))
+    assert "l3rs/rate_mean" in learned_rate_stats(off)
+    assert "l3rs/gradient_share_factor" not in learned_rate_stats(off)
