@@ -90,6 +90,29 @@ def test_a_model_without_convolutions_is_unchanged() -> None:
         assert torch.equal(p, q)
 
 
+def test_a_transformer_with_a_convolutional_stem_is_unchanged() -> None:
+    """A ViT-like model (a small patch convolution, large linear layers, a head) is not a
+    convolutional backbone: the share is not read and nothing is scaled."""
+
+    class PatchNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.stem = nn.Conv2d(1, 4, 4, stride=4)  # 68 weights
+            self.body = nn.Linear(16, 16)  # 272 weights
+            self.head = nn.Linear(16, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(torch.relu(self.body(self.stem(x).flatten(1))))
+
+    model = PatchNet()
+    opt = L3RS(model, L3RSConfig(gradient_share_reference=1e-6), total_steps=10)
+    assert opt._share_conv == [] and float(opt._share_targets.sum()) == 0
+    for t in range(8):
+        opt.step(loss=train_step(model, t))
+    assert opt.gradient_share_factor == 1.0
+
+
 def test_factor_survives_a_state_dict_round_trip_and_old_states_load_undecided() -> None:
     model = small_cnn()
     config = L3RSConfig(gradient_share_reference=0.05, gradient_share_max=100.0)

@@ -72,18 +72,22 @@ def _sums(tensors: list[Tensor]) -> Tensor:
     return torch.tensor([float(t.sum(dtype=torch.float64)) for t in tensors], dtype=torch.float64)
 
 
-def _share_layout(roles: list[str], depths: list[float], config: L3RSConfig) -> tuple[list[int], int | None, Tensor]:
+def _share_layout(
+    roles: list[str], depths: list[float], numels: list[int], config: L3RSConfig
+) -> tuple[list[int], int | None, Tensor]:
     """The gradient share's parts: the convolutions shallower than the head (the deepest
     linear tensor), the head, and which tensors its multiplier scales (of
-    ``gradient_share_roles``, shallower than the head). Nothing where it is off or the model
-    has no convolution or no linear head."""
+    ``gradient_share_roles``, shallower than the head). Nothing where it is off, or the model
+    has no linear head, or its backbone is not convolutional (convolutions hold less than half
+    of its conv and linear weights: a ViT's patch stem does not make it a CNN)."""
     none = ([], None, torch.zeros(len(roles)))
     linear = [j for j, r in enumerate(roles) if r == "linear"]
     if config.gradient_share_reference <= 0 or not linear:
         return none
     head = max(linear, key=lambda j: (depths[j], j))
     conv = [j for j, r in enumerate(roles) if r == "conv" and depths[j] < depths[head]]
-    if not conv:
+    body_linear = [j for j in linear if depths[j] < depths[head]]
+    if sum(numels[j] for j in conv) <= sum(numels[j] for j in body_linear):
         return none
     targets = [float(r in config.gradient_share_roles and depths[j] < depths[head]) for j, r in enumerate(roles)]
     return conv, head, torch.tensor(targets)
@@ -229,7 +233,7 @@ class L3RS(torch.optim.Optimizer):
         )
         # docs/design.md §1 "The backbone's gradient share": which tensors it reads and scales.
         self._share_conv, self._share_head, self._share_targets = _share_layout(
-            self.presented_roles, [c.depth for c in self.components], self.config
+            self.presented_roles, [c.depth for c in self.components], [c.numel for c in self.components], self.config
         )
         self._share_targets = self._share_targets.to(self.device)
         self.descriptor = (

@@ -58,13 +58,19 @@ class ReferenceL3RS:
         self.share_factor = 1.0
 
     def _share_parts(self) -> tuple[list[int], int | None]:
-        """The convolutions shallower than the head (the deepest linear component), and the head."""
+        """The convolutions shallower than the head (the deepest linear component), and the
+        head; none unless the convolutions hold most of the backbone's conv and linear weights."""
         comps = self.components
         linear = [j for j, c in enumerate(comps) if c.role == "linear"]
         if self.cfg.gradient_share_reference <= 0 or not linear:
             return [], None
         head = max(linear, key=lambda j: (comps[j].depth, j))
-        return [j for j, c in enumerate(comps) if c.role == "conv" and c.depth < comps[head].depth], head
+        body = [j for j, c in enumerate(comps) if c.depth < comps[head].depth]
+        conv = [j for j in body if comps[j].role == "conv"]
+        conv_weights = sum(comps[j].numel for j in conv)
+        if conv_weights <= sum(comps[j].numel for j in body if comps[j].role == "linear"):
+            return [], None  # not a convolutional backbone
+        return conv, head
 
     def _record_share(self, gnorms: dict[int, float]) -> None:
         """log(‖g_conv‖ / ‖g_head‖) this step; after k steps the factor from steps 2…k."""
