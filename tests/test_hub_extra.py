@@ -236,9 +236,10 @@ def test_unreachable_endpoint_on_download_is_not_called_offline(monkeypatch) -> 
 def test_bundled_general_weights_train_an_unseen_decoder_without_a_learning_rate() -> None:
     """l3rs-general (meta-trained with a decoder in the mixture) keeps l3rs-kanji-pertensor's
     adaptation settings on its own θ plus a role prior on convolutions, the tangential
-    adaptation signal and a convolution floor released when the loss halves, and with no
-    learning rate it trains a transformer it never saw (a two-layer Llama over bytes)
-    without blowing up."""
+    adaptation signal, a convolution floor released when the loss halves and the backbone's
+    gradient share, and with no learning rate it trains a transformer it never saw (a
+    two-layer Llama over bytes; no convolutions, so the share leaves it alone) without
+    blowing up."""
     pytest.importorskip("transformers")
     from hf_l3rs.tasks.text import build_decoder, encode
 
@@ -247,7 +248,9 @@ def test_bundled_general_weights_train_an_unseen_decoder_without_a_learning_rate
     assert general.config.adaptation_signal == "tangential"
     assert general.config.role_adaptation_min == {"conv": 1.0}
     assert general.config.role_adaptation_min_release == 0.5
+    assert general.config.gradient_share_reference == 0.85
     shipped_changes = {
+        "gradient_share_reference": 0.0,
         "role_rate_scale": {},
         "adaptation_signal": "gradient",
         "role_adaptation_min": {},
@@ -271,3 +274,4 @@ def test_bundled_general_weights_train_an_unseen_decoder_without_a_learning_rate
         losses.append(float(out.loss.detach()))
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert losses[-1] < 0.9 * losses[0], losses
+    assert opt.gradient_share_factor == 1.0 and opt._share_conv == []
