@@ -249,8 +249,10 @@ def test_bundled_general_weights_train_an_unseen_decoder_without_a_learning_rate
     assert general.config.role_adaptation_min == {"conv": 1.0}
     assert general.config.role_adaptation_min_release == 0.5
     assert general.config.gradient_share_reference == 0.85
+    assert general.config.gradient_share_steps == 3
     shipped_changes = {
         "gradient_share_reference": 0.0,
+        "gradient_share_steps": 5,
         "role_rate_scale": {},
         "adaptation_signal": "gradient",
         "role_adaptation_min": {},
