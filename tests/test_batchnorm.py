@@ -123,6 +123,16 @@ def test_the_option_reaches_every_image_family_of_a_benchmark_or_mixture() -> No
     }
     assert cfg.task_specs == {"kanji": {"train_per_class": 5}}  # a new config, the old one kept
     assert _baseline_config(asdict(recal)) != _baseline_config(asdict(cfg))  # no baseline reuse across it
+    # the default written out (`--eval-batchnorm running`) is the same configuration: reused
+    explicit = cfg.with_task_option("eval_batchnorm", "running")
+    assert _baseline_config(asdict(explicit)) == _baseline_config(asdict(cfg))
+    # kanji's calibrated train_per_class is 3: written out it changes nothing, 20 (the generic default) does
+    assert _baseline_config(asdict(TunedConfig(task_specs={"kanji": {"train_per_class": 3}}))) == _baseline_config(
+        asdict(TunedConfig())
+    )
+    assert _baseline_config(asdict(TunedConfig(task_specs={"kanji": {"train_per_class": 20}}))) != _baseline_config(
+        asdict(TunedConfig())
+    )
 
     mixture = {"members": [{"family": "images", "dataset": "kanji"}, {"family": "text", "weight": 2}]}
     out = with_image_option("mixture", mixture, "eval_batchnorm", "recalibrated")

@@ -376,8 +376,27 @@ def _at_horizon(means: dict[int, dict[str, list[float]]], grid: list[int], hi: i
 
 
 def _baseline_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The part of a configuration that determines the baselines' results."""
-    return {k: v for k, v in config.items() if k not in ("l3rs", "bootstrap_samples")}
+    """The part of a configuration that determines the baselines' results. A task option
+    written out at its default (``--eval-batchnorm running``) is the configuration that leaves
+    it out, so it reuses that configuration's baselines."""
+    out = {k: v for k, v in config.items() if k not in ("l3rs", "bootstrap_samples")}
+    out["task_specs"] = _without_defaults(config.get("task_specs") or {})
+    return out
+
+
+def _without_defaults(task_specs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each dataset's task options less those equal to what the dataset's task spec has
+    without them (its calibrated fields, else ``ImageTaskSpec``'s defaults)."""
+    from hf_l3rs.tasks.datasets import task_spec_kwargs
+    from hf_l3rs.tasks.images import ImageTaskSpec
+
+    out = {}
+    for dataset, spec in task_specs.items():
+        plain = dataclasses.asdict(ImageTaskSpec(**task_spec_kwargs(dataset)))
+        kept = {k: v for k, v in spec.items() if k not in plain or v != plain[k]}
+        if kept:
+            out[dataset] = kept
+    return out
 
 
 def _restore_infinities(runs: dict[str, Any]) -> dict[str, Any]:
