@@ -251,3 +251,19 @@ def test_a_role_the_meta_weights_never_saw_is_presented_as_a_trained_one(caplog)
     placeholder = torch.full((3,), ROLES.index("other"))
     roles = torch.tensor([ROLES.index("embedding"), ROLES.index("norm"), ROLES.index("conv")])
     assert torch.equal(stand_in_roles(roles, placeholder), roles)
+
+
+def test_a_frozen_backbone_leaves_the_head_at_its_depth_in_the_network(model) -> None:
+    """A linear probe trains only the head: its tensors keep the relative depth they have
+    among all of the model's tensors (frozen ones included), so the meta-network sees the
+    same descriptor rows as for the head of the whole model, not a first layer (depth 0).
+    Without the model (bare tensors) the depth is counted among the tensors given."""
+    full = L3RS(model, total_steps=3)
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith("head."))
+    probe = L3RS(model, full.net, total_steps=3)
+    assert [(c.name, c.depth) for c in probe.components] == [("head.weight", 5 / 6), ("head.bias", 1.0)]
+    assert probe.component_map.tolist() == [5, 6]
+    assert torch.equal(probe.descriptor, full.descriptor[5:])
+    bare = L3RS([model.head.weight, model.head.bias], full.net, total_steps=3)
+    assert [c.depth for c in bare.components] == [0.0, 1.0]

@@ -69,18 +69,28 @@ def infer_role(name: str, p: Tensor, module_roles: dict[int, str] | None = None)
     return "other"
 
 
+def relative_depths(named: list[tuple[str, Tensor]], model: nn.Module | None = None) -> list[float]:
+    """Each tensor's relative depth in [0, 1]: its position among all of the model's parameter
+    tensors, frozen ones included, when the model is known and holds them all; else among
+    ``named``. With everything trainable the two are the same; when part of the model is
+    frozen (a linear probe, LoRA adapters) the trained tensors keep the depth they have in the
+    network, so a probe's head is not read as the first layer of a backbone
+    (docs/design.md §1 "Components")."""
+    if model is not None:
+        where = {id(p): i for i, (_, p) in enumerate(model.named_parameters())}
+        if len(where) > 1 and all(id(p) in where for _, p in named):
+            return [where[id(p)] / (len(where) - 1) for _, p in named]
+    n = len(named)
+    return [(i / (n - 1)) if n > 1 else 0.0 for i in range(n)]
+
+
 def describe(named: list[tuple[str, Tensor]], model: nn.Module | None = None) -> list[Component]:
     """Descriptors for an ordered list of (name, parameter)."""
     module_roles = _module_roles(model) if model is not None else None
-    n = len(named)
+    depths = relative_depths(named, model)
     return [
-        Component(
-            name=name,
-            role=infer_role(name, p, module_roles),
-            depth=(i / (n - 1)) if n > 1 else 0.0,
-            numel=p.numel(),
-        )
-        for i, (name, p) in enumerate(named)
+        Component(name=name, role=infer_role(name, p, module_roles), depth=depth, numel=p.numel())
+        for (name, p), depth in zip(named, depths)
     ]
 
 
