@@ -237,7 +237,8 @@ def test_bundled_general_weights_train_an_unseen_decoder_without_a_learning_rate
     """l3rs-general (meta-trained with a decoder in the mixture) keeps l3rs-kanji-pertensor's
     adaptation settings on its own θ plus a role prior on convolutions, the tangential
     adaptation signal, a convolution floor released when the loss halves and the backbone's
-    gradient share, and with no learning rate it trains a transformer it never saw (a
+    gradient share (LoRA adapters stepped in the units of their weight), and with no
+    learning rate it trains a transformer it never saw (a
     two-layer Llama over bytes; no convolutions, so the share leaves it alone) without
     blowing up."""
     pytest.importorskip("transformers")
@@ -250,7 +251,9 @@ def test_bundled_general_weights_train_an_unseen_decoder_without_a_learning_rate
     assert general.config.role_adaptation_min_release == 0.5
     assert general.config.gradient_share_reference == 0.85
     assert general.config.gradient_share_steps == 3
+    assert general.config.adapter_steps == "weight"
     shipped_changes = {
+        "adapter_steps": "tensor",
         "gradient_share_reference": 0.0,
         "gradient_share_steps": 5,
         "role_rate_scale": {},

@@ -16,6 +16,7 @@ RATE_SCHEDULES = ("constant", "cosine")
 RATE_ADAPTATIONS = ("none", "hypergradient")
 ADAPTATION_SCOPES = ("model", "component")
 ADAPTATION_SIGNALS = ("gradient", "tangential")
+ADAPTER_STEPS = ("tensor", "weight")
 #: Fields added after the first release, with the value that reproduces older checkpoints
 #: (a saved config without them loads with these, any other missing field is an error).
 ADDED_FIELDS = {
@@ -38,6 +39,7 @@ ADDED_FIELDS = {
     "gradient_share_max": 8.0,
     "gradient_share_steps": 5,
     "gradient_share_roles": ("conv", "norm", "bias"),
+    "adapter_steps": "tensor",
 }
 ROLES = ("conv", "linear", "norm", "bias", "embedding", "other")
 
@@ -151,6 +153,11 @@ class L3RSConfig:
     gradient_share_max: float = 8.0
     gradient_share_steps: int = 5
     gradient_share_roles: tuple[str, ...] = ("conv", "norm", "bias")
+    #: LoRA adapters (peft): ``tensor`` steps each adapter matrix like any weight matrix;
+    #: ``weight`` multiplies their rates by 1 / (s·√r·rms(A)) so that the step moves the adapted
+    #: weight W = W₀ + s·B·A by what the rule meant for a weight matrix (optim/adapters.py,
+    #: docs/design.md §1 "Low-rank adapters"). No other tensor is changed.
+    adapter_steps: str = "tensor"
 
     def __post_init__(self) -> None:
         # Lists arrive from JSON/YAML: store tuples so the config stays hashable and frozen.
@@ -287,6 +294,8 @@ class L3RSConfig:
                 "L3RSConfig.gradient_share_steps must be >= 2 (the share is averaged over steps 2…k), "
                 f"got {self.gradient_share_steps!r}"
             )
+        if self.adapter_steps not in ADAPTER_STEPS:
+            raise ConfigError(f"L3RSConfig.adapter_steps must be one of {ADAPTER_STEPS}, got {self.adapter_steps!r}")
         for role in self.gradient_share_roles:
             if role not in ROLES:
                 raise ConfigError(f"L3RSConfig.gradient_share_roles: unknown role {role!r}; known: {list(ROLES)}")

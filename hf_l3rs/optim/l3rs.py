@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from hf_l3rs.optim.adapters import adapter_rate_scales
 from hf_l3rs.optim.backends import FOREACH, FUSED, Backend
 from hf_l3rs.optim.compiled import COMPILED, compiled_unavailable_reason
 from hf_l3rs.optim.components import (
@@ -222,7 +223,10 @@ class L3RS(torch.optim.Optimizer):
         # docs/design.md §1 "Role prior": a fixed multiplier per role, 1 for roles not listed.
         self._role_scale = torch.tensor(
             [self.config.role_rate_scale.get(role, 1.0) for role in self.presented_roles], dtype=torch.float32
-        ).to(self.device)
+        )
+        if self.config.adapter_steps == "weight":  # docs/design.md §1 "Low-rank adapters"
+            self._role_scale = self._role_scale * adapter_rate_scales(model, self._params)
+        self._role_scale = self._role_scale.to(self.device)
         # docs/design.md §1 "Rate adaptation": the log floor of each component's multiplier.
         self._adapt_floor = torch.tensor(
             [
@@ -495,7 +499,7 @@ class L3RS(torch.optim.Optimizer):
         )
         rate, mix = self.net(feats, self.component_map)
         rate = rate * rate_schedule_factor(cfg, self._step, self.total_steps)
-        if cfg.role_rate_scale:
+        if cfg.role_rate_scale or cfg.adapter_steps != "tensor":
             rate = rate * self._role_scale.to(rate)
         if cfg.rate_adaptation != "none":
             rate = rate * torch.exp(self._log_adapt).to(rate)

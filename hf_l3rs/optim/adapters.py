@@ -1,0 +1,53 @@
+"""Low-rank adapters (peft LoRA): the rate multiplier that turns an adapter's step into a step
+of the weight it adapts (docs/design.md §1 "Low-rank adapters").
+
+A LoRA layer trains A (r × in) and B (out × r) and adds ΔW = s·B·A to a frozen weight W, with
+s = α / r. L3RS gives each tensor a per-element step η for its normalised direction, the step
+the meta-network learned for a weight matrix of the model. Moving B by η per element moves W
+by about s·√r·rms(A)·η per element (B starts at zero, A at its random initialisation), far
+less than the η the rule meant for a weight matrix (a factor 0.17 for MiniLM's r = 8, α = 16
+adapters). So both adapter matrices take η / (s·√r·rms(A₀)), with A₀ the adapter's A when the
+optimizer is built: the rule's step, expressed in the units of W.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+#: Bounds on the multiplier (an adapter initialised at zero, or a huge α, must not give an
+#: unbounded or vanishing rate).
+ADAPTER_SCALE_RANGE = (1 / 100, 100.0)
+
+
+def adapter_rate_scales(model: nn.Module | None, params: list[Tensor]) -> Tensor:
+    """[len(params)] float32: the multiplier of each parameter's rate, 1 for every tensor that
+    is not a LoRA matrix of ``model`` (peft's ``lora_A`` / ``lora_B`` module dicts with
+    ``scaling`` and ``r``)."""
+    scale = torch.ones(len(params), dtype=torch.float32)
+    if model is None:
+        return scale
+    where = {id(p): j for j, p in enumerate(params)}
+    for module in model.modules():
+        lora_a, lora_b = getattr(module, "lora_A", None), getattr(module, "lora_B", None)
+        scaling, ranks = getattr(module, "scaling", None), getattr(module, "r", None)
+        if not (isinstance(lora_a, nn.ModuleDict) and isinstance(lora_b, nn.ModuleDict)):
+            continue
+        if not (isinstance(scaling, dict) and isinstance(ranks, dict)):
+            continue
+        for name in lora_a.keys() & lora_b.keys():
+            a, b = getattr(lora_a[name], "weight", None), getattr(lora_b[name], "weight", None)
+            if not (isinstance(a, Tensor) and isinstance(b, Tensor)) or name not in scaling or name not in ranks:
+                continue
+            rms = float(a.detach().float().pow(2).mean().sqrt())
+            factor = abs(float(scaling[name])) * math.sqrt(float(ranks[name])) * rms
+            if not (factor > 0 and math.isfinite(factor)):
+                continue
+            low, high = ADAPTER_SCALE_RANGE
+            value = min(high, max(low, 1.0 / factor))
+            for t in (a, b):
+                if id(t) in where:
+                    scale[where[id(t)]] = value
+    return scale
