@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from hf_l3rs import L3RS, L3RSConfig
+from hf_l3rs.optim import adapters
 from hf_l3rs.optim.adapters import adapter_rate_scales
 from hf_l3rs.optim.config import ConfigError
 
@@ -49,11 +50,14 @@ def one_step(model: nn.Module, adapter_steps: str) -> L3RS:
     return opt
 
 
-def test_weight_steps_scale_the_adapters_rates_by_their_weight_space_factor() -> None:
+def test_weight_steps_scale_the_adapters_rates_by_their_weight_space_factor(caplog, monkeypatch) -> None:
+    monkeypatch.setattr(adapters, "_LOGGED", set())  # logged once per layout and process
     model = adapted_model()
     a = model[0].lora_A["default"].weight
     want = 1 / (2.0 * math.sqrt(2) * float(a.detach().pow(2).mean().sqrt()))
-    plain, weighted = one_step(copy.deepcopy(model), "tensor"), one_step(copy.deepcopy(model), "weight")
+    with caplog.at_level("INFO"):
+        plain, weighted = one_step(copy.deepcopy(model), "tensor"), one_step(copy.deepcopy(model), "weight")
+    assert "2 LoRA adapter matrices are stepped in the units of the weight" in caplog.text
     names = [c.name for c in weighted.components]
     assert names == ["0.lora_A.default.weight", "0.lora_B.default.weight", "2.weight", "2.bias"]
     ratio = (weighted.last_rate / plain.last_rate).tolist()

@@ -17,6 +17,10 @@ import math
 import torch
 from torch import Tensor, nn
 
+from hf_l3rs.verbosity import get_logger
+
+logger = get_logger(__name__)
+
 #: Bounds on the multiplier (an adapter initialised at zero, or a huge α, must not give an
 #: unbounded or vanishing rate).
 ADAPTER_SCALE_RANGE = (1 / 100, 100.0)
@@ -51,3 +55,25 @@ def adapter_rate_scales(model: nn.Module | None, params: list[Tensor]) -> Tensor
                 if id(t) in where:
                     scale[where[id(t)]] = value
     return scale
+
+
+_LOGGED: set[tuple[int, float, float]] = set()
+
+
+def log_adapter_scales(scales: Tensor) -> None:
+    """Say once per adapter layout that LoRA matrices are stepped in the units of W, and by how
+    much (never silently); nothing when there are none."""
+    scaled = scales[scales != 1.0]
+    if not len(scaled):
+        return
+    key = (len(scaled), round(float(scaled.min()), 3), round(float(scaled.max()), 3))
+    if key in _LOGGED:
+        return
+    _LOGGED.add(key)
+    logger.info(
+        "L3RS: %d LoRA adapter matrices are stepped in the units of the weight they adapt "
+        "(adapter_steps='weight'): their rates x %.3g to %.3g",
+        len(scaled),
+        float(scaled.min()),
+        float(scaled.max()),
+    )

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from hf_l3rs.optim.adapters import adapter_rate_scales
+from hf_l3rs.optim.adapters import adapter_rate_scales, log_adapter_scales
 from hf_l3rs.optim.backends import FOREACH, FUSED, Backend
 from hf_l3rs.optim.compiled import COMPILED, compiled_unavailable_reason
 from hf_l3rs.optim.components import (
@@ -225,7 +225,9 @@ class L3RS(torch.optim.Optimizer):
             [self.config.role_rate_scale.get(role, 1.0) for role in self.presented_roles], dtype=torch.float32
         )
         if self.config.adapter_steps == "weight":  # docs/design.md §1 "Low-rank adapters"
-            self._role_scale = self._role_scale * adapter_rate_scales(model, self._params)
+            adapters = adapter_rate_scales(model, self._params)
+            self._role_scale = self._role_scale * adapters
+            log_adapter_scales(adapters)
         self._role_scale = self._role_scale.to(self.device)
         # docs/design.md §1 "Rate adaptation": the log floor of each component's multiplier.
         self._adapt_floor = torch.tensor(
