@@ -38,6 +38,7 @@ class ReferenceL3RS:
         components: list[Component],
         total_steps: int | None,
         component_map: Tensor | None = None,
+        adapter_scales: list[float] | None = None,
     ) -> None:
         self.groups = [{"lr": 1.0, "weight_decay": 0.0, **g} for g in groups]
         self.params = [p for g in self.groups for p in g["params"]]
@@ -46,6 +47,9 @@ class ReferenceL3RS:
         self.components = components
         self.total_steps = total_steps
         self.component_map = component_map if component_map is not None else torch.arange(len(self.params))
+        # Low-rank adapters with adapter_steps="weight": each tensor's multiplier, found from the
+        # model by optim/adapters.py (the reference is handed tensors, not the model).
+        self.adapter_scales = adapter_scales if adapter_scales is not None else [1.0] * len(self.params)
         self.t = 0
         self.state: list[dict] = [{} for _ in self.params]
         nb = len(self.cfg.ema_betas)
@@ -193,6 +197,8 @@ class ReferenceL3RS:
             eta = group["lr"] * float(rate[j]) * rate_schedule_factor(cfg, self.t, self.total_steps)
             eta *= math.exp(self.log_adapt[j]) * cfg.role_rate_scale.get(self.components[j].role, 1.0)
             eta *= self._share_multiplier(j)
+            if cfg.adapter_steps == "weight":
+                eta *= self.adapter_scales[j]
             update = torch.zeros_like(p)
             for k, d in enumerate(dirs):
                 scale = dnorms[k] / math.sqrt(p.numel()) if cfg.norm == "rms" else dnorms[k]
