@@ -288,9 +288,7 @@ def main() -> None:
     ap.add_argument("--task", choices=("classification", "causal-lm"), default="classification")
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument(
-        "--l3rs", nargs="+", default=["l3rs-kanji-cosine"], help="meta-weights (folder, Hub id, bundled name)"
-    )
+    ap.add_argument("--l3rs", nargs="+", default=["l3rs-general"], help="meta-weights (folder, Hub id, bundled name)")
     ap.add_argument("--lrs", type=float, nargs="+", default=list(ADAMW_GRID), help="AdamW's grid")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--output", default=None, help="default outputs/llm_transfer/<task>[-lora]")
