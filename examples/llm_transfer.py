@@ -16,6 +16,7 @@ interrupted sweep resumes. Writes ``results.json`` and ``table.md``.
     python examples/llm_transfer.py --task classification --seeds 0 1 2
     python examples/llm_transfer.py --task causal-lm --steps 20 --seeds 0 1 2
     python examples/llm_transfer.py --task classification --lora --lrs 1e-4 3e-4 1e-3 3e-3 1e-2
+    python examples/llm_transfer.py --task classification --probe --lrs 1e-3 3e-3 1e-2 3e-2 1e-1
 """
 
 from __future__ import annotations
@@ -196,9 +197,19 @@ def with_lora(model, task):
     return peft.get_peft_model(model, config)
 
 
-def run_one(task, optimizer: str, seed: int, steps: int, scratch: str, lora: bool = False) -> dict[str, float]:
+def as_probe(model):
+    """The model with everything but the classification head frozen (a linear probe)."""
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith("classifier."))
+    return model
+
+
+def run_one(
+    task, optimizer: str, seed: int, steps: int, scratch: str, lora: bool = False, probe: bool = False
+) -> dict[str, float]:
     """One fine-tuning run; ``optimizer`` is ``adamw:<lr>``, ``l3rs:<meta-weights>`` or, to
-    diagnose a missing rate, ``l3rs:<meta-weights>@<lr multiplier>``; ``lora``: adapters only."""
+    diagnose a missing rate, ``l3rs:<meta-weights>@<lr multiplier>``; ``lora``: adapters only;
+    ``probe``: the classifier only."""
     from transformers import Trainer, TrainingArguments
 
     from hf_l3rs import L3RS
@@ -208,6 +219,8 @@ def run_one(task, optimizer: str, seed: int, steps: int, scratch: str, lora: boo
     model = task.model(seed)
     if lora:
         model = with_lora(model, task)
+    if probe:
+        model = as_probe(model)
     kind, _, value = optimizer.partition(":")
     args = TrainingArguments(
         output_dir=scratch,
@@ -291,12 +304,16 @@ def main() -> None:
     ap.add_argument("--l3rs", nargs="+", default=["l3rs-general"], help="meta-weights (folder, Hub id, bundled name)")
     ap.add_argument("--lrs", type=float, nargs="+", default=list(ADAMW_GRID), help="AdamW's grid")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--output", default=None, help="default outputs/llm_transfer/<task>[-lora]")
+    ap.add_argument("--output", default=None, help="default outputs/llm_transfer/<task>[-lora|-probe]")
     ap.add_argument("--lora", action="store_true", help="fine-tune LoRA adapters (peft) instead of the whole model")
+    ap.add_argument("--probe", action="store_true", help="train only the classification head (a linear probe)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     task = ClassificationTask() if args.task == "classification" else CausalLMTask()
-    out = Path(args.output or f"outputs/llm_transfer/{args.task}{'-lora' if args.lora else ''}")
+    if args.probe and (args.lora or args.task != "classification"):
+        raise SystemExit("--probe is for --task classification without --lora")
+    suffix = "-lora" if args.lora else "-probe" if args.probe else ""
+    out = Path(args.output or f"outputs/llm_transfer/{args.task}{suffix}")
     out.mkdir(parents=True, exist_ok=True)
     store = out / "results.json"
     saved = json.loads(store.read_text()) if store.exists() else {}
@@ -308,10 +325,11 @@ def main() -> None:
         for name in names:
             if str(seed) in results.get(name, {}):
                 continue
-            run = run_one(task, name, seed, args.steps, str(out / "scratch"), lora=args.lora)
+            run = run_one(task, name, seed, args.steps, str(out / "scratch"), lora=args.lora, probe=args.probe)
             results.setdefault(name, {})[str(seed)] = run
             print(name, seed, results[name][str(seed)], flush=True)
             what = task.describe() + (" with LoRA adapters (r 8, query/value)" if args.lora else "")
+            what += " as a linear probe (only the classifier trains)" if args.probe else ""
             store.write_text(json.dumps({"task": what, "steps": args.steps, "results": results}, indent=1))
     lines = summarise(results, task, args.seeds)
     (out / "table.md").write_text("\n".join(lines) + "\n")
