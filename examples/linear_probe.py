@@ -8,6 +8,8 @@ depth (the trained tensors handed over without the model), to show what the fix 
 
     python examples/linear_probe.py --families A D F C --output outputs/linear_probe.json
 
+writes the per-task results (JSON) and, beside them, the paired table (``.md``).
+
 Needs `hf-l3rs prepare-data`, `hf-l3rs pretrain` and the tuned benchmarks named in TUNED
 (`hf-l3rs benchmark --evaluations D ...`, `--config examples/configs/benchmark-fashion.yaml`,
 `--evaluations C E`); evaluation A's head-only rates are the ones the README's tuned table gives.
@@ -24,6 +26,7 @@ import torch
 
 from hf_l3rs import L3RS
 from hf_l3rs.evaluation.protocol import EvalConfig, Protocol
+from hf_l3rs.evaluation.stats import mean_se
 from hf_l3rs.optim.hub import load_net
 from hf_l3rs.registry import parse_optimizer
 from hf_l3rs.tasks.inner_loop import run_task
@@ -77,6 +80,37 @@ def head_rates(name: str) -> dict[int, float]:
     return {h: test["adam-const-head"]["accuracy"][str(h)]["lr"] for h in HORIZONS}
 
 
+def table(results: dict[str, dict]) -> list[str]:
+    """Markdown: mean accuracy / loss per family and horizon, and paired differences (mean ± s.e.
+    over tasks; * beyond 2 s.e.)."""
+
+    def cell(runs: dict) -> str:
+        return f"{100 * mean_se(runs['acc'])[0]:.1f} % / {mean_se(runs['loss'])[0]:.3f}"
+
+    def diff(a: dict, b: dict, key: str, scale: float, digits: int) -> str:
+        m, se = mean_se([scale * (x - y) for x, y in zip(a[key], b[key])])
+        return f"{m:+.{digits}f} ± {se:.{digits}f}" + (" *" if abs(m) > 2 * se else "")
+
+    lines = []
+    for name, res in results.items():
+        lines += [
+            f"### {name}",
+            "",
+            "| T | head-only Adam (rate) | L3RS before | L3RS after "
+            "| after − Adam: Δ acc (pt) / Δ loss | after − before: Δ acc |",
+            "|---|---|---|---|---|---|",
+        ]
+        for h in HORIZONS:
+            new, old, adam = (res[k][h] for k in ("l3rs-new", "l3rs-old", "adam-head"))
+            lines.append(
+                f"| {h} | {cell(adam)} ({res['rates'][h]:.3g}) | {cell(old)} | {cell(new)} "
+                f"| {diff(new, adam, 'acc', 100, 1)} / {diff(new, adam, 'loss', 1, 2)} "
+                f"| {diff(new, old, 'acc', 100, 1)} |"
+            )
+        lines.append("")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
@@ -108,6 +142,7 @@ def main() -> None:
         print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(json.dumps(results))
+        Path(args.output).with_suffix(".md").write_text("\n".join(table(results)) + "\n")
 
 
 if __name__ == "__main__":
