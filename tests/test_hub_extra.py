@@ -252,8 +252,10 @@ def test_bundled_general_weights_train_an_unseen_decoder_without_a_learning_rate
     assert general.config.gradient_share_reference == 0.85
     assert general.config.gradient_share_steps == 3
     assert general.config.adapter_steps == "weight"
+    assert general.config.head_calibration_growth == 1.25
     shipped_changes = {
         "adapter_steps": "tensor",
+        "head_calibration_growth": 1.0,
         "gradient_share_reference": 0.0,
         "gradient_share_steps": 5,
         "role_rate_scale": {},

@@ -40,6 +40,9 @@ ADDED_FIELDS = {
     "gradient_share_steps": 5,
     "gradient_share_roles": ("conv", "norm", "bias"),
     "adapter_steps": "tensor",
+    "head_calibration_growth": 1.0,
+    "head_calibration_drop": 0.1,
+    "head_calibration_max": 100.0,
 }
 ROLES = ("conv", "linear", "norm", "bias", "embedding", "other")
 
@@ -158,6 +161,15 @@ class L3RSConfig:
     #: weight W = W₀ + s·B·A by what the rule meant for a weight matrix (optim/adapters.py,
     #: docs/design.md §1 "Low-rank adapters"). No other tensor is changed.
     adapter_steps: str = "tensor"
+    #: Partial fine-tuning (part of the model frozen, the model known): the head (the deepest
+    #: trained linear tensor that is not a LoRA matrix, and the biases after it) multiplies its
+    #: rate by ``head_calibration_growth`` per step while the training loss (EMA, β 0.9) has not
+    #: fallen below (1 − ``head_calibration_drop``) of the first loss, at most
+    #: ``head_calibration_max``; the multiplier is then kept. 1 = off; a model trained whole is
+    #: never changed (docs/design.md §1 "A head on a frozen body").
+    head_calibration_growth: float = 1.0
+    head_calibration_drop: float = 0.1
+    head_calibration_max: float = 100.0
 
     def __post_init__(self) -> None:
         # Lists arrive from JSON/YAML: store tuples so the config stays hashable and frozen.
@@ -294,6 +306,13 @@ class L3RSConfig:
                 "L3RSConfig.gradient_share_steps must be >= 2 (the share is averaged over steps 2…k), "
                 f"got {self.gradient_share_steps!r}"
             )
+        if not (self.head_calibration_growth >= 1 and self.head_calibration_max >= 1):
+            raise ConfigError(
+                "L3RSConfig needs head_calibration_growth >= 1 and head_calibration_max >= 1, got "
+                f"{self.head_calibration_growth!r} and {self.head_calibration_max!r}"
+            )
+        if not 0 < self.head_calibration_drop < 1:
+            raise ConfigError(f"L3RSConfig.head_calibration_drop must be in (0, 1), got {self.head_calibration_drop!r}")
         if self.adapter_steps not in ADAPTER_STEPS:
             raise ConfigError(f"L3RSConfig.adapter_steps must be one of {ADAPTER_STEPS}, got {self.adapter_steps!r}")
         for role in self.gradient_share_roles:

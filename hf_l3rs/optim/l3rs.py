@@ -224,10 +224,12 @@ class L3RS(torch.optim.Optimizer):
         self._role_scale = torch.tensor(
             [self.config.role_rate_scale.get(role, 1.0) for role in self.presented_roles], dtype=torch.float32
         )
+        adapters = adapter_rate_scales(model, self._params)
         if self.config.adapter_steps == "weight":  # docs/design.md §1 "Low-rank adapters"
-            adapters = adapter_rate_scales(model, self._params)
             self._role_scale = self._role_scale * adapters
             log_adapter_scales(adapters)
+        # docs/design.md §1 "A head on a frozen body": which tensors calibrate their step.
+        self._calibrated_head = self._frozen_body_head(model, adapters)
         self._role_scale = self._role_scale.to(self.device)
         # docs/design.md §1 "Rate adaptation": the log floor of each component's multiplier.
         self._adapt_floor = torch.tensor(
@@ -330,6 +332,7 @@ class L3RS(torch.optim.Optimizer):
         self._floors_released = False
         cfg = self.config
         self._share = GradientShare(cfg.gradient_share_reference, cfg.gradient_share_max, cfg.gradient_share_steps)
+        self._head_multiplier, self._head_calibrated = 1.0, False
 
     def __getstate__(self) -> dict[str, Any]:
         """Everything, not only torch's defaults/state/param_groups: a pickled or deep-copied
@@ -356,6 +359,8 @@ class L3RS(torch.optim.Optimizer):
             **self._loss_progress.state(),
             "floors_released": self._floors_released,
             **self._share.state(),
+            "head_multiplier": self._head_multiplier,
+            "head_calibrated": self._head_calibrated,
         }
         return out
 
@@ -386,6 +391,8 @@ class L3RS(torch.optim.Optimizer):
         self._loss_progress.load(extra)  # absent before role floors could be released: a fresh tracker
         self._floors_released = bool(extra.get("floors_released", False))
         self._share.load(extra)  # absent before the gradient share existed: undecided, ×1
+        self._head_multiplier = float(extra.get("head_multiplier", 1.0))  # absent before head calibration
+        self._head_calibrated = bool(extra.get("head_calibrated", False))
 
     # ---------------------------------------------------------------- step
     def _fused_blocker(self, check_grads: bool) -> str | None:
@@ -471,9 +478,12 @@ class L3RS(torch.optim.Optimizer):
         self._nonfinite[act[~finite]] += 1
         loss_value = float(loss) if loss_finite else math.nan
         release = cfg.role_adaptation_min_release
-        if release > 0 and loss_finite:
+        calibrating = bool(self._calibrated_head.any()) and cfg.head_calibration_growth > 1
+        if (release > 0 or calibrating) and loss_finite:
             self._loss_progress.update(loss_value)
-            self._floors_released = self._floors_released or self._loss_progress.reached(release)
+            self._floors_released = self._floors_released or (release > 0 and self._loss_progress.reached(release))
+            if calibrating:
+                self._calibrate_head()
         if self._share_conv and not self._share.decided:
             self._record_share(active, finite, gnorm)
         if cfg.rate_adaptation == "hypergradient":
@@ -507,6 +517,8 @@ class L3RS(torch.optim.Optimizer):
             rate = rate * torch.exp(self._log_adapt).to(rate)
         if self._share.factor != 1.0:
             rate = rate * (1 + (self._share.factor - 1) * self._share_targets.to(rate))
+        if self._head_multiplier != 1.0:
+            rate = rate * (1 + (self._head_multiplier - 1) * self._calibrated_head.to(rate))
         self.last_rate, self.last_mix = rate, mix
         if self.record_dynamics:
             self.dynamics.append(
@@ -545,6 +557,42 @@ class L3RS(torch.optim.Optimizer):
         """Whether the role floors of the adaptation have been released for this run
         (``role_adaptation_min_release``)."""
         return self._floors_released
+
+    @property
+    def head_multiplier(self) -> float:
+        """The frozen body's head's step multiplier (docs/design.md §1 "A head on a frozen
+        body"): 1 where the whole model trains or the calibration is off."""
+        return self._head_multiplier
+
+    def _frozen_body_head(self, model: nn.Module | None, adapters: Tensor) -> Tensor:
+        """[components] 1.0 for the head whose step calibrates on the loss: with part of the
+        model frozen, the deepest trained linear tensor that is not a LoRA matrix and every
+        bias deeper than it; zeros otherwise (whole-model training, no model known, no head)."""
+        none = torch.zeros(len(self.components))
+        if model is None or all(p.requires_grad for p in model.parameters()):
+            return none
+        linear = [j for j, r in enumerate(self.presented_roles) if r == "linear" and float(adapters[j]) == 1.0]
+        if not linear:
+            return none
+        head = max(linear, key=lambda j: self.components[j].depth)
+        depth = self.components[head].depth
+        return torch.tensor(
+            [
+                float(j == head or (self.presented_roles[j] == "bias" and c.depth > depth))
+                for j, c in enumerate(self.components)
+            ]
+        )
+
+    def _calibrate_head(self) -> None:
+        """One step of the head's calibration: grow while the loss has not come down, then keep."""
+        cfg = self.config
+        if self._head_calibrated or self._loss_progress.count < 2:
+            return
+        if self._loss_progress.reached(1 - cfg.head_calibration_drop):
+            self._head_calibrated = True
+            logger.info("L3RS: the frozen body's head calibrated its step: x%.3g", self._head_multiplier)
+            return
+        self._head_multiplier = min(cfg.head_calibration_max, self._head_multiplier * cfg.head_calibration_growth)
 
     @property
     def gradient_share_factor(self) -> float:
