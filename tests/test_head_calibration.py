@@ -38,6 +38,10 @@ def test_the_head_grows_while_the_loss_stalls_then_keeps_its_multiplier() -> Non
     model = frozen_body(small_cnn())
     stalled = run(copy.deepcopy(model), CALIBRATING, [1.0] * 3)
     assert stalled.head_multiplier == 4.0  # steps 2 and 3 without progress: 2 × 2
+    assert stalled.calibrates_head
+    from hf_l3rs.trainer_plugins.transformers_trainer import learned_rate_stats
+
+    assert learned_rate_stats(stalled)["l3rs/head_multiplier"] == 4.0
     capped = run(copy.deepcopy(model), CALIBRATING, [1.0] * 6)
     assert capped.head_multiplier == 8.0
     falls = run(copy.deepcopy(model), CALIBRATING, [1.0, 1.0, 1.0] + [0.1] * 5)
@@ -55,7 +59,7 @@ def test_a_model_trained_whole_is_unchanged() -> None:
     model = small_cnn()
     calibrating = run(copy.deepcopy(model), CALIBRATING, [1.0] * 5)
     plain = run(copy.deepcopy(model), L3RSConfig(), [1.0] * 5)
-    assert calibrating.head_multiplier == 1.0
+    assert calibrating.head_multiplier == 1.0 and not calibrating.calibrates_head
     assert torch.equal(calibrating.last_rate, plain.last_rate)
 
 

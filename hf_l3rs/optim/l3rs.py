@@ -478,7 +478,7 @@ class L3RS(torch.optim.Optimizer):
         self._nonfinite[act[~finite]] += 1
         loss_value = float(loss) if loss_finite else math.nan
         release = cfg.role_adaptation_min_release
-        calibrating = bool(self._calibrated_head.any()) and cfg.head_calibration_growth > 1
+        calibrating = self.calibrates_head
         if (release > 0 or calibrating) and loss_finite:
             self._loss_progress.update(loss_value)
             self._floors_released = self._floors_released or (release > 0 and self._loss_progress.reached(release))
@@ -557,6 +557,12 @@ class L3RS(torch.optim.Optimizer):
         """Whether the role floors of the adaptation have been released for this run
         (``role_adaptation_min_release``)."""
         return self._floors_released
+
+    @property
+    def calibrates_head(self) -> bool:
+        """Whether this run calibrates a frozen body's head (docs/design.md §1 "A head on a
+        frozen body"): the calibration is on and part of the model is frozen."""
+        return self.config.head_calibration_growth > 1 and bool(self._calibrated_head.any())
 
     @property
     def head_multiplier(self) -> float:
