@@ -230,6 +230,7 @@ class L3RS(torch.optim.Optimizer):
             log_adapter_scales(adapters)
         # docs/design.md §1 "A head on a frozen body": which tensors calibrate their step.
         self._calibrated_head = self._frozen_body_head(model, adapters)
+        self._calibrates_head = self.config.head_calibration_growth > 1 and bool(self._calibrated_head.any())
         self._role_scale = self._role_scale.to(self.device)
         # docs/design.md §1 "Rate adaptation": the log floor of each component's multiplier.
         self._adapt_floor = torch.tensor(
@@ -562,7 +563,7 @@ class L3RS(torch.optim.Optimizer):
     def calibrates_head(self) -> bool:
         """Whether this run calibrates a frozen body's head (docs/design.md §1 "A head on a
         frozen body"): the calibration is on and part of the model is frozen."""
-        return self.config.head_calibration_growth > 1 and bool(self._calibrated_head.any())
+        return self._calibrates_head
 
     @property
     def head_multiplier(self) -> float:
