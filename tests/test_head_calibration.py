@@ -78,3 +78,15 @@ def test_the_multiplier_survives_a_state_dict_round_trip() -> None:
 def test_bad_head_calibration_config_is_a_clear_error(field: str, value: float) -> None:
     with pytest.raises(ConfigError, match=field.split("_")[-1] if field != "head_calibration_drop" else "drop"):
         L3RSConfig(**{field: value})
+
+
+def test_with_lora_the_classifier_calibrates_and_the_adapters_do_not() -> None:
+    """A LoRA layer's frozen base makes the body frozen; the head is the deepest trained linear
+    tensor that is not a LoRA matrix (the classifier), and only it and its bias grow."""
+    from test_adapters import adapted_model
+
+    opt = L3RS(adapted_model(), CALIBRATING, total_steps=3)
+    assert opt.calibrates_head
+    names = [c.name for c in opt.components]
+    assert names == ["0.lora_A.default.weight", "0.lora_B.default.weight", "2.weight", "2.bias"]
+    assert opt._calibrated_head.tolist() == [0.0, 0.0, 1.0, 1.0]

@@ -13,6 +13,7 @@ optimizer is built: the rule's step, expressed in the units of W.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -26,14 +27,9 @@ logger = get_logger(__name__)
 ADAPTER_SCALE_RANGE = (1 / 100, 100.0)
 
 
-def adapter_rate_scales(model: nn.Module | None, params: list[Tensor]) -> Tensor:
-    """[len(params)] float32: the multiplier of each parameter's rate, 1 for every tensor that
-    is not a LoRA matrix of ``model`` (peft's ``lora_A`` / ``lora_B`` module dicts with
-    ``scaling`` and ``r``)."""
-    scale = torch.ones(len(params), dtype=torch.float32)
-    if model is None:
-        return scale
-    where = {id(p): j for j, p in enumerate(params)}
+def _lora_pairs(model: nn.Module) -> Iterator[tuple[Tensor, Tensor, float, int]]:
+    """(A, B, s, r) for every adapter of every peft LoRA layer of ``model`` (``lora_A`` /
+    ``lora_B`` module dicts with ``scaling`` and ``r``)."""
     for module in model.modules():
         lora_a, lora_b = getattr(module, "lora_A", None), getattr(module, "lora_B", None)
         scaling, ranks = getattr(module, "scaling", None), getattr(module, "r", None)
@@ -43,17 +39,40 @@ def adapter_rate_scales(model: nn.Module | None, params: list[Tensor]) -> Tensor
             continue
         for name in lora_a.keys() & lora_b.keys():
             a, b = getattr(lora_a[name], "weight", None), getattr(lora_b[name], "weight", None)
-            if not (isinstance(a, Tensor) and isinstance(b, Tensor)) or name not in scaling or name not in ranks:
-                continue
-            rms = float(a.detach().float().pow(2).mean().sqrt())
-            factor = abs(float(scaling[name])) * math.sqrt(float(ranks[name])) * rms
-            if not (factor > 0 and math.isfinite(factor)):
-                continue
-            low, high = ADAPTER_SCALE_RANGE
-            value = min(high, max(low, 1.0 / factor))
-            for t in (a, b):
-                if id(t) in where:
-                    scale[where[id(t)]] = value
+            if isinstance(a, Tensor) and isinstance(b, Tensor) and name in scaling and name in ranks:
+                yield a, b, float(scaling[name]), int(ranks[name])
+
+
+def lora_matrices(model: nn.Module | None, params: list[Tensor]) -> Tensor:
+    """[len(params)] bool: which parameters are LoRA matrices of ``model``."""
+    mask = torch.zeros(len(params), dtype=torch.bool)
+    if model is None:
+        return mask
+    where = {id(p): j for j, p in enumerate(params)}
+    for a, b, _, _ in _lora_pairs(model):
+        for t in (a, b):
+            if id(t) in where:
+                mask[where[id(t)]] = True
+    return mask
+
+
+def adapter_rate_scales(model: nn.Module | None, params: list[Tensor]) -> Tensor:
+    """[len(params)] float32: the multiplier of each parameter's rate, 1 for every tensor that
+    is not a LoRA matrix of ``model``."""
+    scale = torch.ones(len(params), dtype=torch.float32)
+    if model is None:
+        return scale
+    where = {id(p): j for j, p in enumerate(params)}
+    for a, b, scaling, rank in _lora_pairs(model):
+        rms = float(a.detach().float().pow(2).mean().sqrt())
+        factor = abs(scaling) * math.sqrt(rank) * rms
+        if not (factor > 0 and math.isfinite(factor)):
+            continue
+        low, high = ADAPTER_SCALE_RANGE
+        value = min(high, max(low, 1.0 / factor))
+        for t in (a, b):
+            if id(t) in where:
+                scale[where[id(t)]] = value
     return scale
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from hf_l3rs.optim.adapters import adapter_rate_scales, log_adapter_scales
+from hf_l3rs.optim.adapters import adapter_rate_scales, log_adapter_scales, lora_matrices
 from hf_l3rs.optim.backends import FOREACH, FUSED, Backend
 from hf_l3rs.optim.compiled import COMPILED, compiled_unavailable_reason
 from hf_l3rs.optim.components import (
@@ -224,12 +224,12 @@ class L3RS(torch.optim.Optimizer):
         self._role_scale = torch.tensor(
             [self.config.role_rate_scale.get(role, 1.0) for role in self.presented_roles], dtype=torch.float32
         )
-        adapters = adapter_rate_scales(model, self._params)
         if self.config.adapter_steps == "weight":  # docs/design.md §1 "Low-rank adapters"
+            adapters = adapter_rate_scales(model, self._params)
             self._role_scale = self._role_scale * adapters
             log_adapter_scales(adapters)
         # docs/design.md §1 "A head on a frozen body": which tensors calibrate their step.
-        self._calibrated_head = self._frozen_body_head(model, adapters)
+        self._calibrated_head = self._frozen_body_head(model, lora_matrices(model, self._params))
         self._calibrates_head = self.config.head_calibration_growth > 1 and bool(self._calibrated_head.any())
         self._role_scale = self._role_scale.to(self.device)
         # docs/design.md §1 "Rate adaptation": the log floor of each component's multiplier.
@@ -571,14 +571,14 @@ class L3RS(torch.optim.Optimizer):
         body"): 1 where the whole model trains or the calibration is off."""
         return self._head_multiplier
 
-    def _frozen_body_head(self, model: nn.Module | None, adapters: Tensor) -> Tensor:
+    def _frozen_body_head(self, model: nn.Module | None, lora: Tensor) -> Tensor:
         """[components] 1.0 for the head whose step calibrates on the loss: with part of the
         model frozen, the deepest trained linear tensor that is not a LoRA matrix and every
         bias deeper than it; zeros otherwise (whole-model training, no model known, no head)."""
         none = torch.zeros(len(self.components))
         if model is None or all(p.requires_grad for p in model.parameters()):
             return none
-        linear = [j for j, r in enumerate(self.presented_roles) if r == "linear" and float(adapters[j]) == 1.0]
+        linear = [j for j, r in enumerate(self.presented_roles) if r == "linear" and not bool(lora[j])]
         if not linear:
             return none
         head = max(linear, key=lambda j: self.components[j].depth)
