@@ -43,16 +43,19 @@ def _lora_pairs(model: nn.Module) -> Iterator[tuple[Tensor, Tensor, float, int]]
                 yield a, b, float(scaling[name]), int(ranks[name])
 
 
+def _lora_params(model: nn.Module, params: list[Tensor]) -> Iterator[tuple[list[int], Tensor, float, int]]:
+    """For every LoRA pair of ``model``: the indices into ``params`` of its A and B (those that
+    are there), A, s and r."""
+    where = {id(p): j for j, p in enumerate(params)}
+    for a, b, scaling, rank in _lora_pairs(model):
+        yield [where[id(t)] for t in (a, b) if id(t) in where], a, scaling, rank
+
+
 def lora_matrices(model: nn.Module | None, params: list[Tensor]) -> Tensor:
     """[len(params)] bool: which parameters are LoRA matrices of ``model``."""
     mask = torch.zeros(len(params), dtype=torch.bool)
-    if model is None:
-        return mask
-    where = {id(p): j for j, p in enumerate(params)}
-    for a, b, _, _ in _lora_pairs(model):
-        for t in (a, b):
-            if id(t) in where:
-                mask[where[id(t)]] = True
+    for indices, *_ in _lora_params(model, params) if model is not None else ():
+        mask[indices] = True
     return mask
 
 
@@ -60,19 +63,11 @@ def adapter_rate_scales(model: nn.Module | None, params: list[Tensor]) -> Tensor
     """[len(params)] float32: the multiplier of each parameter's rate, 1 for every tensor that
     is not a LoRA matrix of ``model``."""
     scale = torch.ones(len(params), dtype=torch.float32)
-    if model is None:
-        return scale
-    where = {id(p): j for j, p in enumerate(params)}
-    for a, b, scaling, rank in _lora_pairs(model):
-        rms = float(a.detach().float().pow(2).mean().sqrt())
-        factor = abs(scaling) * math.sqrt(rank) * rms
-        if not (factor > 0 and math.isfinite(factor)):
-            continue
-        low, high = ADAPTER_SCALE_RANGE
-        value = min(high, max(low, 1.0 / factor))
-        for t in (a, b):
-            if id(t) in where:
-                scale[where[id(t)]] = value
+    low, high = ADAPTER_SCALE_RANGE
+    for indices, a, scaling, rank in _lora_params(model, params) if model is not None else ():
+        factor = abs(scaling) * math.sqrt(rank) * float(a.detach().float().pow(2).mean().sqrt())
+        if factor > 0 and math.isfinite(factor):
+            scale[indices] = min(high, max(low, 1.0 / factor))
     return scale
 
 
