@@ -64,10 +64,56 @@ def test_only_the_backbones_conv_norm_and_bias_rates_are_multiplied() -> None:
         opt_off.step(loss=train_step(off, t))
     factor = opt_on.gradient_share_factor
     assert factor > 1
-    names = [c.name for c in opt_on.components]
-    for j, name in enumerate(names):
-        want = opt_off.last_rate[j] * (factor if name in SCALED else 1.0)
-        assert float(opt_on.last_rate[j]) == pytest.approx(float(want), rel=1e-5), name
+    for j, c in enumerate(opt_on.components):
+        want = opt_off.last_rate[j] * (factor if c.name in SCALED else 1.0)
+        assert float(opt_on.last_rate[j]) == pytest.approx(float(want), rel=1e-5), c.name
+
+
+BOOST = {"gradient_share_boost": {"norm": 2.0, "bias": 3.0}, "gradient_share_boost_steps": 8}
+
+
+@pytest.mark.parametrize(("start", "boosted"), [(2.0, True), (1e3, False)])
+def test_from_scratch_boost_raises_the_roles_rates_until_its_last_step(start: float, boosted: bool) -> None:
+    """With the factor m above the boost's start, norm and bias take m · (m / start) ** (power − 1)
+    through step 8 and m after it; conv and the head are untouched. Below the start nothing
+    changes, bitwise."""
+    config = L3RSConfig(gradient_share_reference=0.05, gradient_share_max=100.0, init_output_scale=1.0)
+    boost = config.replace(gradient_share_boost_from=start, **BOOST)
+    a, b = small_cnn(), small_cnn()
+    opt_a, opt_b = L3RS(a, config, total_steps=20, seed=1), L3RS(b, boost, total_steps=20, seed=1)
+    for t in range(1, 11):
+        opt_a.step(loss=train_step(a, t))
+        opt_b.step(loss=train_step(b, t))
+        m = opt_a.gradient_share_factor
+        if t < 5:
+            assert torch.equal(opt_a.last_rate, opt_b.last_rate)
+            continue
+        assert (m > start) is boosted  # decided at step 5 on identical gradients: the same m in both
+        on = boosted and t <= 8
+        assert opt_b.gradient_share_boost == (pytest.approx(m / start) if on else 1.0)
+        if not boosted:
+            assert torch.equal(opt_a.last_rate, opt_b.last_rate)
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q) is (not boosted)
+
+
+def test_boost_multiplies_only_the_named_roles() -> None:
+    """At the step the factor is decided the two runs' features are still identical, so the
+    boosted run's rates are the plain run's × (m / start) ** (power − 1) for norm and bias only."""
+    config = L3RSConfig(gradient_share_reference=0.05, gradient_share_max=100.0, init_output_scale=1.0)
+    boost = config.replace(gradient_share_boost_from=2.0, **BOOST)
+    a, b = small_cnn(), small_cnn()
+    opt_a, opt_b = L3RS(a, config, total_steps=20, seed=1), L3RS(b, boost, total_steps=20, seed=1)
+    for t in range(1, 6):
+        opt_a.step(loss=train_step(a, t))
+        opt_b.step(loss=train_step(b, t))
+    ratio = opt_a.gradient_share_factor / 2.0
+    assert ratio > 1
+    power = {"norm": 2.0, "bias": 3.0}
+    for j, c in enumerate(opt_a.components):
+        extra = ratio ** (power.get(c.role, 1.0) - 1) if c.name in SCALED else 1.0
+        want = float(opt_a.last_rate[j]) * extra
+        assert float(opt_b.last_rate[j]) == pytest.approx(want, rel=1e-5), c.name
 
 
 def test_a_model_without_convolutions_is_unchanged() -> None:
@@ -143,6 +189,10 @@ def test_factor_survives_a_state_dict_round_trip_and_old_states_load_undecided()
         ("gradient_share_max", 0.5, ">= 1"),
         ("gradient_share_steps", 1, ">= 2"),
         ("gradient_share_roles", ("conv", "head"), "unknown role 'head'"),
+        ("gradient_share_boost", {"linear": 2.0}, "'linear' is not one of gradient_share_roles"),
+        ("gradient_share_boost", {"norm": 0.5}, r"gradient_share_boost\['norm'\] must be a number >= 1"),
+        ("gradient_share_boost_from", 0.5, "gradient_share_boost_from >= 1"),
+        ("gradient_share_boost_steps", -1, "gradient_share_boost_steps >= 0"),
     ],
 )
 def test_bad_gradient_share_config_is_a_clear_error(field: str, value: object, message: str) -> None:

@@ -123,6 +123,14 @@ CASES = {
         "gradient_share_steps": 3,
         "gradient_share_roles": ("conv",),
     },
+    # the multiplier (3) above the boost's start (1.5) through step 20 of 50: norm and bias boosted
+    "gradient_share_boost": {
+        "gradient_share_reference": 0.05,
+        "gradient_share_max": 3.0,
+        "gradient_share_boost": {"norm": 2.0, "bias": 1.5},
+        "gradient_share_boost_from": 1.5,
+        "gradient_share_boost_steps": 20,
+    },
 }
 
 
@@ -146,6 +154,7 @@ def test_foreach_matches_reference(case: str) -> None:
         "hypergradient_component_tangential",
         "role_prior",
         "gradient_share",
+        "gradient_share_boost",
     ],
 )
 def test_fused_matches_reference(case: str) -> None:

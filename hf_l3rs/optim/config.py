@@ -39,6 +39,9 @@ ADDED_FIELDS = {
     "gradient_share_max": 8.0,
     "gradient_share_steps": 5,
     "gradient_share_roles": ("conv", "norm", "bias"),
+    "gradient_share_boost": {},
+    "gradient_share_boost_from": 2.0,
+    "gradient_share_boost_steps": 10,
     "adapter_steps": "tensor",
     "head_calibration_growth": 1.0,
     "head_calibration_drop": 0.1,
@@ -156,6 +159,16 @@ class L3RSConfig:
     gradient_share_max: float = 8.0
     gradient_share_steps: int = 5
     gradient_share_roles: tuple[str, ...] = ("conv", "norm", "bias")
+    #: From scratch: where the share's multiplier m exceeds ``gradient_share_boost_from`` (a
+    #: checkpoint that barely fits its data: random init reads m = 8, every pretrained
+    #: checkpoint measured here m <= 2), the tensors of these roles (among the scaled ones) take
+    #: m · (m / from) ** (power - 1) instead of m through step ``gradient_share_boost_steps``,
+    #: e.g. ``{"norm": 2.0, "bias": 2.0}``: BatchNorm's gains and biases, at their initial 1
+    #: and 0, are what a network trained from scratch must move first (docs/design.md §1 "The
+    #: backbone's gradient share", *From scratch*). {} = off.
+    gradient_share_boost: dict[str, float] = field(default_factory=dict)
+    gradient_share_boost_from: float = 2.0
+    gradient_share_boost_steps: int = 10
     #: LoRA adapters (peft): ``tensor`` steps each adapter matrix like any weight matrix;
     #: ``weight`` multiplies their rates by 1 / (s·√r·rms(A)) so that the step moves the adapted
     #: weight W = W₀ + s·B·A by what the rule meant for a weight matrix (optim/adapters.py,
@@ -178,7 +191,7 @@ class L3RSConfig:
             if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
                 raise ConfigError(f"L3RSConfig.{name} must be a sequence, got {value!r}")
             object.__setattr__(self, name, tuple(value))
-        for name in ("role_rate_scale", "role_adaptation_min"):
+        for name in ("role_rate_scale", "role_adaptation_min", "gradient_share_boost"):
             if isinstance(getattr(self, name), dict):  # a copy: the default in ADDED_FIELDS is shared
                 object.__setattr__(self, name, dict(getattr(self, name)))
         self.validate()
@@ -315,6 +328,19 @@ class L3RSConfig:
             raise ConfigError(f"L3RSConfig.head_calibration_drop must be in (0, 1), got {self.head_calibration_drop!r}")
         if self.adapter_steps not in ADAPTER_STEPS:
             raise ConfigError(f"L3RSConfig.adapter_steps must be one of {ADAPTER_STEPS}, got {self.adapter_steps!r}")
+        for role, power in self.gradient_share_boost.items():
+            if role not in self.gradient_share_roles:
+                raise ConfigError(
+                    f"L3RSConfig.gradient_share_boost: {role!r} is not one of gradient_share_roles "
+                    f"{list(self.gradient_share_roles)}"
+                )
+            if not power >= 1:
+                raise ConfigError(f"L3RSConfig.gradient_share_boost[{role!r}] must be a number >= 1, got {power!r}")
+        if not self.gradient_share_boost_from >= 1 or self.gradient_share_boost_steps < 0:
+            raise ConfigError(
+                "L3RSConfig needs gradient_share_boost_from >= 1 and gradient_share_boost_steps >= 0, got "
+                f"{self.gradient_share_boost_from!r} and {self.gradient_share_boost_steps!r}"
+            )
         for role in self.gradient_share_roles:
             if role not in ROLES:
                 raise ConfigError(f"L3RSConfig.gradient_share_roles: unknown role {role!r}; known: {list(ROLES)}")

@@ -245,6 +245,11 @@ class L3RS(torch.optim.Optimizer):
             self.presented_roles, [c.depth for c in self.components], [c.numel for c in self.components], self.config
         )
         self._share_targets = self._share_targets.to(self.device)
+        boost = self.config.gradient_share_boost  # the exponent of m / from per scaled tensor
+        self._share_boost_powers = torch.tensor(
+            [boost.get(r, 1.0) - 1.0 if t else 0.0 for r, t in zip(self.presented_roles, self._share_targets.tolist())],
+            dtype=torch.float64,
+        )
         self.descriptor = (
             descriptor_matrix(self.components, presented).to(self.device) if self.config.descriptor else None
         )
@@ -518,6 +523,8 @@ class L3RS(torch.optim.Optimizer):
             rate = rate * torch.exp(self._log_adapt).to(rate)
         if self._share.factor != 1.0:
             rate = rate * (1 + (self._share.factor - 1) * self._share_targets.to(rate))
+            if self.gradient_share_boost != 1.0:
+                rate = rate * torch.pow(self.gradient_share_boost, self._share_boost_powers).to(rate)
         if self._head_multiplier != 1.0:
             rate = rate * (1 + (self._head_multiplier - 1) * self._calibrated_head.to(rate))
         self.last_rate, self.last_mix = rate, mix
@@ -606,6 +613,15 @@ class L3RS(torch.optim.Optimizer):
         """The backbone's rate multiplier from its gradient share (docs/design.md §1): 1 until
         ``gradient_share_steps`` steps have been seen, where it is off, or without convolutions."""
         return self._share.factor
+
+    @property
+    def gradient_share_boost(self) -> float:
+        """m / ``gradient_share_boost_from`` while the from-scratch boost is on (m above it,
+        through step ``gradient_share_boost_steps``), else 1 (docs/design.md §1)."""
+        cfg, m = self.config, self._share.factor
+        if not cfg.gradient_share_boost or m <= cfg.gradient_share_boost_from:
+            return 1.0
+        return m / cfg.gradient_share_boost_from if self._step <= cfg.gradient_share_boost_steps else 1.0
 
     def _record_share(self, active: list[int], finite: Tensor, gnorm: Tensor) -> None:
         """One step's ‖g‖ of the convolutions over the head's, when all of them are finite."""

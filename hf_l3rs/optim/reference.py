@@ -97,7 +97,13 @@ class ReferenceL3RS:
         conv, head = self._share_parts()
         comp = self.components[j]
         scaled = conv and comp.role in self.cfg.gradient_share_roles and comp.depth < self.components[head].depth
-        return self.share_factor if scaled else 1.0
+        if not scaled:
+            return 1.0
+        m, start = self.share_factor, self.cfg.gradient_share_boost_from
+        power = self.cfg.gradient_share_boost.get(comp.role, 1.0)
+        if m > start and self.t <= self.cfg.gradient_share_boost_steps:
+            return m * (m / start) ** (power - 1)  # from scratch (docs/design.md §1)
+        return m
 
     def _features(self, j: int) -> list[float]:
         cfg = self.cfg
