@@ -205,14 +205,24 @@ def test_trainer_logs_the_gradient_share_factor() -> None:
     from trainer_plugins.transformers_trainer import learned_rate_stats
 
     model = small_cnn()
-    opt = L3RS(model, L3RSConfig(gradient_share_reference=0.05, gradient_share_steps=3), total_steps=20)
-    logged = []
+    config = L3RSConfig(
+        gradient_share_reference=0.05,
+        gradient_share_steps=3,
+        gradient_share_boost={"norm": 2.0},
+        gradient_share_boost_from=1.0,
+        gradient_share_boost_steps=3,
+    )
+    opt = L3RS(model, config, total_steps=20)
+    logged, boosts = [], []
     for t in range(1, 5):
         opt.step(loss=train_step(model, t))
         logged.append(learned_rate_stats(opt)["l3rs/gradient_share_factor"])
+        boosts.append(learned_rate_stats(opt)["l3rs/gradient_share_boost"])
     assert logged[:2] == [1.0, 1.0] and logged[2] == logged[3] == opt.gradient_share_factor > 1
+    assert boosts == [1.0, 1.0, opt.gradient_share_factor, 1.0]  # m / from = m, through step 3
     plain = small_cnn()
     off = L3RS(plain, L3RSConfig(), total_steps=20)
     off.step(loss=train_step(plain, 0))
     assert "l3rs/rate_mean" in learned_rate_stats(off)
     assert "l3rs/gradient_share_factor" not in learned_rate_stats(off)
+    assert "l3rs/gradient_share_boost" not in learned_rate_stats(off)
