@@ -55,6 +55,38 @@ def test_the_head_grows_while_the_loss_stalls_then_keeps_its_multiplier() -> Non
     assert ratio == pytest.approx([1.0, 1.0, 2.0, 2.0], rel=1e-6)
 
 
+def test_an_overshooting_head_backs_off_and_stops_growing() -> None:
+    model = frozen_body(small_cnn())
+    braking = CALIBRATING.replace(head_calibration_max=64.0, head_calibration_rise=0.25, head_calibration_backoff=2)
+    # Steps 2-4 stall (×2 each: ×8); at step 5 the loss is 2× the first, beyond 1.25×: ×8 / 2² and kept.
+    scripted = [1.0, 1.0, 1.0, 1.0, 2.0, 1.0, 1.0]
+    braked = run(copy.deepcopy(model), braking, scripted)
+    assert braked.head_multiplier == 2.0 and braked._head_calibrated
+    # Noise below the margin does not brake, and without a brake the same losses keep it growing.
+    below = run(copy.deepcopy(model), braking, [1.0, 1.0, 1.0, 1.0, 1.2, 1.0])
+    assert below.head_multiplier == 32.0 and not below._head_calibrated
+    unbraked = run(copy.deepcopy(model), CALIBRATING.replace(head_calibration_max=64.0), scripted)
+    assert unbraked.head_multiplier == 64.0
+
+
+def test_an_accelerating_growth_multiplies_its_factor_and_backs_off_the_last_ones() -> None:
+    model = frozen_body(small_cnn())
+    accelerating = CALIBRATING.replace(
+        head_calibration_max=1000.0, head_calibration_acceleration=2.0, head_calibration_rise=0.25
+    )
+    # Growth factors 2, 4, 8 at steps 2-4: ×64; the overshoot at step 5 undoes the last two (4 · 8).
+    grown = run(copy.deepcopy(model), accelerating, [1.0] * 4)
+    assert grown.head_multiplier == 64.0
+    braked = run(copy.deepcopy(model), accelerating, [1.0, 1.0, 1.0, 1.0, 2.0, 1.0])
+    assert braked.head_multiplier == 2.0 and braked._head_calibrated
+    # The growth count is state: a resumed run continues with the next factor (16), up to the cap.
+    again = L3RS(model, grown.net, total_steps=6)
+    again.load_state_dict(grown.state_dict())
+    nn.functional.cross_entropy(model(torch.randn(8, 1, 8, 8)), torch.randint(0, 3, (8,))).backward()
+    again.step(loss=1.0)
+    assert again.head_multiplier == 1000.0
+
+
 def test_a_model_trained_whole_is_unchanged() -> None:
     model = small_cnn()
     calibrating = run(copy.deepcopy(model), CALIBRATING, [1.0] * 5)
@@ -73,10 +105,17 @@ def test_the_multiplier_survives_a_state_dict_round_trip() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("head_calibration_growth", 0.5), ("head_calibration_max", 0.5), ("head_calibration_drop", 1.0)],
+    [
+        ("head_calibration_growth", 0.5),
+        ("head_calibration_max", 0.5),
+        ("head_calibration_drop", 1.0),
+        ("head_calibration_rise", -0.1),
+        ("head_calibration_backoff", -1),
+        ("head_calibration_acceleration", 0.9),
+    ],
 )
 def test_bad_head_calibration_config_is_a_clear_error(field: str, value: float) -> None:
-    with pytest.raises(ConfigError, match=field.split("_")[-1] if field != "head_calibration_drop" else "drop"):
+    with pytest.raises(ConfigError, match=field.split("_")[-1]):
         L3RSConfig(**{field: value})
 
 

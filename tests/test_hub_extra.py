@@ -252,12 +252,16 @@ def test_bundled_general_weights_train_an_unseen_decoder_without_a_learning_rate
     assert general.config.gradient_share_reference == 0.85
     assert general.config.gradient_share_steps == 3
     assert general.config.adapter_steps == "weight"
-    assert general.config.head_calibration_growth == 1.25
+    assert general.config.head_calibration_growth == general.config.head_calibration_acceleration == 1.07
+    assert (general.config.head_calibration_max, general.config.head_calibration_rise) == (1000.0, 0.25)
     assert general.config.gradient_share_boost == {"norm": 2.0, "bias": 2.0}
     shipped_changes = {
         "gradient_share_boost": {},
         "adapter_steps": "tensor",
         "head_calibration_growth": 1.0,
+        "head_calibration_max": 100.0,
+        "head_calibration_rise": 0.0,
+        "head_calibration_acceleration": 1.0,
         "gradient_share_reference": 0.0,
         "gradient_share_steps": 5,
         "role_rate_scale": {},

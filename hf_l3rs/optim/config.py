@@ -46,6 +46,9 @@ ADDED_FIELDS = {
     "head_calibration_growth": 1.0,
     "head_calibration_drop": 0.1,
     "head_calibration_max": 100.0,
+    "head_calibration_rise": 0.0,
+    "head_calibration_backoff": 2,
+    "head_calibration_acceleration": 1.0,
 }
 ROLES = ("conv", "linear", "norm", "bias", "embedding", "other")
 
@@ -183,6 +186,16 @@ class L3RSConfig:
     head_calibration_growth: float = 1.0
     head_calibration_drop: float = 0.1
     head_calibration_max: float = 100.0
+    #: The calibration's brake: a training loss above (1 + ``head_calibration_rise``) of the first
+    #: one while the head still grows (it overshot) ends the growth and divides the multiplier by
+    #: ``head_calibration_growth`` ** ``head_calibration_backoff`` (the last growth steps undone,
+    #: as the EMA that stops the growth lags the loss). 0 = no brake.
+    head_calibration_rise: float = 0.0
+    head_calibration_backoff: int = 2
+    #: Each growth step's factor is the previous one's × ``head_calibration_acceleration`` (the
+    #: k-th is growth × acceleration^(k−1)): a head the loss has not answered for several steps is
+    #: likely short by decades, one whose loss falls at once by a little. 1 = constant growth.
+    head_calibration_acceleration: float = 1.0
 
     def __post_init__(self) -> None:
         # Lists arrive from JSON/YAML: store tuples so the config stays hashable and frozen.
@@ -326,6 +339,15 @@ class L3RSConfig:
             )
         if not 0 < self.head_calibration_drop < 1:
             raise ConfigError(f"L3RSConfig.head_calibration_drop must be in (0, 1), got {self.head_calibration_drop!r}")
+        if not self.head_calibration_acceleration >= 1:
+            raise ConfigError(
+                f"L3RSConfig.head_calibration_acceleration must be >= 1, got {self.head_calibration_acceleration!r}"
+            )
+        if not (self.head_calibration_rise >= 0 and self.head_calibration_backoff >= 0):
+            raise ConfigError(
+                "L3RSConfig needs head_calibration_rise >= 0 and head_calibration_backoff >= 0, got "
+                f"{self.head_calibration_rise!r} and {self.head_calibration_backoff!r}"
+            )
         if self.adapter_steps not in ADAPTER_STEPS:
             raise ConfigError(f"L3RSConfig.adapter_steps must be one of {ADAPTER_STEPS}, got {self.adapter_steps!r}")
         for role, power in self.gradient_share_boost.items():

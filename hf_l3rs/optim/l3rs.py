@@ -338,7 +338,7 @@ class L3RS(torch.optim.Optimizer):
         self._floors_released = False
         cfg = self.config
         self._share = GradientShare(cfg.gradient_share_reference, cfg.gradient_share_max, cfg.gradient_share_steps)
-        self._head_multiplier, self._head_calibrated = 1.0, False
+        self._head_multiplier, self._head_calibrated, self._head_growths = 1.0, False, 0
 
     def __getstate__(self) -> dict[str, Any]:
         """Everything, not only torch's defaults/state/param_groups: a pickled or deep-copied
@@ -367,6 +367,7 @@ class L3RS(torch.optim.Optimizer):
             **self._share.state(),
             "head_multiplier": self._head_multiplier,
             "head_calibrated": self._head_calibrated,
+            "head_growths": self._head_growths,
         }
         return out
 
@@ -399,6 +400,7 @@ class L3RS(torch.optim.Optimizer):
         self._share.load(extra)  # absent before the gradient share existed: undecided, ×1
         self._head_multiplier = float(extra.get("head_multiplier", 1.0))  # absent before head calibration
         self._head_calibrated = bool(extra.get("head_calibrated", False))
+        self._head_growths = int(extra.get("head_growths", 0))  # absent before the growth accelerated
 
     # ---------------------------------------------------------------- step
     def _fused_blocker(self, check_grads: bool) -> str | None:
@@ -489,7 +491,7 @@ class L3RS(torch.optim.Optimizer):
             self._loss_progress.update(loss_value)
             self._floors_released = self._floors_released or (release > 0 and self._loss_progress.reached(release))
             if calibrating:
-                self._calibrate_head()
+                self._calibrate_head(loss_value)
         if self._share_conv and not self._share.decided:
             self._record_share(active, finite, gnorm)
         if cfg.rate_adaptation == "hypergradient":
@@ -597,16 +599,32 @@ class L3RS(torch.optim.Optimizer):
             ]
         )
 
-    def _calibrate_head(self) -> None:
-        """One step of the head's calibration: grow while the loss has not come down, then keep."""
+    def _calibrate_head(self, loss: float) -> None:
+        """One step of the head's calibration: grow while the loss has not come down, then keep;
+        back off and keep if the loss rose above the first one by the brake's margin."""
         cfg = self.config
-        if self._head_calibrated or self._loss_progress.count < 2:
+        progress = self._loss_progress
+        if self._head_calibrated or progress.count < 2:
             return
-        if self._loss_progress.reached(1 - cfg.head_calibration_drop):
+        overshot = progress.first > 0 and loss > (1 + cfg.head_calibration_rise) * progress.first
+        if cfg.head_calibration_rise > 0 and overshot:
+            last = range(max(0, self._head_growths - cfg.head_calibration_backoff), self._head_growths)
+            backoff = math.prod(self._head_growth_factor(k) for k in last)
+            self._head_multiplier = max(1.0, self._head_multiplier / backoff)
+            self._head_calibrated = True
+            logger.info("L3RS: the frozen body's head overshot; its step backs off to x%.3g", self._head_multiplier)
+            return
+        if progress.reached(1 - cfg.head_calibration_drop):
             self._head_calibrated = True
             logger.info("L3RS: the frozen body's head calibrated its step: x%.3g", self._head_multiplier)
             return
-        self._head_multiplier = min(cfg.head_calibration_max, self._head_multiplier * cfg.head_calibration_growth)
+        factor = self._head_growth_factor(self._head_growths)
+        self._head_multiplier = min(cfg.head_calibration_max, self._head_multiplier * factor)
+        self._head_growths += 1
+
+    def _head_growth_factor(self, k: int) -> float:
+        """The factor of the head's (k+1)-th growth step: growth × acceleration^k."""
+        return self.config.head_calibration_growth * self.config.head_calibration_acceleration**k
 
     @property
     def gradient_share_factor(self) -> float:
