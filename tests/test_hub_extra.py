@@ -254,7 +254,7 @@ def test_bundled_general_weights_train_an_unseen_decoder_without_a_learning_rate
     assert general.config.adapter_steps == "weight"
     assert general.config.head_calibration_growth == general.config.head_calibration_acceleration == 1.07
     assert (general.config.head_calibration_max, general.config.head_calibration_rise) == (1000.0, 0.25)
-    assert general.config.gradient_share_boost == {"norm": 2.0, "bias": 2.0}
+    assert general.config.gradient_share_boost == {"norm": 2.5, "bias": 2.5}
     shipped_changes = {
         "gradient_share_boost": {},
         "adapter_steps": "tensor",
