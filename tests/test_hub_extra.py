@@ -255,8 +255,10 @@ def test_bundled_general_weights_train_an_unseen_decoder_without_a_learning_rate
     assert general.config.head_calibration_growth == general.config.head_calibration_acceleration == 1.07
     assert (general.config.head_calibration_max, general.config.head_calibration_rise) == (1000.0, 0.25)
     assert general.config.gradient_share_boost == {"norm": 2.5, "bias": 2.5}
+    assert general.config.gradient_share_boost_steps == 15
     shipped_changes = {
         "gradient_share_boost": {},
+        "gradient_share_boost_steps": 10,
         "adapter_steps": "tensor",
         "head_calibration_growth": 1.0,
         "head_calibration_max": 100.0,
