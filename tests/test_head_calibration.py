@@ -79,6 +79,9 @@ def test_an_accelerating_growth_multiplies_its_factor_and_backs_off_the_last_one
     assert grown.head_multiplier == 64.0
     braked = run(copy.deepcopy(model), accelerating, [1.0, 1.0, 1.0, 1.0, 2.0, 1.0])
     assert braked.head_multiplier == 2.0 and braked._head_calibrated
+    # At the cap nothing grows: the brake undoes the last two growth steps that did (16 <- 8 <- 2).
+    capped = run(copy.deepcopy(model), accelerating.replace(head_calibration_max=16.0), [1.0] * 6 + [2.0])
+    assert capped.head_multiplier == 2.0
     # The growth count is state: a resumed run continues with the next factor (16), up to the cap.
     again = L3RS(model, grown.net, total_steps=6)
     again.load_state_dict(grown.state_dict())

@@ -187,9 +187,9 @@ class L3RSConfig:
     head_calibration_drop: float = 0.1
     head_calibration_max: float = 100.0
     #: The calibration's brake: a training loss above (1 + ``head_calibration_rise``) of the first
-    #: one while the head still grows (it overshot) ends the growth and divides the multiplier by
-    #: ``head_calibration_growth`` ** ``head_calibration_backoff`` (the last growth steps undone,
-    #: as the EMA that stops the growth lags the loss). 0 = no brake.
+    #: one while the head still grows (it overshot) ends the growth and undoes its last
+    #: ``head_calibration_backoff`` growth steps (the EMA that stops the growth lags the loss).
+    #: 0 = no brake.
     head_calibration_rise: float = 0.0
     head_calibration_backoff: int = 2
     #: Each growth step's factor is the previous one's × ``head_calibration_acceleration`` (the

@@ -339,6 +339,7 @@ class L3RS(torch.optim.Optimizer):
         cfg = self.config
         self._share = GradientShare(cfg.gradient_share_reference, cfg.gradient_share_max, cfg.gradient_share_steps)
         self._head_multiplier, self._head_calibrated, self._head_growths = 1.0, False, 0
+        self._head_before: list[float] = []  # the multiplier before each of the last growth steps
 
     def __getstate__(self) -> dict[str, Any]:
         """Everything, not only torch's defaults/state/param_groups: a pickled or deep-copied
@@ -368,6 +369,7 @@ class L3RS(torch.optim.Optimizer):
             "head_multiplier": self._head_multiplier,
             "head_calibrated": self._head_calibrated,
             "head_growths": self._head_growths,
+            "head_before": list(self._head_before),
         }
         return out
 
@@ -401,6 +403,7 @@ class L3RS(torch.optim.Optimizer):
         self._head_multiplier = float(extra.get("head_multiplier", 1.0))  # absent before head calibration
         self._head_calibrated = bool(extra.get("head_calibrated", False))
         self._head_growths = int(extra.get("head_growths", 0))  # absent before the growth accelerated
+        self._head_before = [float(v) for v in extra.get("head_before", [])]
 
     # ---------------------------------------------------------------- step
     def _fused_blocker(self, check_grads: bool) -> str | None:
@@ -608,9 +611,8 @@ class L3RS(torch.optim.Optimizer):
             return
         overshot = progress.first > 0 and loss > (1 + cfg.head_calibration_rise) * progress.first
         if cfg.head_calibration_rise > 0 and overshot:
-            last = range(max(0, self._head_growths - cfg.head_calibration_backoff), self._head_growths)
-            backoff = math.prod(self._head_growth_factor(k) for k in last)
-            self._head_multiplier = max(1.0, self._head_multiplier / backoff)
+            if cfg.head_calibration_backoff > 0 and self._head_before:
+                self._head_multiplier = self._head_before[0]  # before the last `backoff` growth steps
             self._head_calibrated = True
             logger.info("L3RS: the frozen body's head overshot; its step backs off to x%.3g", self._head_multiplier)
             return
@@ -618,13 +620,13 @@ class L3RS(torch.optim.Optimizer):
             self._head_calibrated = True
             logger.info("L3RS: the frozen body's head calibrated its step: x%.3g", self._head_multiplier)
             return
-        factor = self._head_growth_factor(self._head_growths)
-        self._head_multiplier = min(cfg.head_calibration_max, self._head_multiplier * factor)
-        self._head_growths += 1
-
-    def _head_growth_factor(self, k: int) -> float:
-        """The factor of the head's (k+1)-th growth step: growth × acceleration^k."""
-        return self.config.head_calibration_growth * self.config.head_calibration_acceleration**k
+        factor = cfg.head_calibration_growth * cfg.head_calibration_acceleration**self._head_growths
+        grown = min(cfg.head_calibration_max, self._head_multiplier * factor)
+        if grown > self._head_multiplier:  # at the cap nothing grows: nothing to undo, no faster next step
+            if cfg.head_calibration_backoff > 0:
+                self._head_before = [*self._head_before, self._head_multiplier][-cfg.head_calibration_backoff :]
+            self._head_multiplier = grown
+            self._head_growths += 1
 
     @property
     def gradient_share_factor(self) -> float:
