@@ -116,6 +116,48 @@ def test_boost_multiplies_only_the_named_roles() -> None:
         assert float(opt_b.last_rate[j]) == pytest.approx(want, rel=1e-5), c.name
 
 
+SHORT = {"gradient_share_boost_horizon": 50.0, "gradient_share_boost_horizon_power": 1.5}
+
+
+@pytest.mark.parametrize("total", [20, 50, None])
+def test_short_runs_from_scratch_boost_the_roles_by_the_horizon_ratio(total: int | None) -> None:
+    """A run of T < 50 steps from scratch: norm and bias take a further (50 / T) ** 1.5 for the whole
+    run (after the boost's window too); conv and the head are untouched. At T = 50 or with no
+    horizon nothing changes, bitwise."""
+    config = L3RSConfig(gradient_share_reference=0.05, gradient_share_max=100.0, init_output_scale=1.0)
+    boost = config.replace(gradient_share_boost_from=2.0, **BOOST)
+    a, b = small_cnn(), small_cnn()
+    opt_a, opt_b = L3RS(a, boost, total_steps=total, seed=1), L3RS(b, boost.replace(**SHORT), total_steps=total, seed=1)
+    short = (50 / total) ** 1.5 if total is not None and total < 50 else 1.0
+    for t in range(1, 11):
+        opt_a.step(loss=train_step(a, t))
+        opt_b.step(loss=train_step(b, t))
+        if t < 5:  # undecided: m = 1
+            assert torch.equal(opt_a.last_rate, opt_b.last_rate)
+        if t in (5, 9):  # the features still agree at the deciding step; step 9 is past the window (8)
+            assert opt_b.short_horizon_boost == pytest.approx(short)
+            if t == 5:
+                for j, c in enumerate(opt_a.components):
+                    extra = short if c.name in SCALED and c.role in ("norm", "bias") else 1.0
+                    assert float(opt_b.last_rate[j]) == pytest.approx(float(opt_a.last_rate[j]) * extra, rel=1e-5)
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q) is (short == 1.0)
+
+
+def test_short_horizon_boost_needs_the_boost_itself() -> None:
+    """Below the boost's start (a pretrained checkpoint) a short horizon changes nothing, bitwise."""
+    config = L3RSConfig(gradient_share_reference=0.05, gradient_share_max=100.0, init_output_scale=1.0)
+    boost = config.replace(gradient_share_boost_from=1e3, **BOOST)
+    a, b = small_cnn(), small_cnn()
+    opt_a, opt_b = L3RS(a, boost, total_steps=10, seed=1), L3RS(b, boost.replace(**SHORT), total_steps=10, seed=1)
+    for t in range(1, 11):
+        opt_a.step(loss=train_step(a, t))
+        opt_b.step(loss=train_step(b, t))
+        assert opt_b.short_horizon_boost == 1.0
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)
+
+
 def test_a_model_without_convolutions_is_unchanged() -> None:
     """Language models have no convolution: with the share on, every weight is bitwise the
     same as with it off."""
@@ -193,6 +235,8 @@ def test_factor_survives_a_state_dict_round_trip_and_old_states_load_undecided()
         ("gradient_share_boost", {"norm": 0.5}, r"gradient_share_boost\['norm'\] must be a number >= 1"),
         ("gradient_share_boost_from", 0.5, "gradient_share_boost_from >= 1"),
         ("gradient_share_boost_steps", -1, "gradient_share_boost_steps >= 0"),
+        ("gradient_share_boost_horizon", -10.0, "gradient_share_boost_horizon >= 0"),
+        ("gradient_share_boost_horizon_power", 0.0, "gradient_share_boost_horizon_power > 0"),
     ],
 )
 def test_bad_gradient_share_config_is_a_clear_error(field: str, value: object, message: str) -> None:
@@ -211,18 +255,22 @@ def test_trainer_logs_the_gradient_share_factor() -> None:
         gradient_share_boost={"norm": 2.0},
         gradient_share_boost_from=1.0,
         gradient_share_boost_steps=3,
+        gradient_share_boost_horizon=40.0,
     )
     opt = L3RS(model, config, total_steps=20)
-    logged, boosts = [], []
+    logged, boosts, shorts = [], [], []
     for t in range(1, 5):
         opt.step(loss=train_step(model, t))
         logged.append(learned_rate_stats(opt)["l3rs/gradient_share_factor"])
         boosts.append(learned_rate_stats(opt)["l3rs/gradient_share_boost"])
+        shorts.append(learned_rate_stats(opt)["l3rs/short_horizon_boost"])
     assert logged[:2] == [1.0, 1.0] and logged[2] == logged[3] == opt.gradient_share_factor > 1
     assert boosts == [1.0, 1.0, opt.gradient_share_factor, 1.0]  # m / from = m, through step 3
+    assert shorts == [1.0, 1.0, 2.0, 2.0]  # (40 / 20) ** 1 once m is decided, for the whole run
     plain = small_cnn()
     off = L3RS(plain, L3RSConfig(), total_steps=20)
     off.step(loss=train_step(plain, 0))
     assert "l3rs/rate_mean" in learned_rate_stats(off)
     assert "l3rs/gradient_share_factor" not in learned_rate_stats(off)
     assert "l3rs/gradient_share_boost" not in learned_rate_stats(off)
+    assert "l3rs/short_horizon_boost" not in learned_rate_stats(off)

@@ -216,6 +216,20 @@ def test_resave_keeps_the_card_history_and_it_parses(tmp_path) -> None:
     assert [(r.metric_type, r.metric_value) for r in results] == [(m["type"], m["value"]) for m in recorded]
 
 
+def test_resaving_loaded_meta_weights_keeps_what_they_were_trained_on(tmp_path) -> None:
+    """A variant saved from loaded meta-weights (``save_net(load_net(name, field=...))``) lists the
+    same trained components as the original, not none."""
+    import json
+
+    from hf_l3rs.optim.hub import BUNDLED_DIR, save_net
+
+    save_net(load_net("l3rs-general", gradient_share_boost_steps=12), tmp_path / "variant")
+    listed = json.loads((BUNDLED_DIR / "l3rs-general" / "config.json").read_text())["trained_components"]
+    saved = json.loads((tmp_path / "variant" / "config.json").read_text())
+    assert listed and saved["trained_components"] == listed
+    assert saved["l3rs"]["gradient_share_boost_steps"] == 12
+
+
 def test_unreachable_endpoint_on_download_is_not_called_offline(monkeypatch) -> None:
     import socket
 
@@ -256,7 +270,10 @@ def test_bundled_general_weights_train_an_unseen_decoder_without_a_learning_rate
     assert (general.config.head_calibration_max, general.config.head_calibration_rise) == (1000.0, 0.25)
     assert general.config.gradient_share_boost == {"norm": 2.5, "bias": 2.5}
     assert general.config.gradient_share_boost_steps == 15
+    assert (general.config.gradient_share_boost_horizon, general.config.gradient_share_boost_horizon_power) == (50, 1.5)
     shipped_changes = {
+        "gradient_share_boost_horizon": 0.0,
+        "gradient_share_boost_horizon_power": 1.0,
         "gradient_share_boost": {},
         "gradient_share_boost_steps": 10,
         "adapter_steps": "tensor",

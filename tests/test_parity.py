@@ -131,6 +131,16 @@ CASES = {
         "gradient_share_boost_from": 1.5,
         "gradient_share_boost_steps": 20,
     },
+    # the same from scratch on a run (50 steps) shorter than the boost's horizon (80): × 1.6 ** 1.5
+    "gradient_share_boost_short": {
+        "gradient_share_reference": 0.05,
+        "gradient_share_max": 3.0,
+        "gradient_share_boost": {"norm": 2.0, "bias": 1.5},
+        "gradient_share_boost_from": 1.5,
+        "gradient_share_boost_steps": 20,
+        "gradient_share_boost_horizon": 80.0,
+        "gradient_share_boost_horizon_power": 1.5,
+    },
 }
 
 
@@ -155,6 +165,7 @@ def test_foreach_matches_reference(case: str) -> None:
         "role_prior",
         "gradient_share",
         "gradient_share_boost",
+        "gradient_share_boost_short",
     ],
 )
 def test_fused_matches_reference(case: str) -> None:

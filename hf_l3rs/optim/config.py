@@ -42,6 +42,8 @@ ADDED_FIELDS = {
     "gradient_share_boost": {},
     "gradient_share_boost_from": 2.0,
     "gradient_share_boost_steps": 10,
+    "gradient_share_boost_horizon": 0.0,
+    "gradient_share_boost_horizon_power": 1.0,
     "adapter_steps": "tensor",
     "head_calibration_growth": 1.0,
     "head_calibration_drop": 0.1,
@@ -172,6 +174,14 @@ class L3RSConfig:
     gradient_share_boost: dict[str, float] = field(default_factory=dict)
     gradient_share_boost_from: float = 2.0
     gradient_share_boost_steps: int = 10
+    #: From scratch, short runs: where the boost applies (m above ``gradient_share_boost_from``)
+    #: and the horizon T is known and shorter than this, the boosted roles' rates are further
+    #: multiplied by (horizon / T) ** ``gradient_share_boost_horizon_power`` for the whole run.
+    #: The tuned baselines' rates from random init are ~3× larger at T = 10 than from T = 25 on;
+    #: a 10-step run has no later steps to catch up in (docs/design.md §1, *Short runs from
+    #: scratch*). 0 = off; without a known horizon nothing changes.
+    gradient_share_boost_horizon: float = 0.0
+    gradient_share_boost_horizon_power: float = 1.0
     #: LoRA adapters (peft): ``tensor`` steps each adapter matrix like any weight matrix;
     #: ``weight`` multiplies their rates by 1 / (s·√r·rms(A)) so that the step moves the adapted
     #: weight W = W₀ + s·B·A by what the rule meant for a weight matrix (optim/adapters.py,
@@ -362,6 +372,12 @@ class L3RSConfig:
             raise ConfigError(
                 "L3RSConfig needs gradient_share_boost_from >= 1 and gradient_share_boost_steps >= 0, got "
                 f"{self.gradient_share_boost_from!r} and {self.gradient_share_boost_steps!r}"
+            )
+        if not self.gradient_share_boost_horizon >= 0 or not self.gradient_share_boost_horizon_power > 0:
+            raise ConfigError(
+                "L3RSConfig needs gradient_share_boost_horizon >= 0 (0 = off) and "
+                f"gradient_share_boost_horizon_power > 0, got {self.gradient_share_boost_horizon!r} and "
+                f"{self.gradient_share_boost_horizon_power!r}"
             )
         for role in self.gradient_share_roles:
             if role not in ROLES:

@@ -92,11 +92,12 @@ def save_net(
         "library_version": _version(),
         kind: net.config.to_dict(),
         "hyper_parameters": net.hyper_values(),
+        # what a loaded folder listed is kept by a re-save unless new components are given
         "trained_components": [
             {"name": c.name, "role": c.role, "depth": round(c.depth, 6), "numel": c.numel} for c in components
         ]
         if components
-        else None,
+        else getattr(net, "trained_components", None),
     }
     (out / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
     from hf_l3rs.optim.cards import render_card
@@ -217,7 +218,8 @@ def load_net(
         config = config.replace(**overrides)
     tensors = load_tensors(folder)
     net = L3RSNet(config, tensors.get("trained_roles"), tensors.get("trained_depths"))
-    net.card_info = read_card(folder)  # kept by a re-save (save_net)
+    net.card_info = read_card(folder)  # kept by a re-save (save_net), as is the list below
+    net.trained_components = json.loads((folder / CONFIG_NAME).read_text()).get("trained_components")
     expected = net.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))

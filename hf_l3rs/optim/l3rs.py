@@ -530,6 +530,8 @@ class L3RS(torch.optim.Optimizer):
             rate = rate * (1 + (self._share.factor - 1) * self._share_targets.to(rate))
             if self.gradient_share_boost != 1.0:
                 rate = rate * torch.pow(self.gradient_share_boost, self._share_boost_powers).to(rate)
+            if self.short_horizon_boost != 1.0:
+                rate = rate * torch.where(self._share_boost_powers > 0, self.short_horizon_boost, 1.0).to(rate)
         if self._head_multiplier != 1.0:
             rate = rate * (1 + (self._head_multiplier - 1) * self._calibrated_head.to(rate))
         self.last_rate, self.last_mix = rate, mix
@@ -642,6 +644,18 @@ class L3RS(torch.optim.Optimizer):
         if not cfg.gradient_share_boost or m <= cfg.gradient_share_boost_from:
             return 1.0
         return m / cfg.gradient_share_boost_from if self._step <= cfg.gradient_share_boost_steps else 1.0
+
+    @property
+    def short_horizon_boost(self) -> float:
+        """(H / T) ** power on the boosted roles for a run from scratch (m above
+        ``gradient_share_boost_from``) whose known horizon T is shorter than H =
+        ``gradient_share_boost_horizon``, for the whole run; else 1 (docs/design.md §1)."""
+        cfg, m, horizon = self.config, self._share.factor, self.config.gradient_share_boost_horizon
+        if not (cfg.gradient_share_boost and horizon > 0 and m > cfg.gradient_share_boost_from):
+            return 1.0
+        if self.total_steps is None or self.total_steps >= horizon:
+            return 1.0
+        return (horizon / self.total_steps) ** cfg.gradient_share_boost_horizon_power
 
     def _record_share(self, active: list[int], finite: Tensor, gnorm: Tensor) -> None:
         """One step's ‖g‖ of the convolutions over the head's, when all of them are finite."""

@@ -101,9 +101,13 @@ class ReferenceL3RS:
             return 1.0
         m, start = self.share_factor, self.cfg.gradient_share_boost_from
         power = self.cfg.gradient_share_boost.get(comp.role, 1.0)
+        short = 1.0  # short runs from scratch (docs/design.md §1)
+        horizon, total = self.cfg.gradient_share_boost_horizon, self.total_steps
+        if m > start and power > 1 and horizon > 0 and total and total < horizon:
+            short = (horizon / total) ** self.cfg.gradient_share_boost_horizon_power
         if m > start and self.t <= self.cfg.gradient_share_boost_steps:
-            return m * (m / start) ** (power - 1)  # from scratch (docs/design.md §1)
-        return m
+            return m * (m / start) ** (power - 1) * short  # from scratch (docs/design.md §1)
+        return m * short
 
     def _features(self, j: int) -> list[float]:
         cfg = self.cfg
