@@ -158,6 +158,36 @@ def test_short_horizon_boost_needs_the_boost_itself() -> None:
         assert torch.equal(p, q)
 
 
+HEAD = "head.weight"
+
+
+@pytest.mark.parametrize(("maximum", "slowed"), [(1.8, True), (100.0, False)])
+def test_head_of_a_checkpoint_that_must_move_steps_m_to_the_minus_power(maximum: float, slowed: bool) -> None:
+    """1 < m <= 2 (the boost's start): the head's weight takes m ** -2 of its rate from the deciding
+    step on, nothing else changes. Random init's m (above the start) leaves the head alone, bitwise."""
+    config = L3RSConfig(gradient_share_reference=0.05, gradient_share_max=maximum, init_output_scale=1.0)
+    a, b = small_cnn(), small_cnn()
+    plain = L3RS(a, config, total_steps=20, seed=1)
+    head = L3RS(b, config.replace(gradient_share_head_power=2.0), total_steps=20, seed=1)
+    for t in range(1, 6):
+        plain.step(loss=train_step(a, t))
+        head.step(loss=train_step(b, t))
+        if t < 5:
+            assert torch.equal(plain.last_rate, head.last_rate)
+    m = plain.gradient_share_factor
+    assert (1 < m <= 2) is slowed
+    assert head.share_head_factor == (pytest.approx(m**-2) if slowed else 1.0)
+    from trainer_plugins.transformers_trainer import learned_rate_stats
+
+    assert learned_rate_stats(head)["l3rs/share_head_factor"] == head.share_head_factor
+    assert "l3rs/share_head_factor" not in learned_rate_stats(plain)
+    for j, c in enumerate(plain.components):
+        extra = m**-2 if slowed and c.name == HEAD else 1.0
+        assert float(head.last_rate[j]) == pytest.approx(float(plain.last_rate[j]) * extra, rel=1e-5), c.name
+    for (name, p), q in zip(a.named_parameters(), b.parameters()):  # one step apart: only the head moved otherwise
+        assert torch.equal(p, q) is not (slowed and name == HEAD), name
+
+
 def test_a_model_without_convolutions_is_unchanged() -> None:
     """Language models have no convolution: with the share on, every weight is bitwise the
     same as with it off."""
@@ -236,6 +266,7 @@ def test_factor_survives_a_state_dict_round_trip_and_old_states_load_undecided()
         ("gradient_share_boost_from", 0.5, "gradient_share_boost_from >= 1"),
         ("gradient_share_boost_steps", -1, "gradient_share_boost_steps >= 0"),
         ("gradient_share_boost_horizon", -10.0, "gradient_share_boost_horizon >= 0"),
+        ("gradient_share_head_power", -1.0, "gradient_share_head_power must be >= 0"),
         ("gradient_share_boost_horizon_power", 0.0, "gradient_share_boost_horizon_power > 0"),
     ],
 )

@@ -131,6 +131,12 @@ CASES = {
         "gradient_share_boost_from": 1.5,
         "gradient_share_boost_steps": 20,
     },
+    # a checkpoint that must move (m capped at 1.8, below the boost's start 2): head × 1.8 ** -2
+    "gradient_share_head": {
+        "gradient_share_reference": 0.05,
+        "gradient_share_max": 1.8,
+        "gradient_share_head_power": 2.0,
+    },
     # the same from scratch on a run (50 steps) shorter than the boost's horizon (80): × 1.6 ** 1.5
     "gradient_share_boost_short": {
         "gradient_share_reference": 0.05,
@@ -166,6 +172,7 @@ def test_foreach_matches_reference(case: str) -> None:
         "gradient_share",
         "gradient_share_boost",
         "gradient_share_boost_short",
+        "gradient_share_head",
     ],
 )
 def test_fused_matches_reference(case: str) -> None:

@@ -38,7 +38,8 @@ def learned_rate_stats(opt: L3RS) -> dict[str, float]:
     0 or 1) when they can be, the backbone's gradient-share multiplier
     (``l3rs/gradient_share_factor``) when it is on, with its from-scratch boost
     (``l3rs/gradient_share_boost``, 1 when not boosting) when configured and its short-run
-    factor (``l3rs/short_horizon_boost``) when that is configured too, and a frozen body's
+    factor (``l3rs/short_horizon_boost``) when that is configured too, the head's factor of a
+    checkpoint that must move (``l3rs/share_head_factor``) when configured, and a frozen body's
     head's step multiplier (``l3rs/head_multiplier``) when it calibrates one."""
     if opt.last_rate is None or opt.last_mix is None:
         return {}
@@ -61,6 +62,8 @@ def learned_rate_stats(opt: L3RS) -> dict[str, float]:
             stats["l3rs/gradient_share_boost"] = opt.gradient_share_boost
             if opt.config.gradient_share_boost_horizon > 0:
                 stats["l3rs/short_horizon_boost"] = opt.short_horizon_boost
+        if opt.config.gradient_share_head_power > 0:
+            stats["l3rs/share_head_factor"] = opt.share_head_factor
     if opt.calibrates_head:
         stats["l3rs/head_multiplier"] = opt.head_multiplier
     return stats

@@ -44,6 +44,7 @@ ADDED_FIELDS = {
     "gradient_share_boost_steps": 10,
     "gradient_share_boost_horizon": 0.0,
     "gradient_share_boost_horizon_power": 1.0,
+    "gradient_share_head_power": 0.0,
     "adapter_steps": "tensor",
     "head_calibration_growth": 1.0,
     "head_calibration_drop": 0.1,
@@ -182,6 +183,14 @@ class L3RSConfig:
     #: scratch*). 0 = off; without a known horizon nothing changes.
     gradient_share_boost_horizon: float = 0.0
     gradient_share_boost_horizon_power: float = 1.0
+    #: A pretrained checkpoint whose backbone takes more of the gradient than the reference
+    #: (1 < m <= ``gradient_share_boost_from``): the head's weight (the deepest linear tensor)
+    #: steps m ** -power times its rate from the step m is decided. Its features fit the new
+    #: data less well, and the rule's large head step then sharpens a few-shot fit into
+    #: over-confident logits (docs/design.md §1, *The head of a checkpoint that must move*).
+    #: 0 = off; random init (m above the boost's start) and models without convolutions are
+    #: never changed.
+    gradient_share_head_power: float = 0.0
     #: LoRA adapters (peft): ``tensor`` steps each adapter matrix like any weight matrix;
     #: ``weight`` multiplies their rates by 1 / (s·√r·rms(A)) so that the step moves the adapted
     #: weight W = W₀ + s·B·A by what the rule meant for a weight matrix (optim/adapters.py,
@@ -372,6 +381,10 @@ class L3RSConfig:
             raise ConfigError(
                 "L3RSConfig needs gradient_share_boost_from >= 1 and gradient_share_boost_steps >= 0, got "
                 f"{self.gradient_share_boost_from!r} and {self.gradient_share_boost_steps!r}"
+            )
+        if not self.gradient_share_head_power >= 0:
+            raise ConfigError(
+                f"L3RSConfig.gradient_share_head_power must be >= 0 (0 = off), got {self.gradient_share_head_power!r}"
             )
         if not self.gradient_share_boost_horizon >= 0 or not self.gradient_share_boost_horizon_power > 0:
             raise ConfigError(

@@ -245,6 +245,9 @@ class L3RS(torch.optim.Optimizer):
             self.presented_roles, [c.depth for c in self.components], [c.numel for c in self.components], self.config
         )
         self._share_targets = self._share_targets.to(self.device)
+        self._share_head_mask = torch.zeros(len(self.presented_roles), dtype=torch.bool)
+        if self._share_head is not None:
+            self._share_head_mask[self._share_head] = True
         boost = self.config.gradient_share_boost  # the exponent of m / from per scaled tensor
         self._share_boost_powers = torch.tensor(
             [boost.get(r, 1.0) - 1.0 if t else 0.0 for r, t in zip(self.presented_roles, self._share_targets.tolist())],
@@ -532,6 +535,8 @@ class L3RS(torch.optim.Optimizer):
                 rate = rate * torch.pow(self.gradient_share_boost, self._share_boost_powers).to(rate)
             if self.short_horizon_boost != 1.0:
                 rate = rate * torch.where(self._share_boost_powers > 0, self.short_horizon_boost, 1.0).to(rate)
+            if self.share_head_factor != 1.0:
+                rate = rate * torch.where(self._share_head_mask, self.share_head_factor, 1.0).to(rate)
         if self._head_multiplier != 1.0:
             rate = rate * (1 + (self._head_multiplier - 1) * self._calibrated_head.to(rate))
         self.last_rate, self.last_mix = rate, mix
@@ -656,6 +661,16 @@ class L3RS(torch.optim.Optimizer):
         if self.total_steps is None or self.total_steps >= horizon:
             return 1.0
         return (horizon / self.total_steps) ** cfg.gradient_share_boost_horizon_power
+
+    @property
+    def share_head_factor(self) -> float:
+        """m ** -``gradient_share_head_power`` on the head's weight where 1 < m <=
+        ``gradient_share_boost_from`` (a pretrained checkpoint whose backbone must move), else 1
+        (docs/design.md §1)."""
+        cfg, m = self.config, self._share.factor
+        if cfg.gradient_share_head_power <= 0 or not 1.0 < m <= cfg.gradient_share_boost_from:
+            return 1.0
+        return m**-cfg.gradient_share_head_power
 
     def _record_share(self, active: list[int], finite: Tensor, gnorm: Tensor) -> None:
         """One step's ‖g‖ of the convolutions over the head's, when all of them are finite."""

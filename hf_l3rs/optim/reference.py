@@ -96,10 +96,13 @@ class ReferenceL3RS:
     def _share_multiplier(self, j: int) -> float:
         conv, head = self._share_parts()
         comp = self.components[j]
+        m, start = self.share_factor, self.cfg.gradient_share_boost_from
+        power_head = self.cfg.gradient_share_head_power
+        if conv and j == head and power_head > 0 and 1.0 < m <= start:
+            return m**-power_head  # the head of a checkpoint that must move (docs/design.md §1)
         scaled = conv and comp.role in self.cfg.gradient_share_roles and comp.depth < self.components[head].depth
         if not scaled:
             return 1.0
-        m, start = self.share_factor, self.cfg.gradient_share_boost_from
         power = self.cfg.gradient_share_boost.get(comp.role, 1.0)
         short = 1.0  # short runs from scratch (docs/design.md §1)
         horizon, total = self.cfg.gradient_share_boost_horizon, self.total_steps
