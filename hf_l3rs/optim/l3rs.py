@@ -533,10 +533,11 @@ class L3RS(torch.optim.Optimizer):
             rate = rate * (1 + (self._share.factor - 1) * self._share_targets.to(rate))
             if self.gradient_share_boost != 1.0:
                 rate = rate * torch.pow(self.gradient_share_boost, self._share_boost_powers).to(rate)
-            if self.short_horizon_boost != 1.0:
-                rate = rate * torch.where(self._share_boost_powers > 0, self.short_horizon_boost, 1.0).to(rate)
-            if self.share_head_factor != 1.0:
-                rate = rate * torch.where(self._share_head_mask, self.share_head_factor, 1.0).to(rate)
+            short, head = self.short_horizon_boost, self.share_head_factor
+            if short != 1.0:
+                rate = rate * torch.where(self._share_boost_powers > 0, short, 1.0).to(rate)
+            if head != 1.0:
+                rate = rate * torch.where(self._share_head_mask, head, 1.0).to(rate)
         if self._head_multiplier != 1.0:
             rate = rate * (1 + (self._head_multiplier - 1) * self._calibrated_head.to(rate))
         self.last_rate, self.last_mix = rate, mix
