@@ -397,6 +397,9 @@ def test_init_from_starts_the_search_at_given_meta_weights(tmp_path) -> None:
     assert torch.equal(second.theta0, first.state.theta.to(torch.float32).to(torch.float64))
     assert second.net.config == first.net.config
     second.run()
+    # the card says where the search started, not "untrained"
+    assert "validation fitness: start (`" in (tmp_path / "b" / "best" / "README.md").read_text()
+    assert "validation fitness: untrained" in (tmp_path / "a" / "best" / "README.md").read_text()
     # an l3rs block beside init_from overrides what keeps the network's shape, nothing else
     switched = _trainer(
         _tiny(

@@ -471,6 +471,7 @@ class MetaTrainer:
     def _card(self, tag: str, first: dict[str, Any]) -> dict[str, Any]:
         cfg = self.config
         last_val = [h for h in self.history if "val_fitness" in h][-1]
+        start = f"start (`{cfg.init_from}`)" if cfg.init_from else "untrained"
         training = "\n".join(
             [
                 f"- run `{cfg.name}`: NES, {self.state.generation} generations, population "
@@ -480,7 +481,7 @@ class MetaTrainer:
                 + (f", search scales {cfg.search_scales}" if cfg.search_scales else ""),
                 f"- tasks: `{cfg.family}` {cfg.family_kwargs or ''}, objective `{cfg.objective}`",
                 f"- processes: {self.accelerator.num_processes}; diverged candidate-task runs: {self.diverged_total}",
-                f"- validation fitness: untrained {first['val_fitness']:.4g} → final {last_val['val_fitness']:.4g}, "
+                f"- validation fitness: {start} {first['val_fitness']:.4g} → final {last_val['val_fitness']:.4g}, "
                 f"best {self.best_val:.4g} (this folder: {tag})",
             ]
         )
