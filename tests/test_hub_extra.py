@@ -29,6 +29,17 @@ def test_bundled_weights_fit_their_architecture() -> None:
     assert torch.equal(opt.component_map, torch.arange(41))
 
 
+def test_bundled_fast_weights_continue_the_cosine_rule() -> None:
+    """l3rs-kanji-fast is l3rs-kanji-cosine's network and configuration with θ moved by the
+    short-run continuation (docs/metatraining/cpu-kanji-fast): same shape and config, the base
+    directions' hyper-parameters meta-trained further, and a θ near but not equal to the start."""
+    cosine, fast = load_net("l3rs-kanji-cosine"), load_net("l3rs-kanji-fast")
+    assert fast.config == cosine.config
+    start, moved = cosine.get_flat(), fast.get_flat()
+    assert start.shape == moved.shape and not torch.equal(start, moved)
+    assert float((moved - start).norm() / start.norm()) < 0.2  # a continuation, not a new rule
+
+
 def test_bundled_adaptive_weights_are_the_cosine_rule_with_a_brake() -> None:
     """l3rs-kanji-adaptive ships the same meta-weights as l3rs-kanji-cosine; only the rate
     adaptation differs (a brake: the multiplier never exceeds 1), as its card says. With no
