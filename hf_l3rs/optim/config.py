@@ -468,13 +468,19 @@ class L3RSConfig:
             raw = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path}: not valid JSON ({exc})") from exc
+        return cls.from_saved(raw, path)
+
+    @classmethod
+    def from_saved(cls, raw: Any, source: str | Path) -> L3RSConfig:
+        """The config of an already parsed ``config.json`` (``source`` names it in errors);
+        the same rules as :meth:`from_json_file`."""
         data = raw.get("l3rs", raw) if isinstance(raw, dict) else raw
         if isinstance(data, dict):
             data = {**ADDED_FIELDS, **data}
             missing = sorted({f.name for f in dataclasses.fields(cls)} - set(data))
             if missing:
-                raise ConfigError(f"{path}: missing field(s) {missing} in the L3RS config")
+                raise ConfigError(f"{source}: missing field(s) {missing} in the L3RS config")
         try:
             return cls.from_dict(data)
         except TypeError as exc:
-            raise ConfigError(f"{path}: {exc}") from exc
+            raise ConfigError(f"{source}: {exc}") from exc

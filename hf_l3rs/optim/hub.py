@@ -161,7 +161,18 @@ def resolve(
     return Path(folder)
 
 
-def load_config(folder: Path) -> L3RSConfig:
+def load_config(folder: Path, saved: dict[str, Any] | None = None) -> L3RSConfig:
+    """The folder's L3RSConfig; ``saved``: its config.json already read (read_saved_config)."""
+    path = folder / CONFIG_NAME
+    try:
+        return L3RSConfig.from_saved(read_saved_config(folder) if saved is None else saved, path)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def read_saved_config(folder: Path) -> dict[str, Any]:
+    """A meta-weights folder's parsed ``config.json``, checked to be an hf_l3rs config of this
+    format (CheckpointError otherwise)."""
     path = folder / CONFIG_NAME
     if not path.is_file():
         raise CheckpointError(f"{folder}: no {CONFIG_NAME} (not an hf_l3rs meta-weights folder)")
@@ -173,10 +184,7 @@ def load_config(folder: Path) -> L3RSConfig:
         raise CheckpointError(f"{path}: no 'l3rs' object (not an hf_l3rs config)")
     if raw.get("format") != FORMAT:
         raise CheckpointError(f"{path}: format {raw.get('format')!r} is not {FORMAT!r}")
-    try:
-        return L3RSConfig.from_json_file(path)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+    return raw
 
 
 def load_tensors(folder: Path) -> dict[str, torch.Tensor]:
@@ -207,7 +215,8 @@ def load_net(
     )
     if _is_velo(folder):
         return _load_velo(folder, overrides)
-    config = load_config(folder)
+    saved = read_saved_config(folder)
+    config = load_config(folder, saved)
     if overrides:
         bad = sorted(set(overrides) & SHAPE_FIELDS)
         if bad:
@@ -219,7 +228,7 @@ def load_net(
     tensors = load_tensors(folder)
     net = L3RSNet(config, tensors.get("trained_roles"), tensors.get("trained_depths"))
     net.card_info = read_card(folder)  # kept by a re-save (save_net), as is the list below
-    net.trained_components = json.loads((folder / CONFIG_NAME).read_text()).get("trained_components")
+    net.trained_components = saved.get("trained_components")
     expected = net.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
