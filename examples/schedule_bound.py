@@ -111,7 +111,7 @@ def main() -> None:
     net = load_net(args.l3rs)
     multipliers = [[1.0] * args.segments, [1.0] * args.segments]
     start_fit, start_check = score(net, multipliers, fit, args.horizon), score(net, multipliers, check, args.horizon)
-    best = mean_loss(start_fit)
+    end_fit, best = start_fit, mean_loss(start_fit)
     print(f"start: fit loss {best:.4f}, check loss {mean_loss(start_check):.4f}", flush=True)
     for sweep in range(args.sweeps):
         moved = False
@@ -120,15 +120,15 @@ def main() -> None:
                 for factor in args.factors:
                     trial = [list(values) for values in multipliers]
                     trial[group][segment] *= factor
-                    value = mean_loss(score(net, trial, fit, args.horizon))
-                    if value < best - args.min_gain:
-                        best, multipliers, moved = value, trial, True
+                    rows = score(net, trial, fit, args.horizon)
+                    if mean_loss(rows) < best - args.min_gain:
+                        best, end_fit, multipliers, moved = mean_loss(rows), rows, trial, True
                         print(
                             f"sweep {sweep}: {'head' if group else 'backbone'} segment {segment} ×{factor}: {best:.4f}"
                         )
         if not moved:
             break
-    end_fit, end_check = score(net, multipliers, fit, args.horizon), score(net, multipliers, check, args.horizon)
+    end_check = score(net, multipliers, check, args.horizon)  # the fit tasks' rows are the search's
 
     def paired(after, before, k):
         diff = [a[k] - b[k] for a, b in zip(after, before)]
