@@ -6,7 +6,9 @@ A name is ``<kind>-<schedule>[-head]-<lr>``: ``adam-cos-1e-3``, ``nesterov-const
 
 - ``sgd``: plain SGD; ``momentum``: SGD with heavy-ball momentum 0.9; ``nesterov``: SGD with
   Nesterov momentum 0.9;
-- ``adam``; ``adamw`` (decoupled weight decay 0.01, torch's default); ``rmsprop``.
+- ``adam``; ``adamw`` (decoupled weight decay 0.01, torch's default); ``rmsprop``;
+- ``shampoo``: Adam's momentum whitened over each linear layer's inputs (one-sided Shampoo,
+  the base direction of that name run on its own; Adam's direction elsewhere).
 
 Schedules (folded into the optimizer's own ``step()``, so plain loops need no scheduler):
 ``const``; ``cos`` (cosine to zero over the run); ``warmcos`` (linear warm-up over the first
@@ -25,6 +27,8 @@ from typing import Any
 
 import torch
 
+from hf_l3rs.optim.direction_optimizer import DirectionOptimizer
+
 #: kind -> (torch optimizer class, fixed keyword arguments)
 KINDS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
     "sgd": (torch.optim.SGD, {}),
@@ -33,6 +37,7 @@ KINDS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
     "adam": (torch.optim.Adam, {}),
     "adamw": (torch.optim.AdamW, {"weight_decay": 0.01}),
     "rmsprop": (torch.optim.RMSprop, {}),
+    "shampoo": (DirectionOptimizer, {"direction": "shampoo"}),
 }
 
 #: Fraction of the run spent in linear warm-up by the ``warmcos`` schedule.
@@ -98,7 +103,7 @@ class OptimizerSpec:
     @property
     def label(self) -> str:
         pretty = {"sgd": "SGD", "momentum": "SGD momentum", "nesterov": "SGD Nesterov", "adam": "Adam"}
-        pretty |= {"adamw": "AdamW", "rmsprop": "RMSProp"}
+        pretty |= {"adamw": "AdamW", "rmsprop": "RMSProp", "shampoo": "one-sided Shampoo"}
         sched = {"const": "const", "cos": "cosine", "warmcos": "warm-up + cosine"}[self.schedule]
         head = ", head" if self.head_only else ""
         return f"{pretty[self.kind]} ({sched}{head}) {self.lr:g}"

@@ -40,6 +40,46 @@ def test_bundled_fast_weights_continue_the_cosine_rule() -> None:
     assert float((moved - start).norm() / start.norm()) < 0.2  # a continuation, not a new rule
 
 
+def test_a_direction_can_be_replaced_by_one_that_extends_it() -> None:
+    """load_net(..., directions=...) swaps adam for shampoo (its whitened extension): the
+    network is untouched, Adam's meta-trained β1, β2, ε carry over, damping starts at its
+    default; on a model without linear layers the two rules take the same steps, and a swap
+    to a direction that does not extend the old one is refused."""
+    from hf_l3rs.optim.config import ConfigError
+    from hf_l3rs.optim.directions import get_direction
+
+    fast = load_net("l3rs-kanji-fast")
+    whitened = load_net("l3rs-kanji-fast", directions=["sgd", "shampoo"])
+    assert whitened.config == fast.config.replace(directions=("sgd", "shampoo"))
+    for key in ("weights.0", "biases.0", "weights.2", "embedding"):
+        assert torch.equal(whitened.state_dict()[key], fast.state_dict()[key])
+    old, new = fast.hyper_values(), whitened.hyper_values()
+    assert {k: new["shampoo"][k] for k in ("beta1", "beta2", "eps")} == pytest.approx(old["adam"])
+    assert new["shampoo"]["damping"] == pytest.approx(get_direction("shampoo").hyper_defaults["damping"].default)
+    with pytest.raises(ConfigError, match="cannot replace"):
+        load_net("l3rs-kanji-fast", directions=["shampoo", "adam"])
+    with pytest.raises(ConfigError, match="one for one"):
+        load_net("l3rs-kanji-fast", directions=["sgd"])
+
+    def conv_only() -> torch.nn.Module:
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten())
+
+    steps = []
+    for net in (fast, whitened):
+        model = conv_only()
+        opt = L3RS(model, net, total_steps=3, implementation="foreach")
+        x = torch.randn(4, 1, 5, 5, generator=torch.Generator().manual_seed(1))
+        for _ in range(3):
+            loss = model(x).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step(loss=loss)
+        steps.append([p.detach().clone() for p in model.parameters()])
+    for a, b in zip(*steps):
+        torch.testing.assert_close(a, b)
+
+
 def test_bundled_adaptive_weights_are_the_cosine_rule_with_a_brake() -> None:
     """l3rs-kanji-adaptive ships the same meta-weights as l3rs-kanji-cosine; only the rate
     adaptation differs (a brake: the multiplier never exceeds 1), as its card says. With no

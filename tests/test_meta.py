@@ -12,6 +12,7 @@ import torch
 
 from hf_l3rs.meta import NES, MetaTrainConfig, NESParams, centered_rank
 from hf_l3rs.optim import ConfigError
+from hf_l3rs.optim.hub import load_net
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -415,6 +416,22 @@ def test_init_from_starts_the_search_at_given_meta_weights(tmp_path) -> None:
     )
     with pytest.raises(ConfigError, match="hidden_sizes"):
         _tiny(l3rs={"hidden_sizes": [4]}, init_from=str(tmp_path / "a" / "final"))
+    # a direction may be replaced by one that extends it (adam -> shampoo): same θ, new rule
+    whitened = _trainer(
+        _tiny(generations=1, l3rs={"directions": ["sgd", "shampoo"]}, init_from=str(tmp_path / "a" / "final")),
+        tmp_path / "d",
+    )
+    assert whitened.net.config.directions == ("sgd", "shampoo")
+    start = load_net(str(tmp_path / "a" / "final"))
+    same = {k: v for k, v in start.state_dict().items() if k != "hyper_raw"}
+    assert all(torch.equal(v, whitened.net.state_dict()[k]) for k, v in same.items())  # all but the hypers
+    assert len(whitened.theta0) == len(second.theta0) + 1  # shampoo's damping
+    whitened.run()
+    with pytest.raises(ConfigError, match="cannot replace"):
+        _trainer(
+            _tiny(generations=1, l3rs={"directions": ["shampoo", "adam"]}, init_from=str(tmp_path / "a" / "final")),
+            tmp_path / "e",
+        )
 
 
 def test_augmentations_hide_a_seeded_rate_multiplier_and_horizon() -> None:

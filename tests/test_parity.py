@@ -62,6 +62,7 @@ CASES = {
     "adam+lamb": {"directions": ("adam", "lamb")},
     "adamax+wd": {"directions": ("adamax", "weight_decay")},
     "sgd+adam+wd": {"directions": ("sgd", "adam", "weight_decay")},
+    "sgd+shampoo": {"directions": ("sgd", "shampoo")},
     "global": {"variant": "global"},
     "per_layer_mlp": {"variant": "per_layer_mlp"},
     "no_embedding": {"embedding": False},

@@ -27,6 +27,33 @@ def test_registry_names_one_meaning_each() -> None:
         parse_optimizer("sgd-1e-2")
 
 
+def test_registry_runs_a_base_direction_as_a_baseline() -> None:
+    """``shampoo`` (the whitened base direction L3RS can mix) is also a kind a user can tune:
+    p -= lr·d with d the direction's own formula, so a learned rule that uses it is compared
+    with it (docs/decisions.md, "A whitened head direction")."""
+    import torch
+
+    from hf_l3rs.optim.directions import get_direction
+
+    spec = parse_optimizer("shampoo-const-head-0.2")
+    assert spec.family == "shampoo-const-head" and spec.label == "one-sided Shampoo (const, head) 0.2"
+    w = torch.nn.Parameter(torch.zeros(3, 4, dtype=torch.float64))
+    opt = spec.build([w], 10)
+    direction = get_direction("shampoo")
+    hp = {k: v.default for k, v in direction.hyper_defaults.items()}
+    state = direction.init_state(w)
+    g = torch.Generator().manual_seed(0)
+    for step in range(1, 4):
+        grad = torch.randn(3, 4, generator=g, dtype=torch.float64)
+        d, state = direction.reference(w, grad, state, hp, step)
+        before = w.detach().clone()
+        w.grad = grad
+        opt.step()
+        torch.testing.assert_close(before - w.detach(), 0.2 * d)
+    with pytest.raises(ValueError, match="no hyper-parameters"):
+        type(opt)([w], lr=0.1, hyper={"beta3": 0.5})
+
+
 def test_warmup_cosine_schedule_rises_then_decays() -> None:
     import torch
 

@@ -98,7 +98,7 @@ class MetaTrainConfig:
         if self.init_from is not None:
             from hf_l3rs.optim.hub import SHAPE_FIELDS
 
-            shaped = sorted(set(self.l3rs) & SHAPE_FIELDS)
+            shaped = sorted(set(self.l3rs) & SHAPE_FIELDS - {"directions"})  # load_net checks those
             if shaped:
                 raise ConfigError(
                     f"MetaTrainConfig.l3rs: with init_from only fields that keep the network's shape may "

@@ -208,3 +208,86 @@ class Adamax(BaseDirection):
         d = torch._foreach_mul(m, 1.0 / (1 - b1**step))
         torch._foreach_div_(d, denom)
         return d, {"exp_avg": m, "exp_inf": u}
+
+
+def _inverse_root(r: Tensor, damping: float | Tensor) -> Tensor | None:
+    """(R + damping·λ_max·I)^(-1/2) of a symmetric PSD matrix; None if R is not finite or its
+    eigendecomposition fails (the caller falls back to the diagonal direction)."""
+    if not bool(torch.isfinite(r).all()):
+        return None
+    try:
+        e, v = torch.linalg.eigh(r)
+    except RuntimeError:  # torch.linalg.LinAlgError: ill-conditioned beyond LAPACK's reach
+        return None
+    e = e.clamp(min=0.0)
+    e = e + damping * e.max().clamp(min=torch.finfo(e.dtype).tiny)
+    return (v * e.rsqrt()) @ v.T
+
+
+@register_direction
+class Shampoo(BaseDirection):
+    """Adam's momentum, preconditioned on the input side: m̂ · R̂^(-1/2) with R the EMA of GᵀG
+    over the tensor's fan-in (one-sided Shampoo, docs/design.md §1 "Base directions").
+
+    Why: a classifier head trained on pooled post-ReLU features gets gradients dominated by
+    the features' shared mean; Adam's per-coordinate scaling keeps that component, while the
+    fan-in whitening removes it and one step lands near the class centroids (measured on the
+    kanji tasks: docs/decisions.md "A whitened head direction"). Only linear layers' weights
+    (2-D) up to ``max_fan_in`` inputs are preconditioned (one eigendecomposition each per
+    step); convolutions (measured: no significant gain for twice the step time), vectors and
+    wider layers get Adam's diagonal direction with the same hyper-parameters.
+    It *extends* ``adam``: meta-weights trained with Adam can start from it (``load_net``)."""
+
+    name = "shampoo"
+    extends = "adam"
+    max_fan_in = 512
+    hyper_defaults = {"beta1": _BETA1, "beta2": _BETA2, "eps": _EPS, "damping": Hyper("exp", 1e-4)}
+    state_keys = ("exp_avg", "exp_avg_sq", "precond")
+
+    def eligible(self, p: Tensor) -> bool:
+        return p.dim() == 2 and p.shape[1] <= self.max_fan_in
+
+    def init_state(self, p: Tensor) -> State:
+        matrix = self.eligible(p)
+        fan_in = p.shape[1] if matrix else 0
+        return {
+            "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+            "exp_avg_sq": p.new_zeros(0) if matrix else torch.zeros_like(p, memory_format=torch.preserve_format),
+            "precond": p.new_zeros(fan_in, fan_in, dtype=torch.float64) if matrix else p.new_zeros(0),
+        }
+
+    def reference(self, p, g, state, hp, step):
+        if state["precond"].numel() == 0:
+            d, new = DIRECTIONS["adam"].reference(p, g, state, hp, step)
+            return d, {**new, "precond": state["precond"]}
+        b1, b2, _, bc1, bc2 = _adam_moments(hp, step)
+        m = b1 * state["exp_avg"] + (1 - b1) * g
+        g2 = g.double()
+        r = b2 * state["precond"] + (1 - b2) * (g2.T @ g2)
+        root = _inverse_root(r / bc2, hp["damping"])
+        if root is None:  # not finite: the step skips this component (L3RS checks ‖d‖)
+            d = torch.full_like(m, math.nan)
+        else:
+            d = ((m / bc1).double() @ root).to(m.dtype)
+        return d, {"exp_avg": m, "exp_avg_sq": state["exp_avg_sq"], "precond": r}
+
+    def compute(self, params, grads, states, hp, step):
+        n = len(params)
+        out: list[Tensor | None] = [None] * n
+        new: dict[str, list[Tensor | None]] = {k: [None] * n for k in self.state_keys}
+        diagonal = [i for i in range(n) if states["precond"][i].numel() == 0]
+        if diagonal:
+            sub = {k: [states[k][i] for i in diagonal] for k in ("exp_avg", "exp_avg_sq")}
+            ps, gs = [params[i] for i in diagonal], [grads[i] for i in diagonal]
+            d, st = DIRECTIONS["adam"].compute(ps, gs, sub, hp, step)
+            for pos, i in enumerate(diagonal):
+                out[i] = d[pos]
+                new["exp_avg"][i], new["exp_avg_sq"][i] = st["exp_avg"][pos], st["exp_avg_sq"][pos]
+                new["precond"][i] = states["precond"][i]
+        for i in range(n):
+            if out[i] is None:
+                one = {k: states[k][i] for k in self.state_keys}
+                out[i], st = self.reference(params[i], grads[i], one, hp, step)
+                for k in self.state_keys:
+                    new[k][i] = st[k]
+        return out, new  # type: ignore[return-value]

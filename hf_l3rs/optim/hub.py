@@ -24,7 +24,8 @@ CONFIG_NAME = "config.json"
 CARD_NAME = "README.md"
 FORMAT = "hf_l3rs/1"
 LIBRARY_NAME = "hf_l3rs"
-# Fields that change the network's shape or meaning and so may not be overridden on load.
+# Fields that change the network's shape or meaning and so may not be overridden on load
+# (``directions`` only by directions that extend the saved ones: ``with_directions``).
 SHAPE_FIELDS = {
     "directions",
     "ema_betas",
@@ -217,6 +218,7 @@ def load_net(
         return _load_velo(folder, overrides)
     saved = read_saved_config(folder)
     config = load_config(folder, saved)
+    directions = overrides.pop("directions", None)
     if overrides:
         bad = sorted(set(overrides) & SHAPE_FIELDS)
         if bad:
@@ -243,7 +245,41 @@ def load_net(
                 f"the config implies {tuple(expected[key].shape)}"
             )
     net.load_state_dict(tensors, strict=True)
+    if directions is not None and tuple(directions) != config.directions:
+        net = with_directions(net, tuple(directions))
     return net
+
+
+def with_directions(net: L3RSNet, directions: tuple[str, ...]) -> L3RSNet:
+    """The same meta-weights with some base directions replaced by directions that *extend*
+    them (``BaseDirection.extends``: ``shampoo`` extends ``adam``): the network is unchanged,
+    the replaced direction's hyper-parameters carry over by name and new ones start at their
+    defaults. Why: a rule meta-trained with Adam can continue with a better-preconditioned
+    Adam without starting over (docs/decisions.md, "A whitened head direction")."""
+    from hf_l3rs.optim.directions import get_direction
+
+    old = net.config.directions
+    if len(directions) != len(old):
+        raise ConfigError(f"directions {list(directions)} must replace {list(old)} one for one (same length)")
+    renamed: dict[str, str] = {}
+    for before, after in zip(old, directions):
+        if before != after and getattr(get_direction(after), "extends", None) != before:
+            raise ConfigError(
+                f"direction {after!r} cannot replace {before!r}: only a direction that extends it can "
+                f"(BaseDirection.extends) without retraining the network"
+            )
+        renamed[after] = before
+    out = L3RSNet(net.config.replace(directions=directions), net.trained_roles, net.trained_depths)
+    state = {k: v for k, v in net.state_dict().items() if k != "hyper_raw"}
+    raw = dict(zip(net.hyper_names, net.hyper_raw.detach()))
+    hyper = out.hyper_raw.detach().clone()
+    for i, key in enumerate(out.hyper_names):
+        dname, hname = key.split(".", 1)
+        hyper[i] = raw.get(f"{renamed[dname]}.{hname}", hyper[i])
+    out.load_state_dict({**state, "hyper_raw": hyper}, strict=True)
+    out.card_info = getattr(net, "card_info", None)
+    out.trained_components = getattr(net, "trained_components", None)
+    return out
 
 
 def _is_velo(folder: Path) -> bool:
