@@ -3,6 +3,7 @@ disjointness, paired statistics and speedups on hand-computed cases, and a tiny 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -244,8 +245,15 @@ def test_tiny_end_to_end_run_writes_strict_json_and_tables(tmp_path, tiny_kanji)
     assert json.loads(paths["json"].read_text(), parse_constant=refuse)["evaluations"]["E"]["best"]
     assert "best tuned baseline" in markdown(results) and (tmp_path / "tuned_E.png").stat().st_size > 0
     again = TunedBenchmark(cfg, progress=False).run(previous=json.loads(paths["json"].read_text()))
-    assert again["reused_baselines"] == ["E"]
+    assert again["reused_baselines"] == {"E": cfg.families}
     for metric in ("loss", "accuracy"):
         for h in ("1", "2"):
             old, new = data["best"][metric][h], again["evaluations"]["E"]["best"][metric][h]
             assert (new["family"], new["lr"], new["mean"]) == (old["family"], old["lr"], old["mean"])
+    # a family added to the list is tuned and tested; the ones already there are reused as they are
+    wider = dataclasses.replace(cfg, families=[*cfg.families, "nesterov-const"])
+    added = TunedBenchmark(wider, progress=False).run(previous=json.loads(paths["json"].read_text()))
+    assert added["reused_baselines"] == {"E": cfg.families}
+    fresh = TunedBenchmark(wider, progress=False).run()
+    for key in ("tuning", "test"):
+        assert added["evaluations"]["E"][key] == fresh["evaluations"]["E"][key]

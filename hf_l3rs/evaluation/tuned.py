@@ -214,16 +214,17 @@ class TunedBenchmark:
     def _cost(self, item: tuple) -> float:
         return self.protocol.cost(self._spec(item[3]), list(item[4]))
 
-    def tune(self, ev: str, accelerator: Any = None) -> dict[str, Any]:
-        """Validation sweeps with edge extension → per family: every rate's validation means,
-        and the chosen rate per metric and horizon (with its edge flag)."""
+    def tune(self, ev: str, accelerator: Any = None, families: list[str] | None = None) -> dict[str, Any]:
+        """Validation sweeps with edge extension → per family (all, or ``families``): every
+        rate's validation means, and the chosen rate per metric and horizon (with its edge flag)."""
         cfg, horizons, nh = self.config, self.config.horizons, len(self.config.horizons)
-        grids = {f: cfg.exponent_grid(f) for f in self.families}
+        names = list(self.families) if families is None else families
+        grids = {f: cfg.exponent_grid(f) for f in names}
         # family -> k -> per-horizon mean loss / accuracy over validation tasks
-        means: dict[str, dict[int, dict[str, list[float]]]] = {f: {} for f in self.families}
+        means: dict[str, dict[int, dict[str, list[float]]]] = {f: {} for f in names}
         extensions = 0
         while True:
-            todo = [(f, k) for f in self.families for k in grids[f] if k not in means[f]]
+            todo = [(f, k) for f in names for k in grids[f] if k not in means[f]]
             items = [
                 (ev, "val", i, self.families[f].with_lr(cfg.rate(k)), tuple(horizons))
                 for f, k in todo
@@ -237,7 +238,7 @@ class TunedBenchmark:
                     "accuracy": [mean_with_divergence(rows[:, nh + h].tolist()) for h in range(nh)],
                 }
             grew = False
-            for f in self.families:
+            for f in names:
                 add = set()
                 for metric in METRICS:
                     for hi in range(nh):
@@ -251,7 +252,7 @@ class TunedBenchmark:
                 break
             extensions += 1
         out: dict[str, Any] = {}
-        for f in self.families:
+        for f in names:
             chosen: dict[str, dict[str, Any]] = {m: {} for m in METRICS}
             for metric in METRICS:
                 for hi, h in enumerate(horizons):
@@ -268,7 +269,7 @@ class TunedBenchmark:
         self, ev: str, tuning: dict[str, Any], accelerator: Any = None, baselines: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         """Test-task runs of every family at its chosen rates and of every L3RS entry;
-        ``baselines`` (the families' part of an earlier ``test``) skips the families' runs."""
+        ``baselines`` (families' part of an earlier ``test``) skips those families' runs."""
         cfg, horizons, nh = self.config, self.config.horizons, len(self.config.horizons)
         # (family, exponent) -> the horizons at which that rate was chosen for some metric
         wanted: dict[tuple[str, int], set[int]] = {}
@@ -276,7 +277,8 @@ class TunedBenchmark:
             for metric in METRICS:
                 for h, c in t["chosen"][metric].items():
                     wanted.setdefault((f, c["exponent"]), set()).add(int(h))
-        keys = sorted(wanted) if baselines is None else []
+        reused = baselines or {}
+        keys = sorted(key for key in wanted if key[0] not in reused)
         items: list[tuple] = []
         for f, k in keys:
             spec = self.families[f].with_lr(cfg.rate(k))
@@ -287,8 +289,8 @@ class TunedBenchmark:
         table = self._runs(items, accelerator, f"{ev}: testing")
         n = cfg.test_tasks
         by_run = {key: table[j * n : (j + 1) * n] for j, key in enumerate(keys)}
-        out: dict[str, Any] = dict(baselines or {})
-        for f, t in tuning.items() if baselines is None else ():
+        out: dict[str, Any] = dict(reused)
+        for f, t in ((f, t) for f, t in tuning.items() if f not in reused):
             out[f] = {m: {} for m in METRICS}
             for metric in METRICS:
                 col0 = 0 if metric == "loss" else nh
@@ -310,18 +312,22 @@ class TunedBenchmark:
 
     def run(self, accelerator: Any = None, previous: dict[str, Any] | None = None) -> dict[str, Any]:
         """Tune, test and analyse every evaluation. ``previous``: the results of an earlier
-        run (``tuned.json``); where its configuration matches but for the L3RS entries, its
-        baselines (tuning and test runs) are reused and only the L3RS entries run."""
+        run (``tuned.json``); where its configuration matches but for the L3RS entries and the
+        list of families, the families it has (tuning and test runs) are reused, and only new
+        families and the L3RS entries run."""
         start = time.perf_counter()
         results: dict[str, Any] = {"config": dataclasses.asdict(self.config), "evaluations": {}}
         reusable = previous is not None and _baseline_config(previous["config"]) == _baseline_config(results["config"])
         for ev in self.config.evaluations:
             if reusable and ev in previous["evaluations"]:
                 old = previous["evaluations"][ev]
-                tuning = old["tuning"]
-                baselines = {f: _restore_infinities(old["test"][f]) for f in tuning}
+                kept = [f for f in self.families if f in old["tuning"]]
+                new = [f for f in self.families if f not in old["tuning"]]
+                fresh = self.tune(ev, accelerator, families=new) if new else {}
+                tuning = {f: old["tuning"][f] if f in old["tuning"] else fresh[f] for f in self.families}
+                baselines = {f: _restore_infinities(old["test"][f]) for f in kept}
                 test = self.test(ev, tuning, accelerator, baselines=baselines)
-                results.setdefault("reused_baselines", []).append(ev)
+                results.setdefault("reused_baselines", {})[ev] = kept
             else:
                 tuning = self.tune(ev, accelerator)
                 test = self.test(ev, tuning, accelerator)
@@ -380,7 +386,7 @@ def _baseline_config(config: dict[str, Any]) -> dict[str, Any]:
     """The part of a configuration that determines the baselines' results. A task option
     written out at its default (``--eval-batchnorm running``) is the configuration that leaves
     it out, so it reuses that configuration's baselines."""
-    out = {k: v for k, v in config.items() if k not in ("l3rs", "bootstrap_samples")}
+    out = {k: v for k, v in config.items() if k not in ("l3rs", "bootstrap_samples", "families")}
     out["task_specs"] = _without_defaults(config.get("task_specs") or {})
     return out
 

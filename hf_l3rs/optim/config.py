@@ -282,9 +282,10 @@ class L3RSConfig:
             raise ConfigError(
                 f"L3RSConfig.rate_adaptation must be one of {RATE_ADAPTATIONS}, got {self.rate_adaptation!r}"
             )
-        if self.rate_adaptation == "hypergradient" and "adam" not in self.directions:
+        if self.rate_adaptation == "hypergradient" and self.momentum_direction is None:
             raise ConfigError(
-                "L3RSConfig.rate_adaptation='hypergradient' reads Adam's momentum: add 'adam' to directions"
+                "L3RSConfig.rate_adaptation='hypergradient' reads Adam's momentum: add 'adam' (or a direction "
+                "that extends it, e.g. 'shampoo') to directions"
             )
         if not self.hypergradient_rate > 0:  # _check_types has made every float field a finite number
             raise ConfigError(
@@ -439,6 +440,17 @@ class L3RSConfig:
         if self.descriptor:
             n += len(ROLES) + 2
         return n
+
+    @property
+    def momentum_direction(self) -> str | None:
+        """The direction whose Adam momentum (``<name>.exp_avg``) rate adaptation reads: ``adam``
+        or the first direction that extends it (``shampoo``); None if there is none."""
+        from hf_l3rs.optim.directions import DIRECTIONS
+
+        for name in self.directions:
+            if name == "adam" or getattr(DIRECTIONS.get(name), "extends", None) == "adam":
+                return name
+        return None
 
     def replace(self, **changes: Any) -> L3RSConfig:
         return dataclasses.replace(self, **changes)

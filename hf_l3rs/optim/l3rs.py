@@ -699,7 +699,7 @@ class L3RS(torch.optim.Optimizer):
             return
         params = [self._params[active[pos]] for pos in ok]
         grads = [p.grad for p in params]
-        moms = [self.state[p]["adam.exp_avg"] for p in params]
+        moms = [self.state[p][f"{cfg.momentum_direction}.exp_avg"] for p in params]
         if cfg.adaptation_signal == "tangential":
             dots, gg, mm = _tangential(params, grads, moms)
         else:

@@ -196,7 +196,7 @@ class ReferenceL3RS:
                 pending[j] = (dirs, news, dnorms)
                 gnorms[j] = gnorm
                 if cfg.rate_adaptation == "hypergradient":
-                    g, m_prev = p.grad.double(), st["adam"]["exp_avg"].double()
+                    g, m_prev = p.grad.double(), st[cfg.momentum_direction]["exp_avg"].double()
                     if cfg.adaptation_signal == "tangential" and p.dim() >= 2:
                         g, m_prev = _off_weights(g, p.double()), _off_weights(m_prev, p.double())
                     agreement[j] = (float((g * m_prev).sum()), float((g * g).sum()), float((m_prev * m_prev).sum()))
