@@ -1,5 +1,6 @@
-"""Optimizer-step time and state memory of L3RS(sgd+adam) and of the per-parameter learned
-baseline VeLO-lite against torch.optim.AdamW.
+"""Optimizer-step time and state memory of L3RS(sgd+adam), of L3RS(sgd+shampoo) (its head
+whitened: one eigendecomposition of the 512-input classifier per step) and of the
+per-parameter learned baseline VeLO-lite against torch.optim.AdamW.
 
 Backends side by side: the C++ kernels (``fused``), ``foreach`` and ``compiled``
 (torch.compile of the two passes; its compile time is the first step's time minus a
@@ -33,7 +34,7 @@ def state_bytes(opt: torch.optim.Optimizer) -> int:
 def main() -> None:
     import timm
 
-    from hf_l3rs import L3RS
+    from hf_l3rs import L3RS, L3RSConfig
     from hf_l3rs.optim.velo import VeLOLite
 
     ap = argparse.ArgumentParser(description=__doc__)
@@ -67,6 +68,7 @@ def main() -> None:
         "l3rs_fused": L3RS(fresh_params(), total_steps=1000, implementation="fused"),
         "l3rs_foreach": L3RS(fresh_params(), total_steps=1000, implementation="foreach"),
         "l3rs_compiled": L3RS(fresh_params(), total_steps=1000, implementation="compiled"),
+        "l3rs_shampoo": L3RS(fresh_params(), L3RSConfig(directions=("sgd", "shampoo")), total_steps=1000),
         # the per-parameter learned baseline (docs/design.md §5)
         "velo_lite": VeLOLite(fresh_params(), total_steps=1000),
     }
@@ -104,11 +106,13 @@ def main() -> None:
         "fastest_adamw": fastest_adamw,
         "time_ratio_vs": {
             f"{l3}/{aw}": round(med[l3] / med[aw], 2)
-            for l3 in ("l3rs_fused", "l3rs_foreach", "l3rs_compiled", "velo_lite")
+            for l3 in ("l3rs_fused", "l3rs_foreach", "l3rs_compiled", "l3rs_shampoo", "velo_lite")
             for aw in ("adamw_forloop", "adamw_foreach", "adamw_fused")
         },
         "compile_s": round((first_ms["l3rs_compiled"] - med["l3rs_compiled"]) / 1e3, 1),
         "compiled_vs_fused_kernels": round(med["l3rs_compiled"] / med["l3rs_fused"], 2),
+        # the whitened head's cost over the same rule's foreach path (what it runs on)
+        "shampoo_vs_foreach": round(med["l3rs_shampoo"] / med["l3rs_foreach"], 2),
         # compile time in units of one fused AdamW step (how many steps it takes to pay back)
         "compile_in_adamw_steps": round((first_ms["l3rs_compiled"] - med["l3rs_compiled"]) / med["adamw_fused"]),
         "state_bytes": mem,

@@ -40,6 +40,22 @@ def test_bundled_fast_weights_continue_the_cosine_rule() -> None:
     assert float((moved - start).norm() / start.norm()) < 0.2  # a continuation, not a new rule
 
 
+def test_bundled_whitened_weights_are_their_rules_with_shampoo() -> None:
+    """l3rs-general-whiten is l3rs-general with adam swapped for shampoo and nothing retrained
+    (same tensors, Adam's hyper-parameters carried over); l3rs-kanji-whiten continues
+    l3rs-kanji-fast with the swap: same network shape, θ moved by the continuation."""
+    general, general_whiten = load_net("l3rs-general"), load_net("l3rs-general-whiten")
+    assert general_whiten.config == general.config.replace(directions=("sgd", "shampoo"))
+    swapped = load_net("l3rs-general", directions=["sgd", "shampoo"])
+    assert torch.equal(general_whiten.get_flat(), swapped.get_flat())
+    fast, kanji_whiten = load_net("l3rs-kanji-fast"), load_net("l3rs-kanji-whiten")
+    assert kanji_whiten.config == fast.config.replace(directions=("sgd", "shampoo"))
+    start = load_net("l3rs-kanji-fast", directions=["sgd", "shampoo"]).get_flat()
+    moved = kanji_whiten.get_flat()
+    assert start.shape == moved.shape and not torch.equal(start, moved)
+    assert float((moved - start).norm() / start.norm()) < 0.2  # a continuation, not a new rule
+
+
 def test_a_direction_can_be_replaced_by_one_that_extends_it() -> None:
     """load_net(..., directions=...) swaps adam for shampoo (its whitened extension): the
     network is untouched, Adam's meta-trained β1, β2, ε carry over, damping starts at its
