@@ -3,8 +3,8 @@
 1. render the kanji (D1) and clipart (D2) domains into HF datasets (cached);
 2. pretrain a small timm ResNet on each domain's pretrain classes;
 3. meta-train L3RS briefly with NES on kanji tasks (the recipe of l3rs-kanji-cosine, 30 of its
-   640 generations; the shipped l3rs-kanji-fast continues that rule on short runs), 2
-   Accelerate CPU processes (resumable);
+   640 generations; the shipped l3rs-kanji-whiten continues that rule on short runs with a
+   whitened head direction), 2 Accelerate CPU processes (resumable);
 4. benchmark it, the shipped meta-weights and the untrained L3RS against the strongest
    baseline families, each tuned per horizon on validation tasks (2 processes);
 5. record the meta-trained L3RS's per-layer η/α dynamics (paper Fig. 4–5);
@@ -28,10 +28,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 #: The strongest families of the full tuned benchmark (README), tuned again here on the
 #: demo's validation tasks; the full set is `hf-l3rs benchmark`.
-DEMO_FAMILIES = ["adam-const-head", "nesterov-cos", "adam-warmcos"]
+DEMO_FAMILIES = ["adam-const-head", "nesterov-cos", "adam-warmcos", "shampoo-const-head"]
 DEMO_LABEL = "L3RS (this demo's run)"
 #: The bundled meta-weights from the long run, reported beside the demo's own short run.
-SHIPPED = "l3rs-kanji-fast"
+SHIPPED = "l3rs-kanji-whiten"
 
 
 def step(n: int, text: str) -> None:
