@@ -448,7 +448,7 @@ class L3RSConfig:
         from hf_l3rs.optim.directions import DIRECTIONS
 
         for name in self.directions:
-            if name == "adam" or getattr(DIRECTIONS.get(name), "extends", None) == "adam":
+            if name == "adam" or (name in DIRECTIONS and DIRECTIONS[name].extends == "adam"):
                 return name
         return None
 

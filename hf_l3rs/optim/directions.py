@@ -39,6 +39,9 @@ class BaseDirection:
     """One base optimizer's direction ``d`` (the update is ``p -= ...·d``)."""
 
     name: ClassVar[str]
+    #: the direction this one generalises (same hyper-parameters and more): meta-weights
+    #: trained with that one may load with this one in its place (``hub.with_directions``)
+    extends: ClassVar[str | None] = None
     hyper_defaults: ClassVar[dict[str, Hyper]] = {}
     state_keys: ClassVar[tuple[str, ...]] = ()
 
@@ -212,7 +215,8 @@ class Adamax(BaseDirection):
 
 def _inverse_root(r: Tensor, damping: float | Tensor) -> Tensor | None:
     """(R + damping·λ_max·I)^(-1/2) of a symmetric PSD matrix; None if R is not finite or its
-    eigendecomposition fails (the caller falls back to the diagonal direction)."""
+    eigendecomposition fails (the caller then returns a non-finite direction, which the L3RS
+    step skips like a non-finite gradient, leaving the state as it was)."""
     if not bool(torch.isfinite(r).all()):
         return None
     try:

@@ -263,7 +263,7 @@ def with_directions(net: L3RSNet, directions: tuple[str, ...]) -> L3RSNet:
         raise ConfigError(f"directions {list(directions)} must replace {list(old)} one for one (same length)")
     renamed: dict[str, str] = {}
     for before, after in zip(old, directions):
-        if before != after and getattr(get_direction(after), "extends", None) != before:
+        if before != after and get_direction(after).extends != before:
             raise ConfigError(
                 f"direction {after!r} cannot replace {before!r}: only a direction that extends it can "
                 f"(BaseDirection.extends) without retraining the network"
