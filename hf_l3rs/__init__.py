@@ -28,6 +28,7 @@ _EXPORTS = {
     "DIRECTIONS": "hf_l3rs.optim",
     "L3RS": "hf_l3rs.optim",
     "BaseDirection": "hf_l3rs.optim",
+    "DirectionOptimizer": "hf_l3rs.optim.direction_optimizer",
     "ConfigError": "hf_l3rs.optim",
     "EmbeddingMismatchError": "hf_l3rs.optim",
     "Hyper": "hf_l3rs.optim",
@@ -48,6 +49,7 @@ __all__ = [
     "BaseDirection",
     "CheckpointError",
     "ConfigError",
+    "DirectionOptimizer",
     "EmbeddingMismatchError",
     "HubError",
     "Hyper",
@@ -108,6 +110,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
         MissingLossError,
         register_direction,
     )
+    from hf_l3rs.optim.direction_optimizer import DirectionOptimizer
     from hf_l3rs.optim.hub import CheckpointError, HubError, bundled_weights, load_net, push_to_hub, save_net
     from hf_l3rs.optim.velo import VeLOLite, VeLOLiteConfig, VeLOLiteNet
     from hf_l3rs.verbosity import set_verbosity
