@@ -76,6 +76,8 @@ def test_a_direction_can_be_replaced_by_one_that_extends_it() -> None:
         load_net("l3rs-kanji-fast", directions=["shampoo", "adam"])
     with pytest.raises(ConfigError, match="one for one"):
         load_net("l3rs-kanji-fast", directions=["sgd"])
+    with pytest.raises(ConfigError, match="unknown base direction 'shampo'"):
+        load_net("l3rs-kanji-fast", directions=["sgd", "shampo"])
 
     def conv_only() -> torch.nn.Module:
         torch.manual_seed(0)

@@ -259,6 +259,7 @@ def with_directions(net: L3RSNet, directions: tuple[str, ...]) -> L3RSNet:
     from hf_l3rs.optim.directions import get_direction
 
     old = net.config.directions
+    config = net.config.replace(directions=directions)  # a name that is no direction: ConfigError
     if len(directions) != len(old):
         raise ConfigError(f"directions {list(directions)} must replace {list(old)} one for one (same length)")
     renamed: dict[str, str] = {}
@@ -269,7 +270,7 @@ def with_directions(net: L3RSNet, directions: tuple[str, ...]) -> L3RSNet:
                 f"(BaseDirection.extends) without retraining the network"
             )
         renamed[after] = before
-    out = L3RSNet(net.config.replace(directions=directions), net.trained_roles, net.trained_depths)
+    out = L3RSNet(config, net.trained_roles, net.trained_depths)
     state = {k: v for k, v in net.state_dict().items() if k != "hyper_raw"}
     raw = dict(zip(net.hyper_names, net.hyper_raw.detach()))
     hyper = out.hyper_raw.detach().clone()
