@@ -29,6 +29,7 @@ _EXPORTS = {
     "L3RS": "hf_l3rs.optim",
     "BaseDirection": "hf_l3rs.optim",
     "DirectionOptimizer": "hf_l3rs.optim.direction_optimizer",
+    "FOOF": "hf_l3rs.optim.foof",
     "ConfigError": "hf_l3rs.optim",
     "EmbeddingMismatchError": "hf_l3rs.optim",
     "Hyper": "hf_l3rs.optim",
@@ -44,6 +45,7 @@ _EXPORTS = {
 
 __all__ = [
     "DIRECTIONS",
+    "FOOF",
     "L3RS",
     "NES",
     "BaseDirection",
@@ -111,6 +113,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
         register_direction,
     )
     from hf_l3rs.optim.direction_optimizer import DirectionOptimizer
+    from hf_l3rs.optim.foof import FOOF
     from hf_l3rs.optim.hub import CheckpointError, HubError, bundled_weights, load_net, push_to_hub, save_net
     from hf_l3rs.optim.velo import VeLOLite, VeLOLiteConfig, VeLOLiteNet
     from hf_l3rs.verbosity import set_verbosity

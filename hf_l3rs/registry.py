@@ -8,7 +8,10 @@ A name is ``<kind>-<schedule>[-head]-<lr>``: ``adam-cos-1e-3``, ``nesterov-const
   Nesterov momentum 0.9;
 - ``adam``; ``adamw`` (decoupled weight decay 0.01, torch's default); ``rmsprop``;
 - ``shampoo``: Adam's momentum whitened over each linear layer's inputs (one-sided Shampoo,
-  the base direction of that name run on its own; Adam's direction elsewhere).
+  the base direction of that name run on its own; Adam's direction elsewhere);
+- ``foof``: each linear layer's gradient times the inverse second moment of its inputs
+  (FOOF, :class:`~hf_l3rs.optim.foof.FOOF`; SGD elsewhere). It hooks the model's layers, so
+  it is built with the model (``build(..., model=...)``; ``factory()`` passes it).
 
 Schedules (folded into the optimizer's own ``step()``, so plain loops need no scheduler):
 ``const``; ``cos`` (cosine to zero over the run); ``warmcos`` (linear warm-up over the first
@@ -28,6 +31,7 @@ from typing import Any
 import torch
 
 from hf_l3rs.optim.direction_optimizer import DirectionOptimizer
+from hf_l3rs.optim.foof import FOOF
 
 #: kind -> (torch optimizer class, fixed keyword arguments)
 KINDS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
@@ -38,7 +42,11 @@ KINDS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
     "adamw": (torch.optim.AdamW, {"weight_decay": 0.01}),
     "rmsprop": (torch.optim.RMSprop, {}),
     "shampoo": (DirectionOptimizer, {"direction": "shampoo"}),
+    "foof": (FOOF, {}),
 }
+
+#: Kinds that read the model's activations: their optimizer takes ``model=`` (no fused form).
+NEEDS_MODEL = frozenset({"foof"})
 
 #: Fraction of the run spent in linear warm-up by the ``warmcos`` schedule.
 WARMUP_FRACTION = 0.1
@@ -103,7 +111,7 @@ class OptimizerSpec:
     @property
     def label(self) -> str:
         pretty = {"sgd": "SGD", "momentum": "SGD momentum", "nesterov": "SGD Nesterov", "adam": "Adam"}
-        pretty |= {"adamw": "AdamW", "rmsprop": "RMSProp", "shampoo": "one-sided Shampoo"}
+        pretty |= {"adamw": "AdamW", "rmsprop": "RMSProp", "shampoo": "one-sided Shampoo", "foof": "FOOF"}
         sched = {"const": "const", "cos": "cosine", "warmcos": "warm-up + cosine"}[self.schedule]
         head = ", head" if self.head_only else ""
         return f"{pretty[self.kind]} ({sched}{head}) {self.lr:g}"
@@ -111,16 +119,24 @@ class OptimizerSpec:
     def with_lr(self, lr: float) -> OptimizerSpec:
         return OptimizerSpec(self.kind, self.schedule, lr, self.head_only)
 
-    def build(self, params: Iterable[torch.Tensor], total_steps: int) -> torch.optim.Optimizer:
-        """The optimizer for a run of ``total_steps`` steps (its schedule folded in)."""
+    def build(
+        self, params: Iterable[torch.Tensor], total_steps: int, model: torch.nn.Module | None = None
+    ) -> torch.optim.Optimizer:
+        """The optimizer for a run of ``total_steps`` steps (its schedule folded in); ``model``
+        (the module the parameters belong to) is required by the kinds in ``NEEDS_MODEL``."""
         cls, kwargs = KINDS[self.kind]
-        opt = _fastest(cls, list(params), lr=self.lr, **kwargs)
+        if self.kind in NEEDS_MODEL:
+            if model is None:
+                raise ValueError(f"{self.kind!r} reads the model's layer inputs: build it with model=<the module>")
+            opt = cls(list(params), model=model, lr=self.lr, **kwargs)
+        else:
+            opt = _fastest(cls, list(params), lr=self.lr, **kwargs)
         schedule = SCHEDULES[self.schedule]
         return opt if schedule is None else Scheduled(opt, schedule, total_steps)
 
     def factory(self) -> Callable[[torch.nn.Module, int], torch.optim.Optimizer]:
         """``(model, total_steps) -> optimizer`` over all the model's parameters."""
-        return lambda model, steps: self.build(model.parameters(), steps)
+        return lambda model, steps: self.build(model.parameters(), steps, model=model)
 
 
 def _fastest(cls: type[torch.optim.Optimizer], params: list, **kwargs: Any) -> torch.optim.Optimizer:

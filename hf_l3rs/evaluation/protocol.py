@@ -175,7 +175,7 @@ class Protocol:
         runs = horizons if spec.per_horizon else [max(horizons)]
         for total in runs:
             head.load_state_dict(state0)
-            opt = spec.build(head.parameters(), total)
+            opt = spec.build(head.parameters(), total, model=head)
             for t in range(total):
                 idx = task.batch_indices(t)
                 loss = nn.functional.cross_entropy(head(f_train[idx]), task.train_y[idx])

@@ -45,6 +45,7 @@ DEFAULT_GRIDS: dict[str, tuple[float, float]] = {
     "momentum": (-3.0, -1.0),
     "nesterov": (-3.0, -1.0),
     "shampoo": (-2.0, 0.0),  # whitened directions: ~unit size per whitened input (measured: best 0.2 on A)
+    "foof": (-0.5, 1.0),  # 1 = a full input-whitened step on a linear model (measured: best 2-3 on A's probe)
 }
 
 
