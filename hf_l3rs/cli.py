@@ -264,8 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--reuse-baselines",
         action="store_true",
-        help="reuse the tuned baselines of OUTPUT/tuned.json when its configuration matches: only the L3RS "
-        "entries and families it does not have yet run",
+        help="reuse the tuned baselines of OUTPUT/tuned.json when its configuration matches: only the "
+        "families it does not have and the L3RS entries whose label or meta-weights are new run",
     )
     _eval_batchnorm_argument(p)
     p.set_defaults(func=_benchmark)

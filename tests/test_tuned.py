@@ -245,7 +245,13 @@ def test_tiny_end_to_end_run_writes_strict_json_and_tables(tmp_path, tiny_kanji)
     assert json.loads(paths["json"].read_text(), parse_constant=refuse)["evaluations"]["E"]["best"]
     assert "best tuned baseline" in markdown(results) and (tmp_path / "tuned_E.png").stat().st_size > 0
     again = TunedBenchmark(cfg, progress=False).run(previous=json.loads(paths["json"].read_text()))
-    assert again["reused_baselines"] == {"E": cfg.families}
+    assert again["reused_baselines"] == {"E": cfg.families} and again["reused_l3rs"] == {"E": ["L3RS (untrained)"]}
+    assert again["evaluations"]["E"]["comparisons"] == data["comparisons"]
+    # the same label with other meta-weights is run again
+    other = dataclasses.replace(cfg, l3rs={"L3RS (untrained)": "l3rs-kanji-tiny"})
+    rerun = TunedBenchmark(other, progress=False).run(previous=json.loads(paths["json"].read_text()))
+    assert rerun["reused_l3rs"] == {"E": []}
+    assert rerun["evaluations"]["E"]["test"]["L3RS (untrained)"] != data["test"]["L3RS (untrained)"]
     for metric in ("loss", "accuracy"):
         for h in ("1", "2"):
             old, new = data["best"][metric][h], again["evaluations"]["E"]["best"][metric][h]
@@ -257,3 +263,16 @@ def test_tiny_end_to_end_run_writes_strict_json_and_tables(tmp_path, tiny_kanji)
     fresh = TunedBenchmark(wider, progress=False).run()
     for key in ("tuning", "test"):
         assert added["evaluations"]["E"][key] == fresh["evaluations"]["E"][key]
+
+
+def test_net_fingerprint_names_the_weights_not_the_source() -> None:
+    import torch
+
+    from hf_l3rs.evaluation.tuned import net_fingerprint
+    from hf_l3rs.optim.hub import load_net
+
+    a, b = load_net("l3rs-kanji-tiny"), load_net("l3rs-kanji-tiny")
+    assert net_fingerprint(a) == net_fingerprint(b) != net_fingerprint(load_net("l3rs-kanji-whiten"))
+    with torch.no_grad():
+        next(b.parameters()).view(-1)[0] += 1e-6
+    assert net_fingerprint(a) != net_fingerprint(b)

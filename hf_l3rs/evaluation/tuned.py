@@ -162,13 +162,18 @@ class TunedBenchmark:
         )
         self.protocol = Protocol(base, progress=False)
         self.entries: dict[str, L3RSEntry] = {}
+        #: label -> what the entry's runs depend on (--reuse-baselines keeps an entry's test runs
+        #: when it is unchanged; a path's files can change between runs, so not the source)
+        self.fingerprints: dict[str, str] = {}
         for label, source in config.l3rs.items():
             if source is None:
                 self.entries[label] = L3RSEntry(label, untrained=True)
+                self.fingerprints[label] = "untrained"
             else:
                 from hf_l3rs.optim.hub import load_net
 
                 self.entries[label] = L3RSEntry(label, net=load_net(source))
+                self.fingerprints[label] = net_fingerprint(self.entries[label].net)
 
     # ------------------------------------------------------------- running
     def _runs(self, items: list[tuple], accelerator: Any, desc: str) -> torch.Tensor:
@@ -270,7 +275,8 @@ class TunedBenchmark:
         self, ev: str, tuning: dict[str, Any], accelerator: Any = None, baselines: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         """Test-task runs of every family at its chosen rates and of every L3RS entry;
-        ``baselines`` (families' part of an earlier ``test``) skips those families' runs."""
+        ``baselines`` (part of an earlier ``test``: families, and L3RS entries by label) skips
+        their runs."""
         cfg, horizons, nh = self.config, self.config.horizons, len(self.config.horizons)
         # (family, exponent) -> the horizons at which that rate was chosen for some metric
         wanted: dict[tuple[str, int], set[int]] = {}
@@ -285,7 +291,8 @@ class TunedBenchmark:
             spec = self.families[f].with_lr(cfg.rate(k))
             hs = tuple(sorted(wanted[(f, k)])) if spec.per_horizon else tuple(horizons)
             items += [(ev, "test", i, spec, hs) for i in range(cfg.test_tasks)]
-        for label in self.entries:
+        entries = [label for label in self.entries if label not in reused]
+        for label in entries:
             items += [(ev, "test", i, label, tuple(horizons)) for i in range(cfg.test_tasks)]
         table = self._runs(items, accelerator, f"{ev}: testing")
         n = cfg.test_tasks
@@ -300,7 +307,7 @@ class TunedBenchmark:
                     values = by_run[(f, c["exponent"])][:, col0 + hi].tolist()
                     out[f][metric][str(h)] = {"lr": c["lr"], "edge": c["edge"], "values": values}
         offset = len(keys) * n
-        for j, label in enumerate(self.entries):
+        for j, label in enumerate(entries):
             rows = table[offset + j * n : offset + (j + 1) * n]
             out[label] = {
                 metric: {
@@ -314,11 +321,15 @@ class TunedBenchmark:
     def run(self, accelerator: Any = None, previous: dict[str, Any] | None = None) -> dict[str, Any]:
         """Tune, test and analyse every evaluation. ``previous``: the results of an earlier
         run (``tuned.json``); where its configuration matches but for the L3RS entries and the
-        list of families, the families it has (tuning and test runs) are reused, and only new
-        families and the L3RS entries run."""
+        list of families, the families it has (tuning and test runs) are reused, and so are the
+        test runs of L3RS entries with the same label and the same meta-weights (fingerprint);
+        only new families and new or changed entries run."""
         start = time.perf_counter()
         results: dict[str, Any] = {"config": dataclasses.asdict(self.config), "evaluations": {}}
+        results["l3rs_fingerprints"] = dict(self.fingerprints)
         reusable = previous is not None and _baseline_config(previous["config"]) == _baseline_config(results["config"])
+        old_prints = (previous or {}).get("l3rs_fingerprints", {})
+        same_entries = [label for label, fp in self.fingerprints.items() if reusable and old_prints.get(label) == fp]
         for ev in self.config.evaluations:
             if reusable and ev in previous["evaluations"]:
                 old = previous["evaluations"][ev]
@@ -326,9 +337,11 @@ class TunedBenchmark:
                 new = [f for f in self.families if f not in old["tuning"]]
                 fresh = self.tune(ev, accelerator, families=new) if new else {}
                 tuning = {f: old["tuning"][f] if f in old["tuning"] else fresh[f] for f in self.families}
-                baselines = {f: _restore_infinities(old["test"][f]) for f in kept}
+                entries = [label for label in same_entries if label in old["test"]]
+                baselines = {f: _restore_infinities(old["test"][f]) for f in kept + entries}
                 test = self.test(ev, tuning, accelerator, baselines=baselines)
                 results.setdefault("reused_baselines", {})[ev] = kept
+                results.setdefault("reused_l3rs", {})[ev] = entries
             else:
                 tuning = self.tune(ev, accelerator)
                 test = self.test(ev, tuning, accelerator)
@@ -381,6 +394,24 @@ def analyse(tuning: dict[str, Any], test: dict[str, Any], config: TunedConfig, l
 def _at_horizon(means: dict[int, dict[str, list[float]]], grid: list[int], hi: int) -> dict[int, dict[str, float]]:
     """``choose``'s input: every rate of ``grid`` with its validation means at horizon ``hi``."""
     return {k: {m: means[k][m][hi] for m in METRICS} for k in grid}
+
+
+def net_fingerprint(net: torch.nn.Module) -> str:
+    """SHA-256 of a meta-network's configuration and weights: equal fingerprints run the same
+    L3RS (the evaluation's tasks and seeds being equal)."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256()
+    config = getattr(net, "config", None)
+    digest.update(type(net).__name__.encode())
+    if config is not None:
+        fields = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else vars(config)
+        digest.update(json.dumps(fields, sort_keys=True, default=repr).encode())
+    for name, tensor in sorted(net.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _baseline_config(config: dict[str, Any]) -> dict[str, Any]:
