@@ -28,7 +28,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 #: The strongest families of the full tuned benchmark (README), tuned again here on the
 #: demo's validation tasks; the full set is `hf-l3rs benchmark`.
-DEMO_FAMILIES = ["adam-const-head", "nesterov-cos", "adam-warmcos", "shampoo-const-head"]
+DEMO_FAMILIES = ["adam-const-head", "nesterov-cos", "adam-warmcos", "shampoo-const-head", "foof-const-head"]
 DEMO_LABEL = "L3RS (this demo's run)"
 #: The bundled meta-weights from the long run, reported beside the demo's own short run.
 SHIPPED = "l3rs-kanji-whiten"

@@ -211,7 +211,9 @@ PAPER_BASELINES = [
     f"adam-{s}{h}-{lr}" for s in ("const", "cos") for h in ("", "-head") for lr in ("1e-3", "1e-4", "1e-5")
 ] + ["momentum-const-1e-2"]
 
-#: The tuned benchmark's families (issue 10): each tuned per horizon on validation tasks.
+#: The tuned benchmark's families (issue 10): each tuned per horizon on validation tasks. The two
+#: whitened linear probes are the strongest short-horizon baselines measured (docs/decisions.md,
+#: "FOOF: a stronger linear probe").
 TUNED_FAMILIES = [
     "adam-const",
     "adam-cos",
@@ -222,6 +224,8 @@ TUNED_FAMILIES = [
     "nesterov-const",
     "nesterov-cos",
     "adam-const-head",
+    "shampoo-const-head",
+    "foof-const-head",
 ]
 
 
