@@ -7,6 +7,7 @@ from typing import Any
 
 from timm.models import register_model
 from timm.models.resnet import BasicBlock, ResNet
+from timm.models.vision_transformer import VisionTransformer
 
 
 def _small(width: int, **kwargs: Any) -> ResNet:
@@ -16,6 +17,17 @@ def _small(width: int, **kwargs: Any) -> ResNet:
     kwargs.pop("cache_dir", None)
     channels = (width, 2 * width, 4 * width, 8 * width)
     return ResNet(BasicBlock, [1, 1, 1, 1], channels=channels, stem_width=width, **kwargs)
+
+
+def _tiny_vit(**kwargs: Any) -> VisionTransformer:
+    """A 4-block ViT for 32-pixel images: 4-pixel patches (64 tokens), width 96, 3 heads,
+    MLP ratio 2, mean-pooled tokens into the head (~310k parameters, the tiny ResNet's size);
+    other image sizes interpolate the position embedding."""
+    for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
+        kwargs.pop(key, None)
+    defaults = {"img_size": 32, "patch_size": 4, "embed_dim": 96, "depth": 4, "num_heads": 3, "mlp_ratio": 2.0}
+    defaults.update(global_pool="avg", class_token=False, dynamic_img_size=True)
+    return VisionTransformer(**{**defaults, **kwargs})
 
 
 def _no_weights(name: str, pretrained: bool) -> None:
@@ -38,6 +50,14 @@ try:
         tasks in the mixture")."""
         _no_weights("l3rs_resnet_narrow", pretrained)
         return _small(12, **kwargs)
+
+    @register_model
+    def l3rs_vit_tiny(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+        """A tiny vision transformer (no convolution but the patch embedding; layer norms,
+        attention and MLP linear layers): an architecture family no shipped rule was
+        meta-trained on, for transfer checks (docs/decisions.md "A vision transformer held out")."""
+        _no_weights("l3rs_vit_tiny", pretrained)
+        return _tiny_vit(**kwargs)
 
 except (RuntimeError, ValueError):  # already registered (module reloaded)
     pass
