@@ -260,9 +260,9 @@ def test_tiny_vision_transformer_is_a_task_model_l3rs_and_foof_can_train(tiny_ka
     give every tensor a trained stand-in and, at a reduced multiplier, lower the training
     loss, and the FOOF probe trains its head on the frozen features."""
     from hf_l3rs.evaluation.protocol import EvalConfig, Protocol
+    from hf_l3rs.optim import L3RS
     from hf_l3rs.optim.hub import load_net
     from hf_l3rs.registry import parse_optimizer
-    from hf_l3rs.optim import L3RS
 
     spec = {"classes_per_task": 2, "train_per_class": 2, "eval_per_class": 2, "batch_size": 4, "image_size": 16}
     cfg = EvalConfig(
