@@ -17,6 +17,15 @@ from torch import Tensor
 from hf_l3rs.optim.directions import get_direction
 
 
+def closure_loss(closure: Callable[[], Any] | None) -> Any:
+    """``closure()`` with autograd on (``step`` runs under ``no_grad``), or None: the
+    prologue of a hand-designed optimizer's ``step`` (torch's convention)."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
 class DirectionOptimizer(torch.optim.Optimizer):
     """``p -= lr · d`` with ``d`` the registered base direction ``direction`` (its hyper-parameters
     at their defaults unless given in ``hyper``)."""
@@ -41,10 +50,7 @@ class DirectionOptimizer(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:

@@ -213,10 +213,10 @@ class Adamax(BaseDirection):
         return d, {"exp_avg": m, "exp_inf": u}
 
 
-def _inverse_root(r: Tensor, damping: float | Tensor) -> Tensor | None:
-    """(R + damping·λ_max·I)^(-1/2) of a symmetric PSD matrix; None if R is not finite or its
-    eigendecomposition fails (the caller then returns a non-finite direction, which the L3RS
-    step skips like a non-finite gradient, leaving the state as it was)."""
+def damped_eigh(r: Tensor, damping: float | Tensor) -> tuple[Tensor, Tensor] | None:
+    """Eigenvalues and vectors of R + damping·λ_max·I for a symmetric PSD matrix R (negative
+    round-off clamped to 0); None if R is not finite or its eigendecomposition fails. Shared
+    by the ``shampoo`` direction and :class:`~hf_l3rs.optim.foof.FOOF`."""
     if not bool(torch.isfinite(r).all()):
         return None
     try:
@@ -224,7 +224,17 @@ def _inverse_root(r: Tensor, damping: float | Tensor) -> Tensor | None:
     except RuntimeError:  # torch.linalg.LinAlgError: ill-conditioned beyond LAPACK's reach
         return None
     e = e.clamp(min=0.0)
-    e = e + damping * e.max().clamp(min=torch.finfo(e.dtype).tiny)
+    return e + damping * e.max().clamp(min=torch.finfo(e.dtype).tiny), v
+
+
+def _inverse_root(r: Tensor, damping: float | Tensor) -> Tensor | None:
+    """(R + damping·λ_max·I)^(-1/2); None where :func:`damped_eigh` fails (the caller then
+    returns a non-finite direction, which the L3RS step skips like a non-finite gradient,
+    leaving the state as it was)."""
+    eig = damped_eigh(r, damping)
+    if eig is None:
+        return None
+    e, v = eig
     return (v * e.rsqrt()) @ v.T
 
 

@@ -16,6 +16,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from hf_l3rs.optim.direction_optimizer import closure_loss
+from hf_l3rs.optim.directions import damped_eigh
+
 
 class FOOF(torch.optim.Optimizer):
     """``W -= lr · [G, g_b] · (Â + δ·λ_max(Â)·I)^(-1)`` for every ``nn.Linear`` of ``model``
@@ -94,22 +97,15 @@ class FOOF(torch.optim.Optimizer):
         g = weight.grad.double()
         if bias is not None:
             g = torch.cat([g, bias.grad.double()[:, None]], dim=1)
-        try:
-            if not bool(torch.isfinite(a).all()):
-                raise RuntimeError("non-finite input moment")
-            e, v = torch.linalg.eigh(a)
-        except RuntimeError:  # also torch.linalg.LinAlgError
+        eig = damped_eigh(a, self.damping)
+        if eig is None:
             return torch.full_like(g, float("nan"))
-        e = e.clamp(min=0.0)
-        e = e + self.damping * e.max().clamp(min=torch.finfo(e.dtype).tiny)
+        e, v = eig
         return ((g @ v) / e) @ v.T
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         lr = {id(p): group["lr"] for group in self.param_groups for p in group["params"]}
         done: set[int] = set()
         for key, (module, bias) in self._layers.items():
