@@ -1,6 +1,8 @@
 """Optimizer-step time and state memory of L3RS(sgd+adam), of L3RS(sgd+shampoo) (its head
-whitened: one eigendecomposition of the 512-input classifier per step) and of the
-per-parameter learned baseline VeLO-lite against torch.optim.AdamW.
+whitened: one eigendecomposition of the 512-input classifier per step), of the
+per-parameter learned baseline VeLO-lite and of the FOOF baseline (its input-whitened
+classifier: one eigendecomposition of the 513-dimensional input moment per step, SGD
+elsewhere) against torch.optim.AdamW.
 
 Backends side by side: the C++ kernels (``fused``), ``foreach`` and ``compiled``
 (torch.compile of the two passes; its compile time is the first step's time minus a
@@ -32,9 +34,11 @@ def state_bytes(opt: torch.optim.Optimizer) -> int:
 
 
 def main() -> None:
+    import copy
+
     import timm
 
-    from hf_l3rs import L3RS, L3RSConfig
+    from hf_l3rs import FOOF, L3RS, L3RSConfig
     from hf_l3rs.optim.velo import VeLOLite
 
     ap = argparse.ArgumentParser(description=__doc__)
@@ -61,6 +65,13 @@ def main() -> None:
             out.append(q)
         return out
 
+    # FOOF reads its linear layers' inputs through hooks: a copy of the model, one forward to
+    # record them, the same gradients; each timed step whitens with the recorded moment.
+    foof_model = copy.deepcopy(model)
+    foof = FOOF(foof_model.parameters(), model=foof_model, lr=1.0)
+    foof_model(x)
+    for q, g in zip(foof_model.parameters(), grads):
+        q.grad = g.clone()
     opts = {
         "adamw_forloop": torch.optim.AdamW(fresh_params(), lr=1e-3, foreach=False),
         "adamw_foreach": torch.optim.AdamW(fresh_params(), lr=1e-3, foreach=True),
@@ -71,6 +82,7 @@ def main() -> None:
         "l3rs_shampoo": L3RS(fresh_params(), L3RSConfig(directions=("sgd", "shampoo")), total_steps=1000),
         # the per-parameter learned baseline (docs/design.md §5)
         "velo_lite": VeLOLite(fresh_params(), total_steps=1000),
+        "foof": foof,
     }
     loss_value = float(loss)
 
@@ -106,7 +118,7 @@ def main() -> None:
         "fastest_adamw": fastest_adamw,
         "time_ratio_vs": {
             f"{l3}/{aw}": round(med[l3] / med[aw], 2)
-            for l3 in ("l3rs_fused", "l3rs_foreach", "l3rs_compiled", "l3rs_shampoo", "velo_lite")
+            for l3 in ("l3rs_fused", "l3rs_foreach", "l3rs_compiled", "l3rs_shampoo", "velo_lite", "foof")
             for aw in ("adamw_forloop", "adamw_foreach", "adamw_fused")
         },
         "compile_s": round((first_ms["l3rs_compiled"] - med["l3rs_compiled"]) / 1e3, 1),
