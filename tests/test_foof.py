@@ -94,9 +94,12 @@ def test_foof_is_sgd_where_it_does_not_precondition() -> None:
         torch.testing.assert_close(p.detach(), b - 0.1)
 
 
-def test_foof_skips_a_layer_whose_input_moment_is_not_finite() -> None:
-    layer = _layer()
+def test_foof_skips_a_layer_whose_inputs_are_not_finite_and_recovers() -> None:
+    """A step whose recorded inputs are not finite leaves the layer as it was and stays out
+    of the moment's EMA, so the next finite step whitens as if it had not happened."""
+    layer, clean = _layer(), _layer()
     opt = FOOF(layer.parameters(), model=layer, lr=0.1)
+    opt_clean = FOOF(clean.parameters(), model=clean, lr=0.1)
     before = layer.weight.detach().clone()
     x = torch.ones(3, 4, dtype=torch.float64)
     x[0, 0] = float("inf")
@@ -105,6 +108,12 @@ def test_foof_skips_a_layer_whose_input_moment_is_not_finite() -> None:
     layer.bias.grad.zero_()
     opt.step()
     torch.testing.assert_close(layer.weight.detach(), before)
+    assert "input_moment" not in opt.state[layer.weight]
+    x, y = torch.randn(5, 4, dtype=torch.float64), torch.tensor([0, 1, 2, 0, 1])
+    _grad_step(layer, opt, x, y)
+    _grad_step(clean, opt_clean, x, y)
+    torch.testing.assert_close(layer.weight, clean.weight)
+    assert not torch.equal(layer.weight.detach(), before)
 
 
 def test_foof_needs_its_model_and_removes_its_hooks() -> None:

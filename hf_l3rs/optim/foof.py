@@ -25,7 +25,9 @@ class FOOF(torch.optim.Optimizer):
     whose weight is optimised (its bias, if trained, joins as a homogeneous input
     coordinate), ``Â`` the bias-corrected EMA (``beta``) of the inputs' second moment
     ``xxᵀ`` recorded by a forward hook on steps with autograd on; plain SGD on every
-    other tensor. ``lr = 1`` is a full step of the input-whitened least-squares update.
+    other tensor. ``lr = 1`` (the default) is a full step of the input-whitened least-squares
+    update; the benchmark's tuned head-only rates ranged 0.1–3.2 on pretrained features (3.2
+    on the kanji ones), and no rate was tuned for whole networks.
 
     The hooks record only forwards run with gradients enabled (evaluation under
     ``torch.no_grad()`` does not count) and sum several forwards before one step
@@ -35,7 +37,7 @@ class FOOF(torch.optim.Optimizer):
         self,
         params: Iterable[Tensor] | Iterable[dict[str, Any]],
         model: nn.Module,
-        lr: float = 0.3,
+        lr: float = 1.0,
         beta: float = 0.95,
         damping: float = 1e-2,
         max_fan_in: int = 2048,
@@ -83,20 +85,23 @@ class FOOF(torch.optim.Optimizer):
 
     def _whitened(self, weight: Tensor, bias: Tensor | None) -> Tensor | None:
         """[G, g_b] · (Â + δλ_max I)^(-1); None before the layer's first recorded input (the
-        step is then SGD's), NaN when the moment is not finite (the step skips the layer)."""
+        step is then SGD's), NaN when this step's inputs or the gradient are not finite (the
+        step skips the layer; non-finite inputs never enter the EMA)."""
         state = self.state[weight]
         pending = self._pending.pop(id(weight), None)
+        g = weight.grad.double()
+        if bias is not None:
+            g = torch.cat([g, bias.grad.double()[:, None]], dim=1)
         if pending is not None and pending[1] > 0:
             moment = pending[0] / pending[1]
+            if not bool(torch.isfinite(moment).all()):
+                return torch.full_like(g, float("nan"))  # kept out of the EMA: later steps recover
             state["count"] = state.get("count", 0) + 1
             previous = state.get("input_moment", torch.zeros_like(moment))
             state["input_moment"] = self.beta * previous + (1 - self.beta) * moment
         if "input_moment" not in state:
             return None
         a = state["input_moment"] / (1 - self.beta ** state["count"])
-        g = weight.grad.double()
-        if bias is not None:
-            g = torch.cat([g, bias.grad.double()[:, None]], dim=1)
         eig = damped_eigh(a, self.damping)
         if eig is None:
             return torch.full_like(g, float("nan"))
