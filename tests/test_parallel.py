@@ -89,22 +89,27 @@ def test_two_processes_claim_work_dynamically(tmp_path: Path) -> None:
 
 DRIFTING_WORKER = textwrap.dedent(
     """
+    import sys
+
     import torch
     from accelerate import Accelerator
     from hf_l3rs.parallel import ProcessDriftError, shard_map
+
+    def report(exc):  # one write per line: both processes share the pipe, and print() writes
+        sys.stdout.write(f"DRIFT {exc}\\n")  # its arguments separately, so lines could interleave
+        sys.stdout.flush()
+        raise SystemExit(3)
 
     acc = Accelerator(cpu=True)
     if acc.process_index == 1:  # one process makes an extra call the other does not
         try:
             shard_map(lambda i: torch.tensor([1.0]), [0, 1], 1, acc, tag="extra")
         except ProcessDriftError as exc:
-            print("DRIFT", exc, flush=True)
-            raise SystemExit(3)
+            report(exc)
     try:
         shard_map(lambda i: torch.tensor([float(i)]), list(range(4)), 1, acc, tag="generation 0")
     except ProcessDriftError as exc:
-        print("DRIFT", exc, flush=True)
-        raise SystemExit(3)
+        report(exc)
     print("NO DRIFT DETECTED", flush=True)
     """
 )
