@@ -10,11 +10,15 @@ from timm.models.resnet import BasicBlock, ResNet
 from timm.models.vision_transformer import VisionTransformer
 
 
+def _without_hub_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``create_model``'s keyword arguments less the pretrained-weights options timm passes to
+    every registered model (these models have no downloadable weights)."""
+    return {k: v for k, v in kwargs.items() if k not in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")}
+
+
 def _small(width: int, **kwargs: Any) -> ResNet:
     """One BasicBlock per stage of width·(1, 2, 4, 8) channels (timm's 64-channel stem)."""
-    kwargs.pop("pretrained_cfg", None)
-    kwargs.pop("pretrained_cfg_overlay", None)
-    kwargs.pop("cache_dir", None)
+    kwargs = _without_hub_options(kwargs)
     channels = (width, 2 * width, 4 * width, 8 * width)
     return ResNet(BasicBlock, [1, 1, 1, 1], channels=channels, stem_width=width, **kwargs)
 
@@ -23,11 +27,9 @@ def _tiny_vit(**kwargs: Any) -> VisionTransformer:
     """A 4-block ViT for 32-pixel images: 4-pixel patches (64 tokens), width 96, 3 heads,
     MLP ratio 2, mean-pooled tokens into the head (~310k parameters, the tiny ResNet's size);
     other image sizes interpolate the position embedding."""
-    for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
-        kwargs.pop(key, None)
     defaults = {"img_size": 32, "patch_size": 4, "embed_dim": 96, "depth": 4, "num_heads": 3, "mlp_ratio": 2.0}
     defaults.update(global_pool="avg", class_token=False, dynamic_img_size=True)
-    return VisionTransformer(**{**defaults, **kwargs})
+    return VisionTransformer(**{**defaults, **_without_hub_options(kwargs)})
 
 
 def _no_weights(name: str, pretrained: bool) -> None:
