@@ -108,3 +108,26 @@ def test_save_to_disk_dataset_dict_folder(tmp_path) -> None:
     assert len(load_image_dataset(str(tmp_path / "dict"))) == 72
     with pytest.raises(DatasetError, match="no split 'validation'"):
         load_image_dataset(str(tmp_path / "dict"), split="validation")
+
+
+def test_a_folder_draws_the_same_tasks_wherever_it_lies(tmp_path) -> None:
+    """Families name a local folder by its own name, not its path: the processes of a
+    distributed run, or a moved folder, draw the same tasks (seeds hash the name)."""
+    import shutil
+
+    from hf_l3rs.tasks.images import dataset_name
+    from hf_l3rs.tasks.registry import get_family
+
+    here = _standin(tmp_path / "a" / "shapes")
+    there = tmp_path / "elsewhere" / "deeper" / "shapes"
+    shutil.copytree(here, there)
+    assert dataset_name(str(here)) == dataset_name(str(there)) == "shapes"
+    assert dataset_name("kanji") == "kanji" and dataset_name("org/not-here") == "org/not-here"
+    kw = dict(classes_per_task=3, batch_size=4, k_min=2, k_max=3, train_per_class=3, eval_per_class=2, image_size=16)
+    kw["split_fractions"] = (0.5, 0.25, 0.25)
+    a = get_family("images", dataset=str(here), model="resnet10t", **kw).sample(3, "val")
+    b = get_family("images", dataset=str(there), model="resnet10t", **kw).sample(3, "val")
+    assert torch.equal(a.train_x, b.train_x) and torch.equal(a.eval_y, b.eval_y)
+    other = _standin(tmp_path / "b" / "other")
+    c = get_family("images", dataset=str(other), model="resnet10t", **kw).sample(3, "val")
+    assert not torch.equal(a.train_x, c.train_x)

@@ -25,7 +25,7 @@ from hf_l3rs.evaluation.stats import steps_to_reach
 from hf_l3rs.optim import ConfigError, L3RSConfig
 from hf_l3rs.optim.config import reject_unknown_fields
 from hf_l3rs.registry import OptimizerSpec, l3rs_factory, learned_factory
-from hf_l3rs.tasks.images import ImageTask, ImageTaskFamily, ImageTaskSpec, load_image_dataset
+from hf_l3rs.tasks.images import ImageTask, ImageTaskFamily, ImageTaskSpec, dataset_name, load_image_dataset
 from hf_l3rs.tasks.inner_loop import run_task
 
 EVALUATIONS = {
@@ -123,7 +123,7 @@ class Protocol:
                 spec,
                 model_name=cfg.model,
                 checkpoint=checkpoint,
-                name=source,
+                name=dataset_name(source),
                 image_cache=self._images.setdefault(source, {}),
             )
             self._families[key] = fam

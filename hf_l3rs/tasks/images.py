@@ -70,6 +70,15 @@ def load_image_dataset(source: str, split: str = "train", image_column: str = "i
     return ds
 
 
+def dataset_name(source: str) -> str:
+    """The name a family over ``source`` is known by, and seeds its tasks with: a local
+    folder's own name rather than its path, so that the same data in another place (another
+    machine of a distributed run, a moved folder) draws the same tasks; names of the dataset
+    table and Hub ids as given."""
+    path = Path(source).expanduser()
+    return path.resolve().name if path.exists() and path.resolve().name else source
+
+
 def decode_image(img, size: int, channels: int) -> Tensor:
     """PIL image -> float tensor [channels, size, size], roughly zero-mean, unit-scale."""
     img = img.convert("L" if channels == 1 else "RGB").resize((size, size))

@@ -52,7 +52,7 @@ def get_family(family: str, /, **kwargs: Any) -> TaskFamily:
         return MixtureFamily(built)
     if family == IMAGE_FAMILY:
         from hf_l3rs.tasks.datasets import task_spec_kwargs
-        from hf_l3rs.tasks.images import ImageTaskFamily, ImageTaskSpec, load_image_dataset
+        from hf_l3rs.tasks.images import ImageTaskFamily, ImageTaskSpec, dataset_name, load_image_dataset
 
         if "dataset" not in kwargs:
             raise ValueError("task family 'images' needs family_kwargs.dataset (preset, folder or Hub id)")
@@ -65,7 +65,7 @@ def get_family(family: str, /, **kwargs: Any) -> TaskFamily:
         )
         model = kw.pop("model", "resnet18")
         checkpoint = kw.pop("checkpoint", None)
-        name = kw.pop("name", kwargs["dataset"])
+        name = kw.pop("name", None) or dataset_name(kwargs["dataset"])
         return ImageTaskFamily(ds, ImageTaskSpec(**kw), model_name=model, checkpoint=checkpoint, name=name)
     if family == TEXT_FAMILY:
         from hf_l3rs.tasks.text import TextTaskFamily, TextTaskSpec
