@@ -79,6 +79,21 @@ def test_from_pretrained_overrides_and_shape_fields(tmp_path, model) -> None:
         L3RS.from_pretrained(str(tmp_path / "w"), model, total_steps=5, hidden_sizes=(8,))
 
 
+def test_from_pretrained_takes_groups_of_bare_tensors_with_the_model(tmp_path) -> None:
+    """Layer-wise rates as param groups of bare tensors: ``model=`` keeps names and roles,
+    and a group's lr multiplies the learned rate (0 leaves its tensors where they are)."""
+    net = small_cnn()
+    L3RS(net, L3RSConfig(init_output_scale=1.0), total_steps=5).save_pretrained(tmp_path / "w")
+    params = list(net.parameters())
+    groups = [{"params": params[:-2], "lr": 0.0}, {"params": params[-2:], "lr": 1.0}]
+    opt = L3RS.from_pretrained(str(tmp_path / "w"), groups, model=net, total_steps=5)
+    assert [c.name for c in opt.components] == [n for n, _ in net.named_parameters()]
+    before = [p.detach().clone() for p in params]
+    opt.step(loss=train_step(net, 0))
+    assert all(torch.equal(p, q) for p, q in zip(params[:-2], before[:-2]))
+    assert not any(torch.equal(p, q) for p, q in zip(params[-2:], before[-2:]))
+
+
 def _populate_cache(cache, repo_id: str, folder) -> None:
     """The huggingface_hub cache layout: refs/main -> snapshots/<commit>/files."""
     commit = "0123456789abcdef0123456789abcdef01234567"

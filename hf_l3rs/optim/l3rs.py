@@ -740,11 +740,15 @@ class L3RS(torch.optim.Optimizer):
         weight_decay: float = 0.0,
         implementation: str = "auto",
         map_embeddings: bool = True,
+        loss_from: nn.Module | None = None,
+        model: nn.Module | None = None,
         **overrides: Any,
     ) -> L3RS:
         """Load meta-weights from a local folder or a Hub repo id and bind them to
-        ``params`` (a model or its parameters). ``overrides`` replace config fields that
-        do not change the network's shape (e.g. ``base_lr``, ``rate_clamp``)."""
+        ``params`` (a model, its parameters or param groups; with groups or bare tensors pass
+        ``model`` too, as in the constructor, so that components keep their names and roles).
+        ``overrides`` replace config fields that do not change the network's shape (e.g.
+        ``base_lr``, ``rate_clamp``)."""
         if params is None:
             raise TypeError(
                 "L3RS.from_pretrained needs the parameters it will optimise: "
@@ -772,6 +776,8 @@ class L3RS(torch.optim.Optimizer):
             weight_decay=weight_decay,
             implementation=implementation,
             map_embeddings=map_embeddings,
+            loss_from=loss_from,
+            model=model,
         )
 
     def save_pretrained(
