@@ -103,14 +103,19 @@ def _benchmark(args: argparse.Namespace) -> None:
     from hf_l3rs.evaluation.tuned_report import markdown, save
 
     _relaunch(args.processes)
-    l3rs = None
-    if args.l3rs:
-        l3rs = {}
-        for entry in args.l3rs:
+
+    def entries(given: list[str] | None, kind: str) -> dict[str, str | None] | None:
+        if not given:
+            return None
+        out: dict[str, str | None] = {}
+        for entry in given:
             label, _, source = entry.rpartition("=")
-            l3rs[label or f"L3RS ({Path(source).name})"] = None if source == "untrained" else source
+            out[label or f"{kind} ({Path(source).name})"] = None if source == "untrained" else source
+        return out
+
     overrides = {
-        "l3rs": l3rs,
+        "l3rs": entries(args.l3rs, "L3RS"),
+        "l3rs_probes": entries(args.l3rs_probe, "L3RS probe"),
         "val_tasks": args.val_tasks,
         "test_tasks": args.test_tasks,
         "horizons": args.horizons,
@@ -253,6 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=None,
         help="L3RS entries as [LABEL=]SOURCE (meta-weights folder, Hub id or 'untrained'); the first gets the speedups",
+    )
+    p.add_argument(
+        "--l3rs-probe",
+        nargs="+",
+        default=None,
+        help="L3RS entries run as linear probes (only the head trains, on the frozen body's features), [LABEL=]SOURCE",
     )
     p.add_argument("--val-tasks", type=int, default=None, help="validation tasks per tuning run")
     p.add_argument("--test-tasks", type=int, default=None, help="test tasks per cell (>= 20 for reporting)")

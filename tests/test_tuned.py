@@ -227,6 +227,7 @@ def test_tiny_end_to_end_run_writes_strict_json_and_tables(tmp_path, tiny_kanji)
         val_tasks=1,
         test_tasks=2,
         l3rs={"L3RS (untrained)": None},
+        l3rs_probes={"L3RS probe": "l3rs-general"},
         bootstrap_samples=20,
     )
     results = TunedBenchmark(cfg, progress=False).run()
@@ -245,12 +246,14 @@ def test_tiny_end_to_end_run_writes_strict_json_and_tables(tmp_path, tiny_kanji)
     assert json.loads(paths["json"].read_text(), parse_constant=refuse)["evaluations"]["E"]["best"]
     assert "best tuned baseline" in markdown(results) and (tmp_path / "tuned_E.png").stat().st_size > 0
     again = TunedBenchmark(cfg, progress=False).run(previous=json.loads(paths["json"].read_text()))
-    assert again["reused_baselines"] == {"E": cfg.families} and again["reused_l3rs"] == {"E": ["L3RS (untrained)"]}
+    assert again["reused_baselines"] == {"E": cfg.families}
+    assert again["reused_l3rs"] == {"E": ["L3RS (untrained)", "L3RS probe"]}
+    assert data["comparisons"]["L3RS probe"]["accuracy"]["2"]["paired"]["n"] == 2
     assert again["evaluations"]["E"]["comparisons"] == data["comparisons"]
     # the same label with other meta-weights is run again
     other = dataclasses.replace(cfg, l3rs={"L3RS (untrained)": "l3rs-kanji-tiny"})
     rerun = TunedBenchmark(other, progress=False).run(previous=json.loads(paths["json"].read_text()))
-    assert rerun["reused_l3rs"] == {"E": []}
+    assert rerun["reused_l3rs"] == {"E": ["L3RS probe"]}
     assert rerun["evaluations"]["E"]["test"]["L3RS (untrained)"] != data["test"]["L3RS (untrained)"]
     for metric in ("loss", "accuracy"):
         for h in ("1", "2"):
@@ -276,3 +279,54 @@ def test_net_fingerprint_names_the_weights_not_the_source() -> None:
     with torch.no_grad():
         next(b.parameters()).view(-1)[0] += 1e-6
     assert net_fingerprint(a) != net_fingerprint(b)
+
+
+def test_l3rs_probe_steps_only_the_head_on_the_frozen_features(tiny_kanji) -> None:
+    """An ``l3rs_probes`` entry is L3RS over the whole model with the body frozen, the head
+    trained on the body's inference-mode features (what the head-only families get), from
+    the loss it is handed: the same numbers as that loop written out, not the full model's."""
+    import math
+
+    import torch
+    from torch import nn
+
+    from hf_l3rs import L3RS
+    from hf_l3rs.evaluation.optimizers import L3RSEntry
+    from hf_l3rs.evaluation.protocol import EvalConfig, Protocol
+    from hf_l3rs.optim.hub import load_net
+
+    src = str(tiny_kanji)
+    spec = {"classes_per_task": 2, "train_per_class": 2, "eval_per_class": 2, "batch_size": 4, "image_size": 16}
+    config = EvalConfig(domains={"D1": src}, task_specs={src: spec}, horizons=[3], optimizers=[], evaluations=["E"])
+    proto = Protocol(config, progress=False)
+    task = proto.family(None, "D1").sample(0, "val")
+    net = load_net("l3rs-general")
+    probe = proto.run_optimizer(L3RSEntry("probe", head_only=True, net=net), task, [3])[3]
+    whole = proto.run_optimizer(L3RSEntry("whole", net=net), task, [3])[3]
+
+    model = task.init_model().eval()
+    with torch.no_grad():
+        f_train = model.forward_head(model.forward_features(task.train_x), pre_logits=True)
+        f_eval = model.forward_head(model.forward_features(task.eval_x), pre_logits=True)
+    head = model.get_classifier()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in head.parameters():
+        p.requires_grad_(True)
+    opt = L3RS(model, net, total_steps=3)
+    assert [c.name for c in opt.components] == ["fc.weight", "fc.bias"]
+    for t in range(3):
+        idx = task.batch_indices(t)
+        loss = nn.functional.cross_entropy(head(f_train[idx]), task.train_y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step(loss=loss.detach())
+    with torch.no_grad():
+        expected = float(nn.functional.cross_entropy(head(f_eval), task.eval_y))
+    assert math.isfinite(probe[0]) and probe[0] == pytest.approx(expected, rel=1e-6)
+    assert probe[0] != pytest.approx(whole[0], rel=1e-3)
+
+
+def test_probe_and_whole_model_entries_need_their_own_labels() -> None:
+    with pytest.raises(ConfigError, match="labels must differ"):
+        TunedConfig(l3rs={"x": "l3rs-general"}, l3rs_probes={"x": "l3rs-general"})

@@ -22,7 +22,7 @@ class L3RSEntry:
 
     label: str = "L3RS"
     untrained: bool = False
-    head_only: bool = False  # L3RS always trains the whole model
+    head_only: bool = False  # a linear probe: only the head trains, on the frozen body's features
     per_horizon: bool = True  # its time features depend on the announced horizon
     #: the meta-network to run (None: the evaluation's configured one, or untrained)
     net: Any = field(default=None, compare=False, repr=False)

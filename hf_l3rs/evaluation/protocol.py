@@ -162,8 +162,13 @@ class Protocol:
                 out[h] = (loss, acc if acc is not None else math.nan)
         return out
 
-    def _head_only(self, spec: OptimizerSpec, task: ImageTask, horizons: list[int]) -> dict[int, tuple[float, float]]:
-        """Linear probe: backbone frozen in eval mode, features computed once."""
+    def _head_only(
+        self, spec: OptimizerSpec | L3RSEntry, task: ImageTask, horizons: list[int]
+    ) -> dict[int, tuple[float, float]]:
+        """Linear probe: backbone frozen in eval mode, features computed once. L3RS steps the
+        head over the whole model with the body frozen (depth and roles are the model's, and
+        the head of a frozen body calibrates its step, docs/design.md §1), from the loss it is
+        handed."""
         model = task.init_model()
         model.eval()
         with torch.no_grad():
@@ -171,17 +176,26 @@ class Protocol:
             f_eval = model.forward_head(model.forward_features(task.eval_x), pre_logits=True)
         head = model.get_classifier()
         state0 = {k: v.clone() for k, v in head.state_dict().items()}
+        learned = isinstance(spec, L3RSEntry)
+        if learned:
+            head_params = {id(p) for p in head.parameters()}
+            for p in model.parameters():
+                p.requires_grad_(id(p) in head_params)
+            factory = self.l3rs_factory(untrained=spec.untrained, net=spec.net)
         out: dict[int, tuple[float, float]] = {}
         runs = horizons if spec.per_horizon else [max(horizons)]
         for total in runs:
             head.load_state_dict(state0)
-            opt = spec.build(head.parameters(), total, model=head)
+            opt = factory(model, total) if learned else spec.build(head.parameters(), total, model=head)
             for t in range(total):
                 idx = task.batch_indices(t)
                 loss = nn.functional.cross_entropy(head(f_train[idx]), task.train_y[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                opt.step()
+                if learned:
+                    opt.step(loss=loss.detach())
+                else:
+                    opt.step()
                 step = t + 1
                 if (spec.per_horizon and step == total) or (not spec.per_horizon and step in horizons):
                     with torch.no_grad():

@@ -9,7 +9,8 @@ Protocol (docs/design.md, "Tuned benchmark"):
    extends the grid by one half-decade on that side and is re-run, until it is interior or
    ``max_extensions`` is used up; the report flags every choice still on an edge.
 2. On **test** tasks (meta-test classes, disjoint from the validation classes), each family
-   runs at its chosen rates, and every L3RS entry runs at every horizon.
+   runs at its chosen rates, and every L3RS entry runs at every horizon (``l3rs_probes``
+   entries train only the head, on the frozen body's features, as the head-only families do).
 3. Per horizon and metric, the best tuned baseline is the family with the best test mean
    (the most demanding choice for L3RS). L3RS is compared to it task by task (paired
    difference, standard error, wins) and by the steps-to-target speedup F (log-interpolated
@@ -52,7 +53,10 @@ DEFAULT_GRIDS: dict[str, tuple[float, float]] = {
 @dataclass
 class TunedConfig:
     """What the tuned benchmark runs. ``l3rs``: label → meta-weights folder/repo (``None``:
-    the untrained L3RS); the first entry is the one the speedups are reported for."""
+    the untrained L3RS); the first entry is the one the speedups are reported for.
+    ``l3rs_probes``: the same, run as linear probes (the body frozen in inference mode, its
+    features computed once, the head stepped by L3RS over the whole model so that depth and
+    roles are the model's): the no-learning-rate answer to the head-only families."""
 
     domains: dict[str, str] = field(default_factory=lambda: {"D1": "kanji", "D2": "clipart"})
     checkpoints: dict[str, str] = field(default_factory=dict)
@@ -68,6 +72,7 @@ class TunedConfig:
     val_tasks: int = 8
     test_tasks: int = 20
     l3rs: dict[str, str | None] = field(default_factory=lambda: {"L3RS": "l3rs-kanji-tiny"})
+    l3rs_probes: dict[str, str | None] = field(default_factory=dict)
     bootstrap_samples: int = 2000
     seed: int = 0
 
@@ -94,6 +99,9 @@ class TunedConfig:
             raise ConfigError("TunedConfig needs val_tasks >= 1 and test_tasks >= 2 (paired standard errors)")
         if not self.l3rs:
             raise ConfigError("TunedConfig.l3rs must name at least one L3RS entry")
+        clash = sorted(set(self.l3rs) & set(self.l3rs_probes))
+        if clash:
+            raise ConfigError(f"TunedConfig: {clash} label both an l3rs and an l3rs_probes entry; labels must differ")
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> TunedConfig:
@@ -165,15 +173,14 @@ class TunedBenchmark:
         #: label -> what the entry's runs depend on (--reuse-baselines keeps an entry's test runs
         #: when it is unchanged; a path's files can change between runs, so not the source)
         self.fingerprints: dict[str, str] = {}
-        for label, source in config.l3rs.items():
-            if source is None:
-                self.entries[label] = L3RSEntry(label, untrained=True)
-                self.fingerprints[label] = "untrained"
-            else:
-                from hf_l3rs.optim.hub import load_net
+        from hf_l3rs.optim.hub import load_net
 
-                self.entries[label] = L3RSEntry(label, net=load_net(source))
-                self.fingerprints[label] = net_fingerprint(self.entries[label].net)
+        for probe, sources in ((False, config.l3rs), (True, config.l3rs_probes)):
+            for label, source in sources.items():
+                net = None if source is None else load_net(source)
+                self.entries[label] = L3RSEntry(label, untrained=net is None, head_only=probe, net=net)
+                fingerprint = "untrained" if net is None else net_fingerprint(net)
+                self.fingerprints[label] = f"probe:{fingerprint}" if probe else fingerprint
 
     # ------------------------------------------------------------- running
     def _runs(self, items: list[tuple], accelerator: Any, desc: str) -> torch.Tensor:
@@ -418,7 +425,7 @@ def _baseline_config(config: dict[str, Any]) -> dict[str, Any]:
     """The part of a configuration that determines the baselines' results. A task option
     written out at its default (``--eval-batchnorm running``) is the configuration that leaves
     it out, so it reuses that configuration's baselines."""
-    out = {k: v for k, v in config.items() if k not in ("l3rs", "bootstrap_samples", "families")}
+    out = {k: v for k, v in config.items() if k not in ("l3rs", "l3rs_probes", "bootstrap_samples", "families")}
     out["task_specs"] = _without_defaults(config.get("task_specs") or {})
     return out
 
