@@ -297,7 +297,8 @@ def test_l3rs_probe_steps_only_the_head_on_the_frozen_features(tiny_kanji) -> No
 
     src = str(tiny_kanji)
     spec = {"classes_per_task": 2, "train_per_class": 2, "eval_per_class": 2, "batch_size": 4, "image_size": 16}
-    config = EvalConfig(domains={"D1": src}, task_specs={src: spec}, horizons=[3], optimizers=[], evaluations=["E"])
+    domains = {"D1": src, "D2": src}
+    config = EvalConfig(domains=domains, task_specs={src: spec}, horizons=[3], optimizers=[], evaluations=["E"])
     proto = Protocol(config, progress=False)
     task = proto.family(None, "D1").sample(0, "val")
     net = load_net("l3rs-general")
