@@ -38,6 +38,7 @@ _EXPORTS = {
     "MissingLossError": "hf_l3rs.optim",
     "register_direction": "hf_l3rs.optim",
     "set_verbosity": "hf_l3rs.verbosity",
+    "freeze_body": "hf_l3rs.probe",
     "VeLOLite": "hf_l3rs.optim.velo",
     "VeLOLiteConfig": "hf_l3rs.optim.velo",
     "VeLOLiteNet": "hf_l3rs.optim.velo",
@@ -67,6 +68,7 @@ __all__ = [
     "__version__",
     "bundled_weights",
     "centered_rank",
+    "freeze_body",
     "load_net",
     "push_to_hub",
     "register_direction",
@@ -116,4 +118,5 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from hf_l3rs.optim.foof import FOOF
     from hf_l3rs.optim.hub import CheckpointError, HubError, bundled_weights, load_net, push_to_hub, save_net
     from hf_l3rs.optim.velo import VeLOLite, VeLOLiteConfig, VeLOLiteNet
+    from hf_l3rs.probe import freeze_body
     from hf_l3rs.verbosity import set_verbosity

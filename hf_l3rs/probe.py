@@ -1,0 +1,62 @@
+"""Linear probing with L3RS: train only a model's head, its body frozen in inference mode.
+
+Why a helper: the measured probe (docs/decisions.md "L3RS as a linear probe") keeps the frozen
+body in inference mode, and two things undo that silently. ``requires_grad_(False)`` alone
+leaves BatchNorm normalising with each batch's statistics and updating its running ones in
+training mode (on A's validation tasks that costs a probe 1.4 points at ten steps), and
+``transformers.Trainer`` calls ``model.train()`` before every step. ``freeze_body`` freezes
+the body's tensors and has its modules run in inference mode whatever ``train()`` set.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+#: attribute names under which Hugging Face and torchvision models keep their classifier
+_HEAD_ATTRIBUTES = ("classifier", "score", "fc", "head")
+
+
+def find_head(model: nn.Module) -> nn.Module:
+    """The model's classifier: timm's ``get_classifier()``, else the first of
+    ``classifier`` / ``score`` / ``fc`` / ``head`` that is a module with parameters."""
+    get = getattr(model, "get_classifier", None)
+    if callable(get):
+        head = get()
+        if isinstance(head, nn.Module) and any(True for _ in head.parameters()):
+            return head
+    for name in _HEAD_ATTRIBUTES:
+        head = getattr(model, name, None)
+        if isinstance(head, nn.Module) and any(True for _ in head.parameters()):
+            return head
+    raise ValueError(
+        f"freeze_body: cannot tell which module of {type(model).__name__} is its head "
+        f"(no get_classifier() and none of {_HEAD_ATTRIBUTES}); pass head=model.<your head>"
+    )
+
+
+def _inference_mode(module: nn.Module, args: tuple) -> None:
+    """Forward pre-hook: a frozen body's module runs as in ``eval()`` whatever ``train()`` set.
+    A module-level function, so a hooked model still pickles and deep-copies."""
+    module.training = False
+
+
+def freeze_body(model: nn.Module, head: nn.Module | None = None) -> nn.Module:
+    """Freeze every parameter of ``model`` but ``head``'s (default: :func:`find_head`) and make
+    every other module run in inference mode, also after ``model.train()``; returns the head.
+
+    Build L3RS over the whole model afterwards (``L3RS.from_pretrained(name, model)``): the
+    frozen tensors count for depth, so the head is read as a head and calibrates its step."""
+    head = head if head is not None else find_head(model)
+    head_modules = {id(m) for m in head.modules()}
+    if not any(m is head for m in model.modules()):
+        raise ValueError("freeze_body: head is not a submodule of model")
+    head_params = {id(p) for p in head.parameters()}
+    if not head_params:
+        raise ValueError("freeze_body: the head has no parameters to train")
+    for p in model.parameters():
+        p.requires_grad_(id(p) in head_params)
+    for module in model.modules():
+        if id(module) not in head_modules and module is not model:
+            module.training = False
+            module.register_forward_pre_hook(_inference_mode)
+    return head
