@@ -5,8 +5,9 @@
 3. meta-train L3RS briefly with NES on kanji tasks (the recipe of l3rs-kanji-cosine, 30 of its
    640 generations; the shipped l3rs-kanji-whiten continues that rule on short runs with a
    whitened head direction), 2 Accelerate CPU processes (resumable);
-4. benchmark it, the shipped meta-weights and the untrained L3RS against the strongest
-   baseline families, each tuned per horizon on validation tasks (2 processes);
+4. benchmark it, the shipped meta-weights (whole model and as a linear probe) and the
+   untrained L3RS against the strongest baseline families, each tuned per horizon on
+   validation tasks (2 processes);
 5. record the meta-trained L3RS's per-layer η/α dynamics (paper Fig. 4–5);
 6. write outputs/demo/REPORT.md and a Hub-ready folder outputs/demo/hub (safetensors,
    config.json, model card with the evaluation tables as model-index metadata).
@@ -109,6 +110,8 @@ def main() -> None:
         "test_tasks": args.num_tasks,
         "l3rs": entries,
     }
+    if SHIPPED in bundled_weights():  # the shipped weights trained as a linear probe (README)
+        bench_cfg["l3rs_probes"] = {f"L3RS probe (shipped {SHIPPED})": SHIPPED}
     (out / "benchmark.yaml").write_text(yaml.safe_dump(bench_cfg, sort_keys=False))
     subprocess.run(
         [
