@@ -68,3 +68,17 @@ def tiny_kanji(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("domains")
     return prepare_domain("kanji", root=root, num_classes=8, samples_per_class=6, image_size=16, workers=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_scratch_protocol(tiny_kanji):
+    """Evaluation E (random init) over the tiny kanji fixture: 2-way tasks of 2 images a class,
+    for the protocol's own runs (probes, whole-model entries) at a few steps."""
+    from hf_l3rs.evaluation.protocol import EvalConfig, Protocol
+
+    src = str(tiny_kanji)
+    spec = {"classes_per_task": 2, "train_per_class": 2, "eval_per_class": 2, "batch_size": 4, "image_size": 16}
+    config = EvalConfig(
+        domains={"D1": src, "D2": src}, task_specs={src: spec}, horizons=[3], optimizers=[], evaluations=["E"]
+    )
+    return Protocol(config, progress=False)

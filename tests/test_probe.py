@@ -76,18 +76,13 @@ def test_heads_are_found_by_convention_or_asked_for() -> None:
     assert torch.equal(seq(x), seq(x))  # the frozen body's dropout is off
 
 
-def test_the_readme_recipe_gives_the_benchmarks_probe(tiny_kanji) -> None:
+def test_the_readme_recipe_gives_the_benchmarks_probe(tiny_scratch_protocol) -> None:
     """A plain loop over the whole model after freeze_body, in training mode, equals the
     benchmark's L3RS probe, which trains the head on features computed once."""
     from hf_l3rs.evaluation.optimizers import L3RSEntry
-    from hf_l3rs.evaluation.protocol import EvalConfig, Protocol
     from hf_l3rs.optim.hub import load_net
 
-    src = str(tiny_kanji)
-    spec = {"classes_per_task": 2, "train_per_class": 2, "eval_per_class": 2, "batch_size": 4, "image_size": 16}
-    domains = {"D1": src, "D2": src}
-    config = EvalConfig(domains=domains, task_specs={src: spec}, horizons=[3], optimizers=[], evaluations=["E"])
-    proto = Protocol(config, progress=False)
+    proto = tiny_scratch_protocol
     task = proto.family(None, "D1").sample(1, "val")
     net = load_net("l3rs-kanji-whiten")
     loss_ref, acc_ref = proto.run_optimizer(L3RSEntry("probe", head_only=True, net=net), task, [3])[3]

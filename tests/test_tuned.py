@@ -281,7 +281,7 @@ def test_net_fingerprint_names_the_weights_not_the_source() -> None:
     assert net_fingerprint(a) != net_fingerprint(b)
 
 
-def test_l3rs_probe_steps_only_the_head_on_the_frozen_features(tiny_kanji) -> None:
+def test_l3rs_probe_steps_only_the_head_on_the_frozen_features(tiny_scratch_protocol) -> None:
     """An ``l3rs_probes`` entry is L3RS over the whole model with the body frozen, the head
     trained on the body's inference-mode features (what the head-only families get), from
     the loss it is handed: the same numbers as that loop written out, not the full model's."""
@@ -292,14 +292,9 @@ def test_l3rs_probe_steps_only_the_head_on_the_frozen_features(tiny_kanji) -> No
 
     from hf_l3rs import L3RS
     from hf_l3rs.evaluation.optimizers import L3RSEntry
-    from hf_l3rs.evaluation.protocol import EvalConfig, Protocol
     from hf_l3rs.optim.hub import load_net
 
-    src = str(tiny_kanji)
-    spec = {"classes_per_task": 2, "train_per_class": 2, "eval_per_class": 2, "batch_size": 4, "image_size": 16}
-    domains = {"D1": src, "D2": src}
-    config = EvalConfig(domains=domains, task_specs={src: spec}, horizons=[3], optimizers=[], evaluations=["E"])
-    proto = Protocol(config, progress=False)
+    proto = tiny_scratch_protocol
     task = proto.family(None, "D1").sample(0, "val")
     net = load_net("l3rs-general")
     probe = proto.run_optimizer(L3RSEntry("probe", head_only=True, net=net), task, [3])[3]
