@@ -376,3 +376,37 @@ def test_trainer_logs_the_release_of_the_role_floors(tmp_path) -> None:
     opt.step(loss=1.0)
     assert "l3rs/rate_multiplier" in learned_rate_stats(opt)
     assert "l3rs/floors_released" not in learned_rate_stats(opt)
+
+
+def test_a_frozen_body_stays_frozen_and_in_inference_mode_under_trainer(tmp_path) -> None:
+    """freeze_body + Trainer: only the classifier moves, and the dropout Trainer's
+    model.train() would switch on in the body stays off (the measured probe's conditions)."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from hf_l3rs import freeze_body
+
+    torch.manual_seed(0)
+    cfg = BertConfig(
+        vocab_size=40,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=16,
+        num_labels=3,
+        hidden_dropout_prob=0.5,
+        attention_probs_dropout_prob=0.5,
+    )
+    model = BertForSequenceClassification(cfg)
+    assert freeze_body(model) is model.classifier
+    body = {n: p.detach().clone() for n, p in model.named_parameters() if not n.startswith("classifier.")}
+    head = model.classifier.weight.detach().clone()
+    opt = L3RS.from_pretrained("l3rs-general", model)
+    trainer = InOrderTrainer(model=model, args=args(tmp_path), train_dataset=dataset(), optimizers=(opt, None))
+    trainer.train()
+    assert [c.name for c in opt.components] == ["classifier.weight", "classifier.bias"] and opt._step == 6
+    assert all(torch.equal(p, body[n]) for n, p in model.named_parameters() if n in body)
+    assert not torch.equal(model.classifier.weight, head)
+    model.train()
+    batch = {key: torch.stack([d[key] for d in dataset()[:4]]) for key in dataset()[0]}
+    assert torch.equal(model(**batch).logits, model(**batch).logits)
