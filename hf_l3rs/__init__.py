@@ -39,6 +39,7 @@ _EXPORTS = {
     "register_direction": "hf_l3rs.optim",
     "set_verbosity": "hf_l3rs.verbosity",
     "freeze_body": "hf_l3rs.probe",
+    "unfreeze_body": "hf_l3rs.probe",
     "VeLOLite": "hf_l3rs.optim.velo",
     "VeLOLiteConfig": "hf_l3rs.optim.velo",
     "VeLOLiteNet": "hf_l3rs.optim.velo",
@@ -74,6 +75,7 @@ __all__ = [
     "register_direction",
     "save_net",
     "set_verbosity",
+    "unfreeze_body",
 ]
 
 
@@ -118,5 +120,5 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from hf_l3rs.optim.foof import FOOF
     from hf_l3rs.optim.hub import CheckpointError, HubError, bundled_weights, load_net, push_to_hub, save_net
     from hf_l3rs.optim.velo import VeLOLite, VeLOLiteConfig, VeLOLiteNet
-    from hf_l3rs.probe import freeze_body
+    from hf_l3rs.probe import freeze_body, unfreeze_body
     from hf_l3rs.verbosity import set_verbosity

@@ -10,6 +10,8 @@ the body's tensors and has its modules run in inference mode whatever ``train()`
 
 from __future__ import annotations
 
+import weakref
+
 from torch import nn
 
 #: attribute names under which Hugging Face and torchvision models keep their classifier
@@ -40,12 +42,19 @@ def _inference_mode(module: nn.Module, args: tuple) -> None:
     module.training = False
 
 
+#: model -> (its pre-hook handles, each parameter's requires_grad before freeze_body)
+_FROZEN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def freeze_body(model: nn.Module, head: nn.Module | None = None) -> nn.Module:
     """Freeze every parameter of ``model`` but ``head``'s (default: :func:`find_head`) and make
     every other module run in inference mode, also after ``model.train()``; returns the head.
+    :func:`unfreeze_body` undoes it (a probe, then the whole model: LP-FT).
 
     Build L3RS over the whole model afterwards (``L3RS.from_pretrained(name, model)``): the
     frozen tensors count for depth, so the head is read as a head and calibrates its step."""
+    if model in _FROZEN:
+        raise ValueError("freeze_body: this model's body is frozen already (unfreeze_body first)")
     head = head if head is not None else find_head(model)
     head_modules = {id(m) for m in head.modules()}
     if not any(m is head for m in model.modules()):
@@ -53,10 +62,28 @@ def freeze_body(model: nn.Module, head: nn.Module | None = None) -> nn.Module:
     head_params = {id(p) for p in head.parameters()}
     if not head_params:
         raise ValueError("freeze_body: the head has no parameters to train")
+    before = {id(p): p.requires_grad for p in model.parameters()}
     for p in model.parameters():
         p.requires_grad_(id(p) in head_params)
+    handles = []
     for module in model.modules():
         if id(module) not in head_modules and module is not model:
             module.training = False
-            module.register_forward_pre_hook(_inference_mode)
+            handles.append(module.register_forward_pre_hook(_inference_mode))
+    _FROZEN[model] = (handles, before)
     return head
+
+
+def unfreeze_body(model: nn.Module) -> None:
+    """Undo :func:`freeze_body`: every parameter gets back the ``requires_grad`` it had, the
+    body's modules follow ``train()``/``eval()`` again, and the model takes ``model.training``'s
+    mode. Build a new optimizer afterwards: an optimizer's tensors are fixed when it is made.
+    (A pickled or deep-copied frozen model stays frozen: its hooks travel with it.)"""
+    if model not in _FROZEN:
+        raise ValueError("unfreeze_body: freeze_body was not called on this model")
+    handles, before = _FROZEN.pop(model)
+    for handle in handles:
+        handle.remove()
+    for p in model.parameters():
+        p.requires_grad_(before.get(id(p), True))
+    model.train(model.training)

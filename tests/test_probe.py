@@ -13,7 +13,7 @@ import torch
 from conftest import batch, small_cnn
 from torch import nn
 
-from hf_l3rs import L3RS, freeze_body
+from hf_l3rs import L3RS, freeze_body, unfreeze_body
 from hf_l3rs.probe import find_head
 
 
@@ -40,6 +40,25 @@ def test_the_body_stays_frozen_and_in_inference_mode_through_train() -> None:
     opt.step(loss=loss)
     assert all(torch.equal(p, body[n]) for n, p in model.named_parameters() if n in body)
     assert not torch.equal(model.head.weight, reference.head.weight)
+
+
+def test_unfreeze_body_gives_back_what_freeze_body_took() -> None:
+    """A probe, then the whole model (LP-FT): each tensor's own requires_grad comes back, and
+    the body follows train() again."""
+    model = small_cnn()
+    model.conv1.weight.requires_grad_(False)  # frozen by the user before
+    freeze_body(model)
+    with pytest.raises(ValueError, match="frozen already"):
+        freeze_body(model)
+    model.train()
+    unfreeze_body(model)
+    assert model.bn1.training
+    assert [n for n, p in model.named_parameters() if not p.requires_grad] == ["conv1.weight"]
+    stats = model.bn1.running_mean.clone()
+    model(batch(0)[0])
+    assert not torch.equal(model.bn1.running_mean, stats)  # batch statistics again
+    with pytest.raises(ValueError, match="was not called"):
+        unfreeze_body(model)
 
 
 def test_a_frozen_model_still_pickles_and_copies() -> None:
