@@ -198,9 +198,12 @@ def with_lora(model, task):
 
 
 def as_probe(model):
-    """The model with everything but the classification head frozen (a linear probe)."""
-    for name, p in model.named_parameters():
-        p.requires_grad_(name.startswith("classifier."))
+    """The model with everything but the classification head frozen, the body in inference
+    mode (dropout off) through Trainer's ``model.train()``: ``hf_l3rs.freeze_body``, the
+    conditions of the vision benchmark's probes."""
+    from hf_l3rs import freeze_body
+
+    freeze_body(model, head=model.classifier)
     return model
 
 
