@@ -24,11 +24,11 @@ def find_head(model: nn.Module) -> nn.Module:
     get = getattr(model, "get_classifier", None)
     if callable(get):
         head = get()
-        if isinstance(head, nn.Module) and any(True for _ in head.parameters()):
+        if isinstance(head, nn.Module) and next(head.parameters(), None) is not None:
             return head
     for name in _HEAD_ATTRIBUTES:
         head = getattr(model, name, None)
-        if isinstance(head, nn.Module) and any(True for _ in head.parameters()):
+        if isinstance(head, nn.Module) and next(head.parameters(), None) is not None:
             return head
     raise ValueError(
         f"freeze_body: cannot tell which module of {type(model).__name__} is its head "

@@ -24,6 +24,7 @@ from hf_l3rs.evaluation.optimizers import PAPER_BASELINES, L3RSEntry, parse_entr
 from hf_l3rs.evaluation.stats import steps_to_reach
 from hf_l3rs.optim import ConfigError, L3RSConfig
 from hf_l3rs.optim.config import reject_unknown_fields
+from hf_l3rs.probe import freeze_body
 from hf_l3rs.registry import OptimizerSpec, l3rs_factory, learned_factory
 from hf_l3rs.tasks.images import ImageTask, ImageTaskFamily, ImageTaskSpec, dataset_name, load_image_dataset
 from hf_l3rs.tasks.inner_loop import run_task
@@ -177,10 +178,8 @@ class Protocol:
         head = model.get_classifier()
         state0 = {k: v.clone() for k, v in head.state_dict().items()}
         learned = isinstance(spec, L3RSEntry)
-        if learned:
-            head_params = {id(p) for p in head.parameters()}
-            for p in model.parameters():
-                p.requires_grad_(id(p) in head_params)
+        if learned:  # the user's recipe (README "L3RS as a linear probe"), on cached features
+            freeze_body(model, head)
             factory = self.l3rs_factory(untrained=spec.untrained, net=spec.net)
         out: dict[int, tuple[float, float]] = {}
         runs = horizons if spec.per_horizon else [max(horizons)]
