@@ -76,7 +76,7 @@ def dataset_name(source: str) -> str:
     machine of a distributed run, a moved folder) draws the same tasks; names of the dataset
     table and Hub ids as given."""
     path = Path(source).expanduser()
-    return path.resolve().name if path.exists() and path.resolve().name else source
+    return (path.resolve().name if path.exists() else "") or source
 
 
 def decode_image(img, size: int, channels: int) -> Tensor:
