@@ -98,24 +98,26 @@ def _check_checkpoints(checkpoints: dict[str, str], wanted: list[str]) -> None:
             raise SystemExit(f"checkpoint for {key} not found: {path} (run `hf-l3rs pretrain` first)")
 
 
+def named_entries(given: list[str] | None, kind: str) -> dict[str, str | None] | None:
+    """``--l3rs`` / ``--l3rs-probe`` values, ``[LABEL=]SOURCE`` each, as label → source
+    (``untrained`` → None; no label: ``KIND (folder name)``); None when none were given."""
+    if not given:
+        return None
+    out: dict[str, str | None] = {}
+    for entry in given:
+        label, _, source = entry.rpartition("=")
+        out[label or f"{kind} ({Path(source).name})"] = None if source == "untrained" else source
+    return out
+
+
 def _benchmark(args: argparse.Namespace) -> None:
     from hf_l3rs.evaluation.tuned import TunedBenchmark, TunedConfig
     from hf_l3rs.evaluation.tuned_report import markdown, save
 
     _relaunch(args.processes)
-
-    def entries(given: list[str] | None, kind: str) -> dict[str, str | None] | None:
-        if not given:
-            return None
-        out: dict[str, str | None] = {}
-        for entry in given:
-            label, _, source = entry.rpartition("=")
-            out[label or f"{kind} ({Path(source).name})"] = None if source == "untrained" else source
-        return out
-
     overrides = {
-        "l3rs": entries(args.l3rs, "L3RS"),
-        "l3rs_probes": entries(args.l3rs_probe, "L3RS probe"),
+        "l3rs": named_entries(args.l3rs, "L3RS"),
+        "l3rs_probes": named_entries(args.l3rs_probe, "L3RS probe"),
         "val_tasks": args.val_tasks,
         "test_tasks": args.test_tasks,
         "horizons": args.horizons,

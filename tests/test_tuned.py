@@ -326,3 +326,14 @@ def test_l3rs_probe_steps_only_the_head_on_the_frozen_features(tiny_scratch_prot
 def test_probe_and_whole_model_entries_need_their_own_labels() -> None:
     with pytest.raises(ConfigError, match="labels must differ"):
         TunedConfig(l3rs={"x": "l3rs-general"}, l3rs_probes={"x": "l3rs-general"})
+
+
+def test_benchmark_command_line_names_whole_model_and_probe_entries() -> None:
+    from hf_l3rs.cli import build_parser, named_entries
+
+    args = build_parser().parse_args(
+        ["benchmark", "--l3rs", "mine=runs/x/best", "untrained", "--l3rs-probe", "l3rs-general", "p=untrained"]
+    )
+    assert named_entries(args.l3rs, "L3RS") == {"mine": "runs/x/best", "L3RS (untrained)": None}
+    assert named_entries(args.l3rs_probe, "L3RS probe") == {"L3RS probe (l3rs-general)": "l3rs-general", "p": None}
+    assert named_entries(None, "L3RS") is None
