@@ -12,7 +12,7 @@ from torch.utils.data import SequentialSampler  # noqa: E402
 from hf_l3rs import L3RS, L3RSConfig  # noqa: E402
 
 
-def tiny_bert(seed: int = 0):
+def tiny_bert(seed: int = 0, dropout: float = 0.0):
     from transformers import BertConfig, BertForSequenceClassification
 
     torch.manual_seed(seed)
@@ -24,8 +24,8 @@ def tiny_bert(seed: int = 0):
         intermediate_size=32,
         max_position_embeddings=16,
         num_labels=3,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
     )
     return BertForSequenceClassification(cfg)
 
@@ -381,23 +381,9 @@ def test_trainer_logs_the_release_of_the_role_floors(tmp_path) -> None:
 def test_a_frozen_body_stays_frozen_and_in_inference_mode_under_trainer(tmp_path) -> None:
     """freeze_body + Trainer: only the classifier moves, and the dropout Trainer's
     model.train() would switch on in the body stays off (the measured probe's conditions)."""
-    from transformers import BertConfig, BertForSequenceClassification
-
     from hf_l3rs import freeze_body
 
-    torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=40,
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=16,
-        num_labels=3,
-        hidden_dropout_prob=0.5,
-        attention_probs_dropout_prob=0.5,
-    )
-    model = BertForSequenceClassification(cfg)
+    model = tiny_bert(dropout=0.5)
     assert freeze_body(model) is model.classifier
     body = {n: p.detach().clone() for n, p in model.named_parameters() if not n.startswith("classifier.")}
     head = model.classifier.weight.detach().clone()
