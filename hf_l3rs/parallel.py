@@ -103,6 +103,26 @@ def start_heartbeat(store: Any, rank: int) -> None:
     _heartbeat.start()
 
 
+def _watch_heartbeats(store: Any, rank: int, world: int, timeout: float, done: Callable[[], bool]) -> None:
+    """Until ``done()``, watch the other processes' heartbeats; raise :class:`LostProcessError`
+    naming one that has not beaten for ``timeout`` seconds."""
+    last_beat: dict[int, tuple[int, float]] = {}
+    while not done():
+        now = time.monotonic()
+        for r in range(world):
+            if r == rank:
+                continue
+            beats = int(store.add(f"{KEY_PREFIX}/heartbeat/{r}", 0))
+            if r not in last_beat or beats != last_beat[r][0]:
+                last_beat[r] = (beats, now)
+            elif now - last_beat[r][1] > timeout:
+                raise LostProcessError(
+                    f"process {r} of {world} stopped responding ({timeout:.0f} s without a heartbeat): it was "
+                    "killed or crashed; continue with --resume from the last checkpoint"
+                )
+        time.sleep(0.2)
+
+
 def store_barrier(store: Any, key: str, rank: int, world: int, timeout: float | None = None) -> None:
     """Wait until all ``world`` processes reached ``key``; raise :class:`LostProcessError`
     naming a process whose heartbeat stopped for ``timeout`` seconds (instead of hanging in
@@ -111,25 +131,26 @@ def store_barrier(store: Any, key: str, rank: int, world: int, timeout: float | 
     start_heartbeat(store, rank)
     try:
         store.add(key, 1)
-        last_beat: dict[int, tuple[int, float]] = {}
-        while int(store.add(key, 0)) < world:
-            now = time.monotonic()
-            for r in range(world):
-                if r == rank:
-                    continue
-                beats = int(store.add(f"{KEY_PREFIX}/heartbeat/{r}", 0))
-                if r not in last_beat or beats != last_beat[r][0]:
-                    last_beat[r] = (beats, now)
-                elif now - last_beat[r][1] > timeout:
-                    raise LostProcessError(
-                        f"process {r} of {world} stopped responding ({timeout:.0f} s without a heartbeat): it was "
-                        "killed or crashed; continue with --resume from the last checkpoint"
-                    )
-            time.sleep(0.2)
+        _watch_heartbeats(store, rank, world, timeout, lambda: int(store.add(key, 0)) >= world)
     except LostProcessError:
         raise
     except Exception as exc:  # the store lives in process 0: a lost connection means rank 0 is gone
         raise LostProcessError(f"lost the connection to process 0 ({type(exc).__name__}: {exc})") from exc
+
+
+def name_lost_process(store: Any, rank: int, world: int, failure: Exception, timeout: float | None = None) -> None:
+    """A collective failed (e.g. gloo's "Connection closed by peer" when a process died
+    between the barrier and the all-reduce): raise :class:`LostProcessError` naming the
+    process whose heartbeat stops within ``2 × timeout``; re-raise ``failure`` if none does."""
+    timeout = PROCESS_TIMEOUT if timeout is None else timeout
+    give_up = time.monotonic() + 2 * timeout
+    try:
+        _watch_heartbeats(store, rank, world, timeout, lambda: time.monotonic() > give_up)
+    except LostProcessError as lost:
+        raise lost from failure
+    except Exception as exc:  # the store lives in process 0
+        raise LostProcessError(f"lost the connection to process 0 ({type(exc).__name__}: {exc})") from failure
+    raise failure
 
 
 _BARRIERS = itertools.count()  # every process passes the same barriers in the same order
@@ -241,7 +262,12 @@ def shard_map(
         finite = torch.where(inf_pos | inf_neg, torch.zeros_like(out), out)
         flags = torch.stack([nan, inf_pos, inf_neg]).to(torch.float64)
         packed = torch.cat([finite.reshape(-1), flags.reshape(-1)]).to(accelerator.device)
-        packed = accelerator.reduce(packed, reduction="sum").cpu()
+        try:
+            packed = accelerator.reduce(packed, reduction="sum").cpu()
+        except RuntimeError as exc:  # a process died after the barrier: name it, as the barrier does
+            if store is None:
+                raise
+            name_lost_process(store, rank, world, exc)
         out = packed[: n * width].reshape(n, width).clone()
         flags = packed[n * width :].reshape(3, n, width) > 0
         out[flags[1]] = math.inf

@@ -6,11 +6,15 @@ import json
 import math
 import subprocess
 import textwrap
+import threading
+import time
 from pathlib import Path
 
+import pytest
 import torch
+import torch.distributed as dist
 
-from hf_l3rs.parallel import balanced_assignment, shard_map
+from hf_l3rs.parallel import KEY_PREFIX, LostProcessError, balanced_assignment, name_lost_process, shard_map
 
 
 def test_balanced_assignment_is_longest_first_and_complete() -> None:
@@ -128,3 +132,32 @@ def test_a_process_that_makes_an_extra_call_is_caught(tmp_path: Path) -> None:
     assert "NO DRIFT DETECTED" not in proc.stdout
     assert "DRIFT shard_map call #0 differs between processes" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "tag 'extra'" in proc.stdout and "tag 'generation 0'" in proc.stdout
+
+
+def test_a_collective_that_fails_names_the_process_whose_heartbeat_stopped() -> None:
+    """A process killed between the barrier and the all-reduce surfaces as the backend's
+    'Connection closed by peer'; the run names the process instead (its heartbeat stopped),
+    and a failure while every process still beats is raised as it was."""
+    failure = RuntimeError("Connection closed by peer [127.0.0.1]:46006")
+    store = dist.HashStore()  # process 1 never beats
+    with pytest.raises(LostProcessError, match="process 1 of 2 stopped responding") as caught:
+        name_lost_process(store, 0, 2, failure, timeout=0.5)
+    assert caught.value.__cause__ is failure
+
+    alive = dist.HashStore()
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.is_set():
+            alive.add(f"{KEY_PREFIX}/heartbeat/1", 1)
+            time.sleep(0.05)
+
+    beater = threading.Thread(target=beat, daemon=True)
+    beater.start()
+    try:
+        with pytest.raises(RuntimeError, match="Connection closed") as caught:
+            name_lost_process(alive, 0, 2, failure, timeout=0.5)
+        assert caught.value is failure
+    finally:
+        stop.set()
+        beater.join()
