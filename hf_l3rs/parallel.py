@@ -19,7 +19,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from torch import Tensor
@@ -135,10 +135,10 @@ def store_barrier(store: Any, key: str, rank: int, world: int, timeout: float | 
     except LostProcessError:
         raise
     except Exception as exc:  # the store lives in process 0: a lost connection means rank 0 is gone
-        raise LostProcessError(f"lost the connection to process 0 ({type(exc).__name__}: {exc})") from exc
+        raise _lost_process_0(exc) from exc
 
 
-def name_lost_process(store: Any, rank: int, world: int, failure: Exception, timeout: float | None = None) -> None:
+def name_lost_process(store: Any, rank: int, world: int, failure: Exception, timeout: float | None = None) -> NoReturn:
     """A collective failed (e.g. gloo's "Connection closed by peer" when a process died
     between the barrier and the all-reduce): raise :class:`LostProcessError` naming the
     process whose heartbeat stops within ``2 × timeout``; re-raise ``failure`` if none does."""
@@ -149,8 +149,13 @@ def name_lost_process(store: Any, rank: int, world: int, failure: Exception, tim
     except LostProcessError as lost:
         raise lost from failure
     except Exception as exc:  # the store lives in process 0
-        raise LostProcessError(f"lost the connection to process 0 ({type(exc).__name__}: {exc})") from failure
+        raise _lost_process_0(exc) from failure
     raise failure
+
+
+def _lost_process_0(exc: Exception) -> LostProcessError:
+    """The store is served by process 0: losing the connection to it means process 0 is gone."""
+    return LostProcessError(f"lost the connection to process 0 ({type(exc).__name__}: {exc})")
 
 
 _BARRIERS = itertools.count()  # every process passes the same barriers in the same order
