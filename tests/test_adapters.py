@@ -55,7 +55,7 @@ def test_weight_steps_scale_the_adapters_rates_by_their_weight_space_factor(capl
     model = adapted_model()
     a = model[0].lora_A["default"].weight
     want = 1 / (2.0 * math.sqrt(2) * float(a.detach().pow(2).mean().sqrt()))
-    with caplog.at_level("INFO"):
+    with caplog.at_level("INFO", logger="hf_l3rs"):
         plain, weighted = one_step(copy.deepcopy(model), "tensor"), one_step(copy.deepcopy(model), "weight")
     assert "2 LoRA adapter matrices are stepped in the units of the weight" in caplog.text
     names = [c.name for c in weighted.components]

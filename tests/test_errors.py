@@ -35,7 +35,7 @@ def test_sparse_gradients_are_rejected() -> None:
 
 def test_without_a_horizon_it_runs_horizon_free_and_says_so(model, caplog) -> None:
     opt = L3RS(model)
-    with caplog.at_level("INFO"):
+    with caplog.at_level("INFO", logger="hf_l3rs"):
         for t in range(3):
             opt.step(loss=train_step(model, t))
     assert opt.total_steps is None and caplog.text.count("horizon-free") == 1
@@ -198,7 +198,7 @@ def test_same_count_other_roles_is_mapped_by_role(model, caplog) -> None:
         torch.nn.Linear(4, 4), torch.nn.Linear(4, 4), torch.nn.Linear(4, 4), torch.nn.Linear(4, 2, bias=False)
     )
     # components: 0 w (0.00), 1 b (0.17), 2 w (0.33), 3 b (0.50), 4 w (0.67), 5 b (0.83), 6 w (1.00)
-    with caplog.at_level("INFO"):
+    with caplog.at_level("INFO", logger="hf_l3rs"):
         opt = L3RS(mlp, net, total_steps=3)
     assert opt.component_map.tolist() == [5, 2, 5, 2, 5, 4, 5]  # 0.50 and 0.83 are ties
     assert "not the architecture" in caplog.text
@@ -241,7 +241,7 @@ def test_a_role_the_meta_weights_never_saw_is_presented_as_a_trained_one(caplog)
     net = L3RS(cnn, total_steps=3).net
     assert {ROLES[int(r)] for r in net.trained_roles} == {"conv", "bias", "linear"}
     lm = nn.Sequential(nn.Embedding(10, 4), nn.LayerNorm(4), nn.Linear(4, 10))
-    with caplog.at_level("INFO"):
+    with caplog.at_level("INFO", logger="hf_l3rs"):
         opt = L3RS(lm, net, total_steps=3)
     assert [c.role for c in opt.components] == ["embedding", "norm", "bias", "linear", "bias"]
     assert opt.presented_roles == ["linear", "bias", "bias", "linear", "bias"]

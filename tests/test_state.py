@@ -124,7 +124,7 @@ def test_unseen_architecture_maps_embeddings_and_logs(tmp_path, caplog) -> None:
         torch.nn.Linear(4, 8), torch.nn.LayerNorm(8), torch.nn.Linear(8, 8), torch.nn.Linear(8, 2)
     )
     L3RS(small_cnn(), total_steps=5).save_pretrained(tmp_path / "w")
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="hf_l3rs"):
         opt = L3RS.from_pretrained(str(tmp_path / "w"), big, total_steps=5)
     assert "nearest relative depth" in caplog.text
     roles = [c.role for c in opt.components]

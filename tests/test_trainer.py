@@ -232,7 +232,7 @@ def test_resume_with_a_longer_horizon_is_said(tmp_path, caplog) -> None:
         return opt
 
     run(tmp_path / "a", 6)
-    with caplog.at_level("INFO"):
+    with caplog.at_level("INFO", logger="hf_l3rs"):
         opt = run(tmp_path / "b", 9, resume=str(tmp_path / "a" / "checkpoint-3"))
     assert opt.total_steps == 9 and "horizon changed from 6 to" in caplog.text
 

@@ -56,6 +56,35 @@ def _dense(t: Tensor) -> bool:
 
 logger = get_logger(__name__)
 
+#: lr multipliers outside this range are almost always a learning rate typed by habit (timm's
+#: ``lr=1e-3``): warned about once, with the fix
+_PLAUSIBLE_MULTIPLIER = (0.05, 20.0)
+
+
+def check_group_rates(groups: list[dict[str, Any]], warn: bool = False) -> None:
+    """Every group's ``lr`` and ``weight_decay`` finite and >= 0 (a scheduler or a user may
+    write them at any step: a NaN would reach the weights); with ``warn``, a WARNING when an
+    ``lr`` multiplier looks like a learning rate."""
+    for i, g in enumerate(groups):
+        for key in ("lr", "weight_decay"):
+            v = g[key]
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(
+                    f"L3RS: param group {i} has {key}={v!r}; it must be finite and >= 0 "
+                    f"(for lr: a multiplier of the learned rate, 1.0 = as learned)"
+                )
+        lo, hi = _PLAUSIBLE_MULTIPLIER
+        if warn and g["lr"] > 0 and not lo <= g["lr"] <= hi:
+            logger.warning(
+                "L3RS: param group %d has lr=%g. For L3RS, lr multiplies the learned rate (1.0 = as learned); "
+                "it is not a learning rate. Leave it at 1.0 (timm: lr=1.0; Trainer: learning_rate=1.0) unless you "
+                "mean to scale the learned steps by %g.",
+                i,
+                g["lr"],
+                g["lr"],
+            )
+
+
 _MISSING_LOSS = (
     "L3RS needs the training loss of every step (it is one of its input features). "
     "Pass it as opt.step(loss=loss), call opt.observe_loss(loss) before opt.step(), "
@@ -161,16 +190,19 @@ class L3RS(torch.optim.Optimizer):
         loss_from: nn.Module | None = None,
         model: nn.Module | None = None,
     ) -> None:
-        if not (isinstance(lr, (int, float)) and lr >= 0):
-            raise ValueError(f"L3RS: lr must be a number >= 0, got {lr!r}")
-        if not (isinstance(weight_decay, (int, float)) and weight_decay >= 0):
-            raise ValueError(f"L3RS: weight_decay must be >= 0, got {weight_decay!r}")
+        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr >= 0):
+            raise ValueError(
+                f"L3RS: lr (a multiplier of the learned rate, 1.0 = as learned) must be finite and >= 0, got {lr!r}"
+            )
+        if not (isinstance(weight_decay, (int, float)) and math.isfinite(weight_decay) and weight_decay >= 0):
+            raise ValueError(f"L3RS: weight_decay must be finite and >= 0, got {weight_decay!r}")
         if implementation not in IMPLEMENTATIONS:
             raise ValueError(f"L3RS: implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
         groups, names, module = normalize_params(params)
         model = model if model is not None else module
         self._loss = LossSource()  # before super().__init__: add_param_group may fail first
         super().__init__(groups, {"lr": float(lr), "weight_decay": float(weight_decay)})
+        check_group_rates(self.param_groups, warn=True)
         self._frozen_groups = True
         # (group, name, tensor) per component; with a model, in the model's order and names
         # (timm and Trainer hand over regrouped bare tensors: decay / no-decay)
@@ -440,6 +472,7 @@ class L3RS(torch.optim.Optimizer):
         """One L3RS update. Needs the step's training loss (argument, closure or
         :meth:`observe_loss`). Returns the loss."""
         loss_t, returned = self._loss.for_step(closure, loss, _MISSING_LOSS)
+        check_group_rates(self.param_groups)
         resolve_horizon(self, " (pass total_steps=T, call set_total_steps(T) or use L3RSCallback when T is known)")
         self._step += 1
         active = []
