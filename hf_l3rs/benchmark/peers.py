@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-SCHEDULES = ("constant", "cosine", "warmup-linear")
+SCHEDULES = ("constant", "cosine", "warmup-linear", "linear")
 WARMUP_FRACTION = 0.1
 ZERO_TUNING = ("l3rs", "schedulefree-adamw", "prodigy", "dadapt-adam", "muon", "adamw-1e-3", "adamw-5e-5")
 TUNED = ("adamw", "nesterov", "two-rate-adamw")
@@ -34,8 +34,10 @@ PUBLISHED = {
     "dadapt-adam": {"lr": 1.0, "weight_decay": 0.0, "betas": (0.9, 0.999)},
     "muon": {"lr": 1e-3, "weight_decay": 0.1, "momentum": 0.95, "nesterov": True},
     "adamw-1e-3": {"lr": 1e-3, "weight_decay": 0.01},
-    "adamw-5e-5": {"lr": 5e-5, "weight_decay": 0.0},
+    "adamw-5e-5": {"lr": 5e-5, "weight_decay": 0.0},  # TrainingArguments' defaults, with its linear decay
 }
+#: the schedule each zero-tuning peer runs under (published defaults: none, but Trainer's linear decay)
+PUBLISHED_SCHEDULE = {"adamw-5e-5": "linear"}
 
 
 class SettingsMismatch(RuntimeError):
@@ -80,7 +82,7 @@ class PeerConfig:
         if self.peer == "l3rs":
             return {"weights": self.weights or DEFAULT_WEIGHTS, "lr": 1.0}
         if self.peer in PUBLISHED:
-            return dict(PUBLISHED[self.peer])
+            return {**PUBLISHED[self.peer], "schedule": PUBLISHED_SCHEDULE.get(self.peer, "constant")}
         out: dict[str, Any] = {"lr": self.lr, "schedule": self.schedule, "weight_decay": self.weight_decay or 0.0}
         if self.peer == "nesterov":
             out |= {"momentum": 0.9, "nesterov": True}
@@ -98,6 +100,8 @@ def schedule_factor(schedule: str, steps: int) -> Callable[[int], float]:
         return lambda t: 1.0
     if schedule == "cosine":
         return lambda t: 0.5 * (1 + math.cos(math.pi * min(t, steps) / steps))
+    if schedule == "linear":
+        return lambda t: max(0.0, (steps - t) / steps)
     warm = max(1, round(WARMUP_FRACTION * steps))
     return lambda t: (t + 1) / warm if t < warm else max(0.0, (steps - t) / max(1, steps - warm))
 
@@ -174,8 +178,7 @@ def build(
             opt = Combined(parts)
         else:
             opt = torch.optim.AdamW(params, lr=pub["lr"], weight_decay=pub["weight_decay"], fused=True)
-        schedule = "warmup-linear" if (peer == "adamw-5e-5" and trainer) else "constant"
-        return opt, schedule_factor(schedule, steps)
+        return opt, schedule_factor(PUBLISHED_SCHEDULE.get(peer, "constant"), steps)
     wd = config.weight_decay or 0.0
     if peer == "adamw":
         opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=wd, fused=True)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from hf_l3rs.benchmark import plan
-from hf_l3rs.benchmark.peers import PeerConfig, build, check_settings
+from hf_l3rs.benchmark.peers import PeerConfig, SettingsMismatch, build, check_settings, schedule_factor
 from hf_l3rs.benchmark.problems import Problem
 from hf_l3rs.benchmark.problems import build as build_problem
 from hf_l3rs.benchmark.suite import Case, fingerprint
@@ -54,7 +54,7 @@ def _train_plain(problem: Problem, opt: Any, factor: Any, steps: int, points: li
     if callable(getattr(opt, "train", None)):
         opt.train()
     base = [g["lr"] for g in opt.param_groups]
-    train_curve, held_curve, window = [], [], []
+    train_curve, held_curve, lr_curve, window = [], [], [], []
     stride = max(1, steps // 100)
     diverged_at = None
     for t in range(steps):
@@ -73,7 +73,8 @@ def _train_plain(problem: Problem, opt: Any, factor: Any, steps: int, points: li
             window = []
         if t + 1 in points:
             held_curve.append([t + 1, *_evaluate(problem, opt)])
-    return {"train_curve": train_curve, "held_curve": held_curve, "diverged_at": diverged_at}
+            lr_curve.append([t + 1, opt.param_groups[0]["lr"]])
+    return {"train_curve": train_curve, "held_curve": held_curve, "lr_curve": lr_curve, "diverged_at": diverged_at}
 
 
 def _train_with_trainer(
@@ -85,10 +86,14 @@ def _train_with_trainer(
 
     from hf_l3rs.trainer_plugins import L3RSTrainer
 
-    held_curve, train_curve = [], []
+    held_curve, train_curve, lr_curve = [], [], []
     stride = max(1, steps // 100)
 
     class Record(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kw):
+            if state.global_step + 1 in points:
+                lr_curve.append([state.global_step + 1, opt.param_groups[0]["lr"]])
+
         def on_log(self, args, state, control, logs=None, **kw):
             if logs and "loss" in logs:
                 train_curve.append([state.global_step, float(logs["loss"])])
@@ -131,6 +136,7 @@ def _train_with_trainer(
     return {
         "train_curve": train_curve,
         "held_curve": held_curve,
+        "lr_curve": lr_curve,
         "diverged_at": None if math.isfinite(final) else steps,
     }
 
@@ -148,6 +154,7 @@ def run_one(case: Case, config: PeerConfig, seed: int, role: str, curve_points: 
         out = _train_with_trainer(problem, opt, factor, case.steps, points, l3rs, seed)
     else:
         out = _train_plain(problem, opt, factor, case.steps, points, l3rs)
+    check_schedule(config, out["lr_curve"], settings, factor_of(config, case.steps))
     if out["diverged_at"] is not None or not out["held_curve"]:
         loss, acc = math.inf, problem.chance_accuracy
     else:
@@ -170,6 +177,25 @@ def run_one(case: Case, config: PeerConfig, seed: int, role: str, curve_points: 
         "seconds": round(time.perf_counter() - start, 2),
         "suite": fingerprint([case]),
     }
+
+
+def factor_of(config: PeerConfig, steps: int):
+    """The schedule the report prints for ``config`` (independent of what :func:`build` returned)."""
+    return schedule_factor(config.declared().get("schedule", "constant"), steps)
+
+
+def check_schedule(config: PeerConfig, lr_curve: list, settings: list[dict[str, Any]], factor) -> None:
+    """The first group's rate at each recorded step must be its initial rate times the printed
+    schedule at that step (the rate used by the step just taken)."""
+    if config.peer == "l3rs" or not lr_curve:
+        return
+    base = settings[0]["lr"]
+    for step, lr in lr_curve:
+        if not math.isclose(lr, base * factor(step - 1), rel_tol=1e-6, abs_tol=1e-12):
+            raise SettingsMismatch(
+                f"{config.key}: at step {step} the rate was {lr:g}, but the report's schedule "
+                f"{config.declared().get('schedule')} gives {base * factor(step - 1):g}"
+            )
 
 
 # ------------------------------------------------------------------ storage

@@ -140,3 +140,13 @@ def test_a_diverged_run_is_reported_not_dropped(toy_case, toy_profile, tmp_path)
     table = report.analyse_case(toy_case, toy_profile, runs)
     assert table["peers"]["muon"]["diverged"] == 1 and table["peers"]["muon"]["loss"][1] == math.inf
     assert report.summarise([table])["muon"]["geomean_loss"] == math.inf
+
+
+def test_a_peer_running_another_schedule_is_refused(toy_case, monkeypatch):
+    from hf_l3rs.benchmark import peers, run
+
+    run.run_one(toy_case, PeerConfig("adamw", 1e-2, "warmup-linear", 0.01), 0, "score")  # as printed: passes
+    real = peers.schedule_factor
+    monkeypatch.setattr(peers, "schedule_factor", lambda s, n: real("constant", n))  # the schedule silently dropped
+    with pytest.raises(SettingsMismatch, match="schedule"):
+        run.run_one(toy_case, PeerConfig("adamw", 1e-2, "cosine", 0.01), 0, "score")
