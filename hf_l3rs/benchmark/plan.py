@@ -2,7 +2,7 @@
 and selection on validation runs only.
 
 Selection is a pure function of *tune-role* results: the score (test) runs of a setting are
-never read before every family has chosen (tests/benchmark/test_honesty.py seeds the bug).
+never read before every family has chosen (tests/test_suite_honesty.py seeds the bug).
 """
 
 from __future__ import annotations
