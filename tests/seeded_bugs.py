@@ -88,6 +88,13 @@ BUGS = [
         "tests/test_suite_honesty.py",
     ),
     (
+        "suite: a tuned peer silently runs a constant rate",
+        "hf_l3rs/benchmark/peers.py",
+        "    return opt, schedule_factor(config.schedule, steps)",
+        '    return opt, schedule_factor("constant", steps)',
+        "tests/test_suite_honesty.py",
+    ),
+    (
         "suite: a diverged run is dropped",
         "hf_l3rs/benchmark/report.py",
         'records = sorted(by_key.get(config.key, []), key=lambda r: r["seed"])',

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import shutil
 import statistics
 from pathlib import Path
@@ -53,8 +54,11 @@ def make_variants(root: Path, base: str = DEFAULT_WEIGHTS) -> dict[str, Path]:
     source = Path(resolve(base))
     out = {}
     groups = {**ABLATIONS, ALL_OFF: {k: v for g in ABLATIONS.values() for k, v in g.items()}}
-    for i, (name, overrides) in enumerate(groups.items()):
-        folder = root / f"ablation-{i}"
+    for name, overrides in groups.items():
+        slug = (
+            "all-off" if name == ALL_OFF else "no-" + re.sub(r"[^a-z0-9]+", "-", name.split(" (")[0].lower()).strip("-")
+        )
+        folder = root / slug
         if folder.exists():
             shutil.rmtree(folder)
         shutil.copytree(source, folder)
@@ -139,7 +143,7 @@ def render(result: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    from hf_l3rs.benchmark.main import run_suite
+    from hf_l3rs.benchmark.run import run_case
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--output", default="outputs/suite-dev-quick", help="the dev run whose peers are reused")
@@ -148,17 +152,17 @@ def main() -> None:
     ap.add_argument("--results", default=None, help="also write ablation.md/json into this folder")
     args = ap.parse_args()
     output = Path(args.output)
+    profile = plan.PROFILES[args.profile]
+    if not (output / "report.json").is_file():
+        raise SystemExit(
+            f"{output}/report.json missing: run `hf-l3rs benchmark --suite dev --profile {args.profile} "
+            f"--output {output}` first (the peers the rows are compared with)"
+        )
     variants = make_variants(output / "weights")
     for folder in variants.values():
-        run_suite(
-            "dev",
-            args.profile,
-            output,
-            processes=args.processes,
-            weights=str(folder),
-            command="python -m hf_l3rs.benchmark.ablation",
-        )
-    result = table(output, variants, plan.PROFILES[args.profile])
+        for case in cases("dev"):
+            run_case(case, profile, output, args.processes, str(folder))
+    result = table(output, variants, profile)
     for folder in [output] + ([Path(args.results)] if args.results else []):
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "ablation.json").write_text(json.dumps(result, indent=1, default=str))
