@@ -366,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     _eval_batchnorm_argument(p)
     p.set_defaults(func=_sensitivity)
 
+    p = sub.add_parser("env", help="versions and settings to paste into a bug report (as `transformers env`)")
+    p.set_defaults(func=lambda a: print(environment_report()))
+
     p = sub.add_parser("metatrain", help="meta-train L3RS with NES (same as examples/metatrain.py)")
     from hf_l3rs.meta.cli import build_parser as meta_parser
 
@@ -441,6 +444,55 @@ def _sensitivity(args: argparse.Namespace) -> None:
         factor = select_factor(cells)
         folder = write_prior(args.meta_weights, args.roles, factor, args.write_prior)
         print(f"wrote {folder}: {args.meta_weights} with {', '.join(args.roles)} x{factor:g} in its role prior")
+
+
+def environment_report() -> str:
+    """What a bug report needs: library versions, platform, threads, the fused kernels' state
+    and the hf_l3rs environment variables."""
+    import importlib.metadata
+    import platform
+
+    from hf_l3rs import __version__
+
+    lines = [
+        f"- hf_l3rs version: {__version__}",
+        f"- Platform: {platform.platform()}",
+        f"- Python version: {platform.python_version()}",
+        f"- CPU count: {os.cpu_count()}",
+    ]
+    for dist in (
+        "torch",
+        "transformers",
+        "accelerate",
+        "timm",
+        "datasets",
+        "huggingface_hub",
+        "peft",
+        "safetensors",
+        "schedulefree",
+        "prodigyopt",
+        "dadaptation",
+    ):
+        try:
+            version = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            version = "not installed"
+        lines.append(f"- {dist} version: {version}")
+    try:
+        import torch
+
+        from hf_l3rs.optim.fused import fused_unavailable_reason
+
+        lines.append(f"- torch threads: {torch.get_num_threads()}; CUDA available: {torch.cuda.is_available()}")
+        reason = fused_unavailable_reason()
+        lines.append(
+            f"- fused CPU kernels: {'unavailable: ' + reason if reason else 'built on first use, then cached'}"
+        )
+    except ImportError:
+        lines.append("- torch: not importable")
+    for var in ("HF_L3RS_VERBOSITY", "HF_L3RS_CACHE", "HF_L3RS_DISABLE_FUSED", "HF_HUB_OFFLINE"):
+        lines.append(f"- {var}: {os.environ.get(var, '(unset)')}")
+    return "\n".join(["Copy-and-paste the text below in your GitHub issue.", "", *lines])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -74,3 +74,13 @@ def test_non_finite_rates_are_refused_at_construction_and_at_every_step(bad):
     with pytest.raises(ValueError, match="param group 0 has lr"):
         opt.step(loss=loss)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_env_prints_what_a_bug_report_needs():
+    out = subprocess.run([sys.executable, "-m", "hf_l3rs.cli", "env"], capture_output=True, text=True, timeout=120)
+    import hf_l3rs
+
+    assert out.returncode == 0
+    assert f"- hf_l3rs version: {hf_l3rs.__version__}" in out.stdout
+    assert f"- torch version: {torch.__version__.split('+')[0]}" in out.stdout.replace("+cu130", "")
+    assert "HF_L3RS_VERBOSITY" in out.stdout and "fused CPU kernels" in out.stdout
