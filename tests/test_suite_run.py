@@ -108,3 +108,25 @@ def test_cost_ratios_are_against_fused_adamw(toy_case):
     assert costs["adamw-lr0.001-constant-wd0.01"]["state_memory_ratio"] == pytest.approx(1.0)
     assert costs["l3rs"]["state_memory_ratio"] > 0
     torch.set_num_threads(2)
+
+
+def test_lora_init_does_not_depend_on_what_the_process_built_before(monkeypatch):
+    """A cached pretrained template that consumes the RNG on first use must not shift the
+    seeded LoRA initialisation: seed 0 is the same problem in every worker process."""
+    import functools
+
+    from hf_l3rs.benchmark import problems
+    from hf_l3rs.tasks.text import build_decoder
+
+    @functools.lru_cache(maxsize=1)
+    def template(name):
+        return build_decoder(
+            hidden_size=64, intermediate_size=96, num_hidden_layers=1, num_attention_heads=1, num_key_value_heads=1
+        )
+
+    monkeypatch.setattr(problems, "_decoder_template", template)
+    first = problems.decoder_text(0, "score", 10, corpus="docstrings", decoder="tiny", lora=True)  # builds the cache
+    again = problems.decoder_text(0, "score", 10, corpus="docstrings", decoder="tiny", lora=True)  # reuses it
+    a = {n: p for n, p in first.model.named_parameters() if "lora_A" in n}
+    b = {n: p for n, p in again.model.named_parameters() if "lora_A" in n}
+    assert a and all(torch.equal(a[n], b[n]) for n in a)

@@ -255,11 +255,11 @@ def decoder_text(seed: int, role: str, steps: int, corpus: str, decoder: str, lo
         held = windows(text[role], starts, n)
     else:
         raise ValueError(f"unknown corpus {corpus!r}; known: docstrings, fortunes")
-    torch.manual_seed(seed)
-    model = copy.deepcopy(_decoder_template(decoder))
+    model = copy.deepcopy(_decoder_template(decoder))  # cached per process: seed after it, never before
     if lora:
         from peft import LoraConfig, get_peft_model
 
+        torch.manual_seed(seed)  # LoRA's A matrices: the same per seed whatever this process built before
         model = get_peft_model(
             model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], lora_dropout=0.0)
         )
