@@ -353,8 +353,14 @@ def plot_case(case: dict[str, Any], path: Path) -> None:
                 lw=2.5 if peer == "l3rs" else 1.2,
                 ls="-" if e["view"] == "zero-tuning" else "--",
             )
-    ax.axhline(case["tuned_adamw_target_loss"], color="grey", lw=0.8, ls=":")
-    ax.set(xscale="log", xlabel="step", ylabel="held-out (test) loss", title=f"{case['name']} (mean of seeds)")
+    ax.axhline(case["tuned_adamw_target_loss"], color="grey", lw=0.8, ls=":", label="tuned AdamW's final loss")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="step",
+        ylabel="held-out (test) loss",
+        title=f"{case['name']} (mean of seeds; dotted: tuned AdamW's final loss)",
+    )
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
