@@ -359,7 +359,7 @@ def plot_case(case: dict[str, Any], path: Path) -> None:
         yscale="log",
         xlabel="step",
         ylabel="held-out (test) loss",
-        title=f"{case['name']} (mean of seeds; dotted: tuned AdamW's final loss)",
+        title=f"{case['name']} (mean of seeds)",
     )
     ax.legend(fontsize=7)
     fig.tight_layout()
