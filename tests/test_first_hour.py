@@ -84,3 +84,24 @@ def test_env_prints_what_a_bug_report_needs():
     assert f"- hf_l3rs version: {hf_l3rs.__version__}" in out.stdout
     assert f"- torch version: {torch.__version__.split('+')[0]}" in out.stdout.replace("+cu130", "")
     assert "HF_L3RS_VERBOSITY" in out.stdout and "fused CPU kernels" in out.stdout
+
+
+def test_the_kernel_build_is_keyed_by_torch_python_and_flags(monkeypatch):
+    """Two environments on one machine (other torch, other Python, other flags) get two builds
+    side by side; the same environment always finds its own."""
+    from hf_l3rs.optim import fused
+
+    source = b"kernel source"
+    key = fused.kernel_key(source)
+    assert fused.kernel_key(source) == key
+    assert fused.kernel_key(source + b" ") != key
+    monkeypatch.setattr(torch, "__version__", "9.9.9")
+    assert fused.kernel_key(source) != key
+    monkeypatch.undo()
+    monkeypatch.setattr(fused, "CFLAGS", (*fused.CFLAGS, "-O0"))
+    assert fused.kernel_key(source) != key
+    monkeypatch.undo()
+    import sysconfig
+
+    monkeypatch.setattr(sysconfig, "get_config_var", lambda name: "cpython-399-x86_64-linux-gnu")
+    assert fused.kernel_key(source) != key

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import threading
 from pathlib import Path
 from types import ModuleType
@@ -41,15 +42,18 @@ def load_fused(verbose: bool = False) -> ModuleType | None:
         try:
             load = _quiet_cpp_extension_load()
             source = _stable_source()
-            logger.info(
-                "loading the fused CPU kernels (built once per machine with the system compiler, ~30 s the first "
-                "time; HF_L3RS_DISABLE_FUSED=1 uses the slower foreach path instead)"
+            name = f"hf_l3rs_fused_{source.parent.name}"
+            built = _built(name)
+            (logger.info if built else logger.warning)(
+                "hf_l3rs: %s the fused CPU kernels (%s; HF_L3RS_DISABLE_FUSED=1 uses the slower foreach path)",
+                "loading" if built else "building",
+                "cached for this environment" if built else "once per environment, ~30-60 s, with the system compiler",
             )
             _module = load(
-                name=f"hf_l3rs_fused_{source.parent.name}",
+                name=name,
                 sources=[str(source)],
-                extra_cflags=["-O3", "-fopenmp", "-fno-math-errno", "-fopenmp-simd", "-march=native"],
-                extra_ldflags=["-fopenmp"],
+                extra_cflags=list(CFLAGS),
+                extra_ldflags=list(LDFLAGS),
                 verbose=verbose,
             )
         except Exception as exc:
@@ -82,11 +86,39 @@ def _quiet_cpp_extension_load():
     return load
 
 
+#: compiler and linker flags of the kernels (part of the build's cache key)
+CFLAGS = ("-O3", "-fopenmp", "-fno-math-errno", "-fopenmp-simd", "-march=native")
+LDFLAGS = ("-fopenmp",)
+
+
+def kernel_key(source: bytes) -> str:
+    """The build's identity: the kernel source, torch's version, the Python ABI and the
+    compiler flags. Two environments on one machine (a venv and a Docker image, two torch
+    versions) get two builds side by side instead of overwriting each other's."""
+    import sysconfig
+
+    import torch
+
+    abi = sysconfig.get_config_var("SOABI") or sys.implementation.cache_tag
+    blob = b"\0".join([source, torch.__version__.encode(), str(abi).encode(), " ".join(CFLAGS + LDFLAGS).encode()])
+    return hashlib.sha1(blob).hexdigest()[:12]
+
+
+def _built(name: str) -> bool:
+    """Whether torch's extensions cache already holds this build."""
+    try:
+        from torch.utils.cpp_extension import _get_build_directory
+
+        return any(Path(_get_build_directory(name, verbose=False)).glob(f"{name}*.so"))
+    except Exception:
+        return False
+
+
 def _stable_source() -> Path:
-    """The kernel source copied to a folder named by its content hash, so every checkout of
-    the same code shares one build (torch's build cache keys on the source path too)."""
+    """The kernel source copied to a folder named by :func:`kernel_key`, so every checkout of
+    the same code in one environment shares one build (torch's build cache keys on the name)."""
     text = _SOURCE.read_bytes()
-    digest = hashlib.sha1(text).hexdigest()[:12]
+    digest = kernel_key(text)
     root = Path(os.environ.get("HF_L3RS_CACHE", Path.home() / ".cache" / "hf_l3rs")) / "csrc" / digest
     target = root / _SOURCE.name
     if not target.is_file() or target.read_bytes() != text:
