@@ -408,6 +408,41 @@ class L3RS(torch.optim.Optimizer):
         }
         return out
 
+    def _check_state_shapes(self, state_dict: dict[str, Any]) -> None:
+        """Every saved per-tensor state has the shape this optimizer's tensor needs, checked
+        before anything is loaded: a state saved for another model (a head of 6 classes into
+        a head of 8) is refused by name instead of failing, or corrupting memory, in a kernel."""
+        groups = state_dict.get("param_groups", [])
+        ours = [p for g in self.param_groups for p in g["params"]]
+        saved_ids = [i for g in groups for i in g["params"]]
+        if len(saved_ids) != len(ours):
+            raise ValueError(
+                f"L3RS.load_state_dict: the state holds {len(saved_ids)} tensors, this optimizer {len(ours)}; "
+                "it was saved for another model or another grouping"
+            )
+        names = {id(p): c.name for p, c in zip(self._params, self.components)}
+        for pid, p in zip(saved_ids, ours):
+            entry = state_dict.get("state", {}).get(pid)
+            if not entry:
+                continue
+            meta = torch.empty_like(p, device="meta")
+            for key, value in entry.items():
+                if key == "step" or not isinstance(value, Tensor):
+                    continue
+                direction, _, field_name = key.partition(".")
+                try:
+                    want = get_direction(direction).init_state(meta)[field_name].shape
+                except (KeyError, ValueError):
+                    raise ValueError(
+                        f"L3RS.load_state_dict: unknown state entry {key!r} for {names.get(id(p))!r}"
+                    ) from None
+                if value.shape != want:
+                    raise ValueError(
+                        f"L3RS.load_state_dict: state {key!r} of {names.get(id(p))!r} has shape {tuple(value.shape)}, "
+                        f"this parameter needs {tuple(want)}: the state was saved for another model (e.g. a head "
+                        "with another number of classes). Load a state saved for this model, or start a fresh L3RS."
+                    )
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         state_dict = dict(state_dict)
         extra = state_dict.pop("l3rs", None)
@@ -419,6 +454,7 @@ class L3RS(torch.optim.Optimizer):
                 "L3RS.load_state_dict: the saved meta-network config differs from this optimizer's "
                 f"(saved {saved.to_dict()}, here {self.config.to_dict()})"
             )
+        self._check_state_shapes(state_dict)
         super().load_state_dict(state_dict)
         self.net.load_state_dict(extra["net"], strict=True)
         self._step = int(extra["step"])
