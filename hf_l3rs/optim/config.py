@@ -56,6 +56,12 @@ ADDED_FIELDS = {
 ROLES = ("conv", "linear", "norm", "bias", "embedding", "other")
 
 
+#: bounds checked before any tensor is allocated (a corrupted config.json must not ask for terabytes)
+MAX_WIDTH = 4096
+MAX_LAYERS = 8
+MAX_COMPONENTS = 1_000_000
+
+
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field."""
 
@@ -409,20 +415,27 @@ class L3RSConfig:
         if not self.hidden_sizes:
             raise ConfigError("L3RSConfig.hidden_sizes must have at least one layer")
         for h in self.hidden_sizes:
-            if not (isinstance(h, int) and h > 0):
-                raise ConfigError(f"L3RSConfig.hidden_sizes must be positive integers, got {h!r}")
-        if self.embedding and self.embedding_dim <= 0:
-            raise ConfigError("L3RSConfig.embedding_dim must be > 0 when embedding=True")
-        if not (self.base_lr > 0 and math.isfinite(self.base_lr)):
-            raise ConfigError(f"L3RSConfig.base_lr must be positive, got {self.base_lr!r}")
+            if not (isinstance(h, int) and 0 < h <= MAX_WIDTH):
+                raise ConfigError(
+                    f"L3RSConfig.hidden_sizes must be integers in [1, {MAX_WIDTH}] (a tiny MLP), got {h!r}"
+                )
+        if len(self.hidden_sizes) > MAX_LAYERS:
+            raise ConfigError(f"L3RSConfig.hidden_sizes: at most {MAX_LAYERS} layers, got {len(self.hidden_sizes)}")
+        if self.embedding and not 0 < self.embedding_dim <= MAX_WIDTH:
+            raise ConfigError(f"L3RSConfig.embedding_dim must be in [1, {MAX_WIDTH}] when embedding=True")
+        if not (0 < self.base_lr <= 1.0):
+            raise ConfigError(
+                f"L3RSConfig.base_lr must be in (0, 1] (a per-element step size of normalised directions), "
+                f"got {self.base_lr!r}"
+            )
         if not self.feature_eps > 0:
             raise ConfigError(f"L3RSConfig.feature_eps must be > 0 (features take its log), got {self.feature_eps!r}")
         if not self.rate_clamp > 0:
             raise ConfigError(f"L3RSConfig.rate_clamp must be > 0, got {self.rate_clamp!r}")
         if not 0.0 < self.init_adam_mix < 1.0:
             raise ConfigError("L3RSConfig.init_adam_mix must be in (0, 1)")
-        if self.num_components is not None and self.num_components <= 0:
-            raise ConfigError("L3RSConfig.num_components must be > 0 or None")
+        if self.num_components is not None and not 0 < self.num_components <= MAX_COMPONENTS:
+            raise ConfigError(f"L3RSConfig.num_components must be in [1, {MAX_COMPONENTS}] or None")
         known_hyper = {f"{d}.{h}" for d in self.directions for h in DIRECTIONS[d].hyper_defaults}
         for key in self.hyper_init:
             if key not in known_hyper:

@@ -244,6 +244,11 @@ def load_net(
                 f"{folder / WEIGHTS_NAME}: tensor {key!r} has shape {tuple(value.shape)}, "
                 f"the config implies {tuple(expected[key].shape)}"
             )
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(
+                f"{folder / WEIGHTS_NAME}: tensor {key!r} holds non-finite values (NaN or inf); these meta-weights "
+                "are corrupted and would skip every step"
+            )
     net.load_state_dict(tensors, strict=True)
     if directions is not None and tuple(directions) != config.directions:
         net = with_directions(net, tuple(directions))
