@@ -82,7 +82,9 @@ def main() -> None:
     from hf_l3rs.launch import launch_command
 
     run_dir = out / "metatrain"
-    margs = ["--config", args.config, "--output", str(run_dir), "--resume"]
+    from hf_l3rs.meta.trainer import has_checkpoint
+
+    margs = ["--config", args.config, "--output", str(run_dir)] + (["--resume"] if has_checkpoint(run_dir) else [])
     if args.generations:
         margs += ["--generations", str(args.generations)]
     cmd, env = launch_command(str(ROOT / "examples" / "metatrain.py"), args.processes, margs)

@@ -27,7 +27,9 @@ def metatrain(config: Path, out: Path, processes: int, resume: bool) -> None:
 
     if processes > 1 and importlib.util.find_spec("accelerate") is None:
         processes = 1
-    args = ["--config", str(config), "--output", str(out)] + (["--resume"] if resume else [])
+    from hf_l3rs.meta.trainer import has_checkpoint
+
+    args = ["--config", str(config), "--output", str(out)] + (["--resume"] if resume and has_checkpoint(out) else [])
     cmd, env = launch_command(str(ROOT / "examples" / "metatrain.py"), processes, args)
     print(f"[demo] meta-training with {processes} process(es)", flush=True)
     subprocess.run(cmd, env=env, check=True)

@@ -483,3 +483,29 @@ def test_meta_curve_keeps_a_blown_up_generation_off_the_axis(tmp_path) -> None:
     history = [{"generation": g, "fitness_mean": f} for g, f in enumerate(population)]
     history += [{"generation": 20 * i, "val_fitness": v} for i, v in enumerate(validation)]
     assert plot_meta_curve(history, tmp_path / "curve.png").stat().st_size > 0
+
+
+def test_a_folder_holding_another_run_is_never_overwritten(tmp_path) -> None:
+    from hf_l3rs.meta.trainer import RunFolderError
+
+    _trainer(_tiny(), tmp_path).run(stop_after=1)
+    theta = load_file_theta(tmp_path)
+    with pytest.raises(RunFolderError, match=r"holds another run.*--resume continues it, --overwrite replaces it"):
+        _trainer(_tiny(), tmp_path).run()
+    assert torch.equal(load_file_theta(tmp_path), theta)  # untouched
+    fresh = _trainer(_tiny(), tmp_path)
+    fresh.run(overwrite=True)  # asked for: replaced
+    assert fresh.state.generation == _tiny().generations
+
+
+def test_resume_with_nothing_to_resume_says_so(tmp_path) -> None:
+    from hf_l3rs.meta.trainer import RunFolderError
+
+    with pytest.raises(RunFolderError, match="no checkpoint to resume"):
+        _trainer(_tiny(), tmp_path / "empty").run(resume=True)
+
+
+def load_file_theta(folder):
+    from safetensors.torch import load_file
+
+    return next(iter(load_file(str(folder / "checkpoint" / "state.safetensors")).values()))

@@ -15,6 +15,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--config", required=True, help="YAML meta-training config")
     p.add_argument("--output", default=None, help="output folder (default: runs/<name>)")
     p.add_argument("--resume", action="store_true", help="continue from the folder's checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace the run the output folder holds")
     p.add_argument("--generations", type=int, default=None, help="override config.generations")
     p.add_argument("--threads", type=int, default=None, help="torch threads per process")
     p.add_argument("--expect-processes", type=int, default=None, help="fail unless the run has this many")
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> None:
         config = dry_run_config(config)
     output = Path(args.output or Path("runs") / config.name)
     trainer = MetaTrainer(config, output)
-    result = trainer.run(resume=args.resume)
+    result = trainer.run(resume=args.resume, overwrite=args.overwrite)
     if trainer.accelerator.is_main_process:
         if result["stopped"]:
             print(f"stopped by SIGTERM at generation {result['generation']}; continue with --resume --output {output}")

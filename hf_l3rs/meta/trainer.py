@@ -36,6 +36,10 @@ logger = get_logger(__name__)
 CHECKPOINT_DIR = "checkpoint"
 
 
+class RunFolderError(ValueError):
+    """The output folder holds another run (or no run to resume)."""
+
+
 class ProcessCountError(RuntimeError):
     """The run was launched with more processes than this process can see."""
 
@@ -64,6 +68,18 @@ def make_accelerator(config: MetaTrainConfig, output_dir: Path):
 
 
 BACKUP_DIR = "checkpoint.bak"
+#: what a meta-training run writes into its folder (the artifacts another run would overwrite)
+RUN_ARTIFACTS = (CHECKPOINT_DIR, BACKUP_DIR, "history.json", "best", "final", "meta_training_curve.png")
+
+
+def has_checkpoint(folder: Path) -> bool:
+    """Whether ``folder`` holds a checkpoint a run can resume from."""
+    return any((Path(folder) / d).is_dir() for d in (CHECKPOINT_DIR, BACKUP_DIR))
+
+
+def run_artifacts(folder: Path) -> list[str]:
+    """The artifacts of a run found in ``folder``."""
+    return [name for name in RUN_ARTIFACTS if (Path(folder) / name).exists()]
 
 
 class CheckpointCorrupt(ValueError):
@@ -280,13 +296,31 @@ class MetaTrainer:
         return record
 
     # ------------------------------------------------------------- running
-    def run(self, resume: bool = False, stop_after: int | None = None) -> dict[str, Any]:
+    def run(self, resume: bool = False, stop_after: int | None = None, overwrite: bool = False) -> dict[str, Any]:
         """Meta-train to ``config.generations`` (or stop after ``stop_after`` generations
-        of this call, for tests that simulate a crash)."""
+        of this call, for tests that simulate a crash). A folder that holds another run is
+        never written over unless ``resume`` (continue it) or ``overwrite`` (replace it)."""
         from tqdm.auto import tqdm
 
         acc, cfg = self.accelerator, self.config
-        if resume and any((self.output_dir / d).is_dir() for d in (CHECKPOINT_DIR, BACKUP_DIR)):
+        found = run_artifacts(self.output_dir)
+        if resume and not has_checkpoint(self.output_dir):
+            raise RunFolderError(
+                f"--resume: {self.output_dir} holds no checkpoint to resume"
+                + (f" (only {', '.join(found)})" if found else "")
+                + "; start without --resume"
+            )
+        if not resume and found and not overwrite:
+            raise RunFolderError(
+                f"{self.output_dir} holds another run ({', '.join(found)}): --resume continues it, --overwrite "
+                "replaces it, or choose another --output"
+            )
+        if overwrite and found and acc.is_main_process:
+            for name in found:
+                target = self.output_dir / name
+                shutil.rmtree(target) if target.is_dir() else target.unlink()
+        barrier(acc)
+        if resume:
             self.load_checkpoint()
         if acc.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
