@@ -189,6 +189,15 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _push(args: argparse.Namespace) -> None:
     from hf_l3rs.optim.hub import load_net, push_to_hub
 
+    if Path(args.repo_id).is_dir() and not Path(args.folder).is_dir():  # the order before 0.2: FOLDER REPO_ID
+        import warnings
+
+        warnings.warn(
+            "hf-l3rs push FOLDER REPO_ID is deprecated: write `hf-l3rs push REPO_ID FOLDER` (as `hf upload`)",
+            FutureWarning,
+            stacklevel=1,
+        )
+        args.folder, args.repo_id = args.repo_id, args.folder
     load_net(args.folder)  # refuse to upload a folder that would not load
     url = push_to_hub(
         args.folder,
@@ -308,8 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_benchmark)
 
     p = sub.add_parser("push", help="upload a meta-weights folder to the Hub (safetensors, JSON and card only)")
+    p.add_argument("repo_id", help="Hub repository, e.g. org/l3rs-resnet34 (first, as in `hf upload`)")
     p.add_argument("folder", help="folder written by save_pretrained or a meta-training run (best/, final/)")
-    p.add_argument("repo_id", help="Hub repository, e.g. org/l3rs-resnet34")
     p.add_argument("--private", action="store_true", help="create the repository private")
     p.add_argument("--branch", default=None, help="push to this branch (created if needed)")
     p.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")

@@ -126,11 +126,15 @@ def test_cli_download_and_push(tmp_path, monkeypatch) -> None:
             return "url"
 
     monkeypatch.setattr(huggingface_hub, "HfApi", Api)
-    main(["push", str(tmp_path / "w"), "org/x"])
+    main(["push", "org/x", str(tmp_path / "w")])  # REPO_ID FOLDER, as `hf upload`
+    assert sent == {"repo": "org/x", "folder": str(tmp_path / "w")}
+    sent.clear()
+    with pytest.warns(FutureWarning, match="deprecated"):
+        main(["push", str(tmp_path / "w"), "org/x"])  # the old order still works, with a deprecation
     assert sent == {"repo": "org/x", "folder": str(tmp_path / "w")}
     (tmp_path / "w" / "config.json").write_text("{}")
     with pytest.raises(SystemExit, match="hf-l3rs push: error"):
-        main(["push", str(tmp_path / "w"), "org/x"])
+        main(["push", "org/x", str(tmp_path / "w")])
 
 
 #: modules outside ``hf_l3rs.optim`` that it may import: leaves that import nothing of hf_l3rs
