@@ -160,6 +160,10 @@ def _benchmark(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
+    if args.command == "evaluate":  # the name of HF's `evaluate` library: renamed, alias kept for one release
+        import warnings
+
+        warnings.warn("`hf-l3rs evaluate` is deprecated: use `hf-l3rs paper-protocol`", FutureWarning, stacklevel=1)
     from hf_l3rs.evaluation.protocol import EvalConfig, Protocol
     from hf_l3rs.evaluation.report import markdown, save
 
@@ -261,7 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=str(DEFAULT_CHECKPOINTS), help="folder for <domain>/model.safetensors")
     p.set_defaults(func=_pretrain)
 
-    p = sub.add_parser("evaluate", help="the paper's evaluations A-F against the Adam baselines")
+    p = sub.add_parser(
+        "paper-protocol",
+        aliases=["evaluate"],
+        help="the paper's evaluations A-F against the Adam baselines ('evaluate' is a deprecated alias)",
+    )
     p.add_argument("--config", default=None, help="YAML EvalConfig (default: embedded domains)")
     p.add_argument("--checkpoints", default=str(DEFAULT_CHECKPOINTS), help="folder of pretrained domain checkpoints")
     p.add_argument("--l3rs", default=None, help="meta-weights folder or Hub id (default: untrained L3RS)")

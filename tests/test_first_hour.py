@@ -105,3 +105,15 @@ def test_the_kernel_build_is_keyed_by_torch_python_and_flags(monkeypatch):
 
     monkeypatch.setattr(sysconfig, "get_config_var", lambda name: "cpython-399-x86_64-linux-gnu")
     assert fused.kernel_key(source) != key
+
+
+def test_the_paper_protocol_verb_and_its_deprecated_alias():
+    from hf_l3rs.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["paper-protocol"]).func is parser.parse_args(["evaluate"]).func
+    out = _run(
+        "import sys; from hf_l3rs.cli import main; sys.argv=['hf-l3rs']; "
+        "main(['evaluate', '--config', '/nonexistent.yaml'])"
+    )
+    assert "deprecated: use `hf-l3rs paper-protocol`" in out.stderr
