@@ -60,6 +60,7 @@ ROLES = ("conv", "linear", "norm", "bias", "embedding", "other")
 MAX_WIDTH = 4096
 MAX_LAYERS = 8
 MAX_COMPONENTS = 1_000_000
+MAX_BASE_LR = 100.0
 
 
 class ConfigError(ValueError):
@@ -423,10 +424,10 @@ class L3RSConfig:
             raise ConfigError(f"L3RSConfig.hidden_sizes: at most {MAX_LAYERS} layers, got {len(self.hidden_sizes)}")
         if self.embedding and not 0 < self.embedding_dim <= MAX_WIDTH:
             raise ConfigError(f"L3RSConfig.embedding_dim must be in [1, {MAX_WIDTH}] when embedding=True")
-        if not (0 < self.base_lr <= 1.0):
+        if not (0 < self.base_lr <= MAX_BASE_LR):
             raise ConfigError(
-                f"L3RSConfig.base_lr must be in (0, 1] (a per-element step size of normalised directions), "
-                f"got {self.base_lr!r}"
+                f"L3RSConfig.base_lr must be in (0, {MAX_BASE_LR:g}] (a per-element step size of normalised "
+                f"directions), got {self.base_lr!r}"
             )
         if not self.feature_eps > 0:
             raise ConfigError(f"L3RSConfig.feature_eps must be > 0 (features take its log), got {self.feature_eps!r}")
