@@ -54,7 +54,7 @@ BUGS = [
     # ---- the benchmark suite (hf_l3rs/benchmark): each of these would publish a dishonest number
     (
         "suite: baselines selected on the test split",
-        "hf_l3rs/benchmark/run.py",
+        "hf_l3rs/benchmark/plan.py",
         'if r["role"] == "tune":',
         'if r["role"] in ("tune", "score"):',
         "tests/test_suite_honesty.py",

@@ -12,7 +12,8 @@ import torch
 
 from hf_l3rs.benchmark import plan, report
 from hf_l3rs.benchmark.peers import PeerConfig, SettingsMismatch, build, check_settings
-from hf_l3rs.benchmark.run import run_case, run_one, tune_results
+from hf_l3rs.benchmark.plan import tune_results
+from hf_l3rs.benchmark.run import run_case, run_one
 from hf_l3rs.benchmark.stats import paired_bootstrap
 
 

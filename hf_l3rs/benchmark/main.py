@@ -17,7 +17,7 @@ from typing import Any
 
 from hf_l3rs.benchmark import plan, report
 from hf_l3rs.benchmark.peers import DEFAULT_WEIGHTS
-from hf_l3rs.benchmark.run import load_runs, run_case, tune_results
+from hf_l3rs.benchmark.run import run_case
 from hf_l3rs.benchmark.suite import SUITE_VERSION, cases, fingerprint
 
 
@@ -73,11 +73,12 @@ def run_suite(
         if costs_path.is_file():
             costs = json.loads(costs_path.read_text())
         else:
-            costs = report.measure_costs(case, plan.scoring(case, profile, tune_results(runs), weights))
+            costs = report.measure_costs(case, plan.scoring(case, profile, plan.tune_results(runs), weights))
             costs_path.parent.mkdir(parents=True, exist_ok=True)
             costs_path.write_text(json.dumps(costs, indent=1))
         tables.append(report.analyse_case(case, profile, runs, weights, costs))
     report.correct_across_cases(tables)
+    meta = report.META_TRAINING.get(Path(weights).name)
     result = {
         "suite": SUITE_VERSION,
         "split": split,
@@ -85,19 +86,15 @@ def run_suite(
         "fingerprint": fingerprint(selected),
         "weights": weights,
         "weights_version": version,
-        "meta_training": report.META_TRAINING.get(Path(weights).name, {"cpu_hours": None, "source": "not recorded"}),
+        "meta_training": f"{meta['cpu_hours']} CPU-hours ({meta['source']})" if meta else "not recorded",
         "command": command or "hf-l3rs " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "score_seeds": list(profile.score_seeds),
         "tune_seeds": list(profile.tune_seeds),
         "cases": tables,
         "summary": report.summarise(tables),
-        "cpu_seconds_of_runs": round(sum(r["seconds"] for c in selected for r in load_runs(output, c)), 1),
+        "cpu_seconds_of_runs": round(sum(r["seconds"] for runs in all_runs.values() for r in runs), 1),
         "wall_seconds": round(time.perf_counter() - start, 1),
     }
-    meta = result["meta_training"]
-    result["meta_training"] = (
-        f"{meta['cpu_hours']} CPU-hours ({meta['source']})" if meta.get("cpu_hours") else "not recorded"
-    )
     for folder in [output, publish] if publish else [output]:
         write(result, folder)
     return result

@@ -11,6 +11,7 @@ import math
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from hf_l3rs.benchmark.peers import TUNED, ZERO_TUNING, PeerConfig
 from hf_l3rs.benchmark.suite import Case
@@ -117,6 +118,15 @@ def tuned_peers(case: Case) -> tuple[str, ...]:
 
 def zero_tuning_peers(case: Case) -> tuple[str, ...]:
     return tuple(p for p in ZERO_TUNING if p != "adamw-5e-5" or case.transformer)
+
+
+def tune_results(runs: list[dict[str, Any]]) -> dict[PeerConfig, list[float]]:
+    """Tune-role final losses by setting (the only input selection ever sees)."""
+    out: dict[PeerConfig, list[float]] = {}
+    for r in runs:
+        if r["role"] == "tune":
+            out.setdefault(PeerConfig(**r["config"]), []).append(r["loss"])
+    return out
 
 
 def initial_grid(case: Case, profile: Profile) -> list[PeerConfig]:

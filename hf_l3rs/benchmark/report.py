@@ -64,10 +64,7 @@ def analyse_case(
     costs: dict[str, dict[str, float]] | None = None,
 ) -> dict[str, Any]:
     """The case's table. Winners are chosen from tune runs only; every number shown is a score run."""
-    tune = {}
-    for r in runs:
-        if r["role"] == "tune":
-            tune.setdefault(PeerConfig(**r["config"]), []).append(r["loss"])
+    tune = plan.tune_results(runs)
     scored = plan.scoring(case, profile, tune, weights)
     by_key: dict[str, list[dict[str, Any]]] = {}
     for r in runs:
@@ -98,7 +95,7 @@ def analyse_case(
             entry["edge"] = plan.edge(tune, config)
             entry["tuned_settings"] = sum(1 for c in tune if c.peer == config.peer)
         peers[config.peer] = entry
-    target = _mean_se(peers["adamw"]["loss"])[0]
+    target = plan.mean_loss(peers["adamw"]["loss"])
     for entry in peers.values():
         reached = steps_to_reach(target, entry["curve"]) if entry["curve"] else None
         entry["steps_to_tuned_adamw_loss"] = reached
@@ -110,6 +107,7 @@ def analyse_case(
     for name, entry in peers.items():
         if name == "l3rs":
             continue
+        peer_loss = plan.mean_loss(entry["loss"])
         dl, lo_l, hi_l = paired_bootstrap(l3["loss"], entry["loss"])
         da, lo_a, hi_a = paired_bootstrap(l3["accuracy"], entry["accuracy"])
         comparisons[name] = {
@@ -119,9 +117,7 @@ def analyse_case(
             "accuracy_diff": da,
             "accuracy_ci": [lo_a, hi_a],
             "accuracy_p": paired_p(l3["accuracy"], entry["accuracy"]),
-            "loss_ratio": (_mean_se(l3["loss"])[0] / _mean_se(entry["loss"])[0])
-            if math.isfinite(_mean_se(entry["loss"])[0])
-            else 0.0,
+            "loss_ratio": plan.mean_loss(l3["loss"]) / peer_loss if math.isfinite(peer_loss) else 0.0,
         }
     return {
         "name": case.name,
@@ -158,7 +154,7 @@ def summarise(cases: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         entry = {
             "view": have[0]["peers"][peer]["view"],
             "cases": len(have),
-            "geomean_loss": geomean([_mean_se(c["peers"][peer]["loss"])[0] for c in have]),
+            "geomean_loss": geomean([plan.mean_loss(c["peers"][peer]["loss"]) for c in have]),
             "mean_accuracy": statistics.fmean(statistics.fmean(c["peers"][peer]["accuracy"]) for c in have),
             "diverged_runs": sum(c["peers"][peer]["diverged"] for c in have),
         }

@@ -243,15 +243,6 @@ def _job(args: tuple) -> tuple[str, dict[str, Any]]:
     return path, record
 
 
-def tune_results(runs: list[dict[str, Any]]) -> dict[PeerConfig, list[float]]:
-    """Tune-role final losses by setting (the only input selection ever sees)."""
-    out: dict[PeerConfig, list[float]] = {}
-    for r in runs:
-        if r["role"] == "tune":
-            out.setdefault(PeerConfig(**r["config"]), []).append(r["loss"])
-    return out
-
-
 def execute(jobs: list[tuple], processes: int, desc: str, progress: bool = True) -> None:
     from tqdm.auto import tqdm
 
@@ -296,7 +287,7 @@ def run_case(
 
     round_ = 0
     while True:
-        todo = plan.next_tuning(case, profile, tune_results(load_runs(output, case)))
+        todo = plan.next_tuning(case, profile, plan.tune_results(load_runs(output, case)))
         jobs = jobs_for(todo, profile.tune_seeds, "tune")
         if not todo:
             break
@@ -304,6 +295,6 @@ def run_case(
         execute(jobs, processes, f"{case.name}: tuning round {round_}", progress)
         if not jobs:  # every run stored already but the plan still asks: nothing more can change
             break
-    chosen = plan.scoring(case, profile, tune_results(load_runs(output, case)), weights)
+    chosen = plan.scoring(case, profile, plan.tune_results(load_runs(output, case)), weights)
     execute(jobs_for(chosen, profile.score_seeds, "score"), processes, f"{case.name}: scoring", progress)
     return load_runs(output, case)
