@@ -72,6 +72,8 @@ CASES = {
     "l2_norm": {"norm": "l2"},
     "loss_log1p": {"loss_feature": "log1p"},
     "rate_cosine": {"rate_schedule": "cosine"},
+    "distance_scale": {"step_scale": "distance"},
+    "distance_per_tensor": {"step_scale": "distance_per_tensor"},
     "head_prior": {"init_head_fraction": 0.3, "init_head_rate": 5.0, "init_backbone_rate": 0.2},
     "role_prior": {"role_rate_scale": {"conv": 3.0, "bias": 0.5}},
     "hypergradient": {

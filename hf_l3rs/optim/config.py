@@ -17,6 +17,7 @@ RATE_ADAPTATIONS = ("none", "hypergradient")
 ADAPTATION_SCOPES = ("model", "component")
 ADAPTATION_SIGNALS = ("gradient", "tangential")
 ADAPTER_STEPS = ("tensor", "weight")
+STEP_SCALES = ("base_lr", "distance", "distance_per_tensor")
 #: Fields added after the first release, with the value that reproduces older checkpoints
 #: (a saved config without them loads with these, any other missing field is an error).
 ADDED_FIELDS = {
@@ -52,6 +53,7 @@ ADDED_FIELDS = {
     "head_calibration_rise": 0.0,
     "head_calibration_backoff": 2,
     "head_calibration_acceleration": 1.0,
+    "step_scale": "base_lr",
 }
 ROLES = ("conv", "linear", "norm", "bias", "embedding", "other")
 
@@ -222,6 +224,11 @@ class L3RSConfig:
     #: k-th is growth × acceleration^(k−1)): a head the loss has not answered for several steps is
     #: likely short by decades, one whose loss falls at once by a little. 1 = constant growth.
     head_calibration_acceleration: float = 1.0
+    #: What sets the size of a step (docs/adr/0003-distance-scale.md): ``base_lr`` (the paper's:
+    #: the network's rate is an absolute step size), ``distance`` (Prodigy's estimate d of the
+    #: distance to the solution, one for the model, optim/distance.py; the network's rate ÷
+    #: ``base_lr`` modulates it) or ``distance_per_tensor`` (one d per tensor).
+    step_scale: str = "base_lr"
 
     def __post_init__(self) -> None:
         # Lists arrive from JSON/YAML: store tuples so the config stays hashable and frozen.
@@ -375,6 +382,8 @@ class L3RSConfig:
                 "L3RSConfig needs head_calibration_rise >= 0 and head_calibration_backoff >= 0, got "
                 f"{self.head_calibration_rise!r} and {self.head_calibration_backoff!r}"
             )
+        if self.step_scale not in STEP_SCALES:
+            raise ConfigError(f"L3RSConfig.step_scale must be one of {STEP_SCALES}, got {self.step_scale!r}")
         if self.adapter_steps not in ADAPTER_STEPS:
             raise ConfigError(f"L3RSConfig.adapter_steps must be one of {ADAPTER_STEPS}, got {self.adapter_steps!r}")
         for role, power in self.gradient_share_boost.items():

@@ -28,6 +28,7 @@ from hf_l3rs.optim.components import (
 )
 from hf_l3rs.optim.config import ROLES, L3RSConfig
 from hf_l3rs.optim.directions import get_direction
+from hf_l3rs.optim.distance import DistanceState, observe
 from hf_l3rs.optim.features import (
     EMAFeatures,
     GradientShare,
@@ -375,6 +376,7 @@ class L3RS(torch.optim.Optimizer):
         self._share = GradientShare(cfg.gradient_share_reference, cfg.gradient_share_max, cfg.gradient_share_steps)
         self._head_multiplier, self._head_calibrated, self._head_growths = 1.0, False, 0
         self._head_before: list[float] = []  # the multiplier before each of the last growth steps
+        self._distance = DistanceState.fresh(n)  # used only with step_scale="distance*"
 
     def __getstate__(self) -> dict[str, Any]:
         """Everything, not only torch's defaults/state/param_groups: a pickled or deep-copied
@@ -405,6 +407,7 @@ class L3RS(torch.optim.Optimizer):
             "head_calibrated": self._head_calibrated,
             "head_growths": self._head_growths,
             "head_before": list(self._head_before),
+            **({"distance": self._distance.to_dict()} if self.config.step_scale != "base_lr" else {}),
         }
         return out
 
@@ -475,6 +478,8 @@ class L3RS(torch.optim.Optimizer):
         self._head_calibrated = bool(extra.get("head_calibrated", False))
         self._head_growths = int(extra.get("head_growths", 0))  # absent before the growth accelerated
         self._head_before = [float(v) for v in extra.get("head_before", [])]
+        if self.config.step_scale != "base_lr":
+            self._distance = DistanceState.from_dict(extra["distance"], self._params)
 
     # ---------------------------------------------------------------- step
     def _fused_blocker(self, check_grads: bool) -> str | None:
@@ -593,7 +598,12 @@ class L3RS(torch.optim.Optimizer):
             self.descriptor,
         )
         rate, mix = self.net(feats, self.component_map)
-        rate = rate * rate_schedule_factor(cfg, self._step, self.total_steps)
+        schedule = rate_schedule_factor(cfg, self._step, self.total_steps)
+        rate = rate * schedule
+        if cfg.step_scale != "base_lr":  # docs/adr/0003: d × the network's modulation
+            if self._distance.reference is None:  # the network's level at the first step is d's unit
+                self._distance.reference = float(torch.exp(torch.log(rate.detach()[act]).mean()))
+            rate = rate * (self._distance.d / self._distance.reference).to(rate)
         if cfg.role_rate_scale or cfg.adapter_steps != "tensor":
             rate = rate * self._role_scale.to(rate)
         if cfg.rate_adaptation != "none":
@@ -634,7 +644,24 @@ class L3RS(torch.optim.Optimizer):
         decay = lr * rate64 * wd
         coef = torch.where(finite[:, None], coef, torch.zeros_like(coef))
         decay = torch.where(finite, decay, torch.zeros_like(decay))
+        if cfg.step_scale != "base_lr":
+            self._observe_distance(active, finite, lr * schedule)
         backend.commit(self, active, coef, decay, finite, probe)
+
+    def _observe_distance(self, active: list[int], finite: Tensor, multiplier: Tensor) -> None:
+        """Fold this step into the distance estimate (weights not yet moved), finite tensors only."""
+        ok = [pos for pos, f in enumerate(finite.tolist()) if f]
+        idx = [active[pos] for pos in ok]
+        params = [self._params[j] for j in idx]
+        d = self._distance.d[idx] if idx else torch.zeros(0, dtype=torch.float64)
+        beta2 = self.net.hyper_values().get("adam", {}).get("beta2", 0.999)
+        scope = "model" if self.config.step_scale == "distance" else "component"
+        observe(self._distance, idx, params, [p.grad for p in params], d * d * multiplier[ok], math.sqrt(beta2), scope)
+
+    @property
+    def distance_scale(self) -> Tensor:
+        """Each tensor's d, the step-size scale of ``step_scale="distance*"`` (docs/adr/0003)."""
+        return self._distance.d.clone()
 
     @property
     def rate_multiplier(self) -> float:

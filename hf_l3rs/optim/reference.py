@@ -60,6 +60,12 @@ class ReferenceL3RS:
         self.first_loss, self.loss_ema, self.loss_count, self.released = math.nan, 0.0, 0, False
         self.log_shares: list[float] = []  # the backbone's gradient share, steps 1…k
         self.share_factor = 1.0
+        # docs/adr/0003 (step_scale="distance*"): x₀, s, r and d per tensor, the network's level at step 1
+        self.x0: list[Tensor | None] = [None] * len(self.params)
+        self.s: list[Tensor | None] = [None] * len(self.params)
+        self.r = [0.0] * len(self.params)
+        self.d = [1e-6] * len(self.params)
+        self.reference_rate: float | None = None
 
     def _share_parts(self) -> tuple[list[int], int | None]:
         """The convolutions shallower than the head (the deepest linear component), and the
@@ -151,6 +157,30 @@ class ReferenceL3RS:
                 floor = low if self.released else max(low, math.log(role_floor))
                 self.log_adapt[j] = max(floor, min(high, self.log_adapt[j] + change))
 
+    def _distance(self, pending: dict, group_of: list[dict], hyper: dict) -> None:
+        """Prodigy's estimate, weights before they move: r ← β₃r + w⟨g, x₀ − x⟩, s ← β₃s + w·g,
+        d ← max(d, r/‖s‖₁) per tensor or with r and ‖s‖₁ summed over the model."""
+        beta3 = math.sqrt(hyper.get("adam", {}).get("beta2", 0.999))
+        schedule = rate_schedule_factor(self.cfg, self.t, self.total_steps)
+        for j in pending:
+            p = self.params[j]
+            if self.x0[j] is None:
+                self.x0[j], self.s[j] = p.detach().clone(), torch.zeros_like(p)
+            w = self.d[j] ** 2 * group_of[j]["lr"] * schedule
+            self.r[j] = beta3 * self.r[j] + w * float((p.grad * (self.x0[j] - p)).sum())
+            self.s[j] = beta3 * self.s[j] + w * p.grad
+        seen = [j for j in range(len(self.params)) if self.s[j] is not None]
+        if self.cfg.step_scale == "distance":
+            l1 = sum(float(self.s[j].abs().sum()) for j in seen)
+            if l1 > 0:
+                d = max(self.d[0], sum(self.r[j] for j in seen) / l1)
+                self.d = [d] * len(self.params)
+            return
+        for j in pending:
+            l1 = float(self.s[j].abs().sum())
+            if l1 > 0:
+                self.d[j] = max(self.d[j], self.r[j] / l1)
+
     @torch.no_grad()
     def step(self, loss: float) -> None:
         cfg = self.cfg
@@ -205,9 +235,16 @@ class ReferenceL3RS:
         feats = torch.tensor([self._features(j) for j in range(len(self.params))], dtype=torch.float32)
         rate, mix = self.net(feats, self.component_map)
         group_of = [g for g in self.groups for _ in g["params"]]
+        if cfg.step_scale != "base_lr" and pending:
+            if self.reference_rate is None:  # geometric mean of the first step's rates
+                self.reference_rate = math.exp(sum(math.log(float(rate[j])) for j in pending) / len(pending))
+            d_now = list(self.d)
+            self._distance(pending, group_of, hyper)
         for j, (dirs, news, dnorms) in pending.items():
             p, group = self.params[j], group_of[j]
             eta = group["lr"] * float(rate[j]) * rate_schedule_factor(cfg, self.t, self.total_steps)
+            if cfg.step_scale != "base_lr":
+                eta *= d_now[j] / self.reference_rate
             eta *= math.exp(self.log_adapt[j]) * cfg.role_rate_scale.get(self.components[j].role, 1.0)
             eta *= self._share_multiplier(j)
             if cfg.adapter_steps == "weight":
