@@ -115,6 +115,24 @@ def fashion_mlp(seed: int, role: str, steps: int) -> Problem:
     return _classifier(model, x[:10_000], y[:10_000], 128, seed, hx, hy, chance=0.1)
 
 
+def fashion_resnet(seed: int, role: str, steps: int) -> Problem:
+    """The tiny ResNet (convolutions with BatchNorm) from random init on the same photos as
+    :func:`fashion_mlp`, batch 64: the from-scratch case whose normalisation layers must move."""
+    import timm
+
+    import hf_l3rs.tasks.models  # noqa: F401  (registers the small CPU models)
+
+    x, y = _idx("train-images-idx3-ubyte.gz"), _idx("train-labels-idx1-ubyte.gz")
+    if role == "tune":
+        hx, hy = x[50_000:52_000], y[50_000:52_000]
+    else:
+        hx, hy = _idx("t10k-images-idx3-ubyte.gz")[:5000], _idx("t10k-labels-idx1-ubyte.gz")[:5000]
+    torch.manual_seed(seed)
+    model = timm.create_model("l3rs_resnet_tiny", num_classes=10, in_chans=1)
+    images = x[:10_000].view(-1, 1, 28, 28)
+    return _classifier(model, images, y[:10_000], 64, seed, hx.view(-1, 1, 28, 28), hy, chance=0.1)
+
+
 class SmallCNN(nn.Module):
     def __init__(self, classes: int, channels: int = 1, size: int = 28) -> None:
         super().__init__()
@@ -176,14 +194,19 @@ def _image_family(dataset: str, checkpoint: str):
     )
 
 
-def image_tasks(seed: int, role: str, steps: int, dataset: str, checkpoint: str) -> Problem:
+def image_tasks(seed: int, role: str, steps: int, dataset: str, checkpoint: str, frozen_body: bool = False) -> Problem:
     """A pretrained tiny ResNet and a new head on classes it never saw: validation tasks draw
-    the meta-train classes, test tasks the meta-test classes (disjoint)."""
+    the meta-train classes, test tasks the meta-test classes (disjoint). ``frozen_body``: only
+    the head trains (a linear probe; BatchNorm statistics still follow the data)."""
     from hf_l3rs.tasks.images import head_name
 
     family = _image_family(dataset, checkpoint)
     task = family.sample(seed, "val" if role == "tune" else "test")
     model = task.init_model()
+    if frozen_body:
+        prefix = head_name(model) + "."
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith(prefix))
     return Problem(
         model,
         task.train_batch,
@@ -369,6 +392,7 @@ def minilm_fortunes(
 
 BUILDERS: dict[str, Callable[..., Problem]] = {
     "fashion_mlp": fashion_mlp,
+    "fashion_resnet": fashion_resnet,
     "clipart_cnn": clipart_cnn,
     "image_tasks": image_tasks,
     "decoder_text": decoder_text,

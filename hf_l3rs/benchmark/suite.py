@@ -13,7 +13,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-SUITE_VERSION = "v1"
+SUITE_VERSION = "v2"
+#: v2 = v1 plus two dev cases (a BatchNorm network from scratch, a frozen-body probe); its test
+#: split is v1's, case for case (a test pins its fingerprint), so test results of v1 and v2 compare.
 SPLITS = ("dev", "test")
 #: what kind of training a case is; the suite must cover every kind across its two splits
 KINDS = ("vision-finetune", "vision-scratch", "text-encoder-trainer", "causal-lm-full", "causal-lm-lora")
@@ -100,6 +102,28 @@ CASES: tuple[Case, ...] = (
         {"corpus": "docstrings", "decoder": "small", **_LORA},
         transformer=True,
         description="the same decoder, LoRA (peft, r=8 on q/v) on a stdlib module's docstrings",
+    ),
+    Case(
+        "fashion-resnet-scratch",
+        "dev",
+        "vision-scratch",
+        300,
+        "fashion-mnist",
+        "resnet-tiny",
+        "fashion_resnet",
+        description="tiny ResNet (convolutions with BatchNorm) from random init on Fashion-MNIST (batch 64)",
+    ),
+    Case(
+        "kanji-resnet-probe",
+        "dev",
+        "vision-finetune",
+        100,
+        "kanji",
+        "resnet-tiny@kanji",
+        "image_tasks",
+        {"dataset": "kanji", "checkpoint": "kanji", "frozen_body": True},
+        finetune=True,
+        description="the kanji ResNet frozen, only a new 25-way head trains (a linear probe, 3 shots)",
     ),
     # ---- test: other data and other models; scored once per weights version
     Case(
