@@ -43,8 +43,31 @@ ABLATIONS: dict[str, dict[str, Any]] = {
         "init_backbone_rate": 1.0,
     },
     "cosine rate schedule": {"rate_schedule": "constant"},
+    "role floors of the adaptation (conv >= 1 until the loss halves)": {
+        "role_adaptation_min": {},
+        "role_adaptation_min_release": 0.0,
+    },
+    "tangential adaptation signal (the plain gradient cosine instead)": {"adaptation_signal": "gradient"},
 }
 ALL_OFF = "all of the above off (the meta-network alone)"
+#: Variants of the meta-network alone (every group above off): with the cosine prior back, and
+#: with the principled scale of issue 37 (docs/adr/0003), Prodigy's distance estimate, in place
+#: of base_lr.
+ALL_OFF_PLUS: dict[str, dict[str, Any]] = {
+    "every group off but the cosine schedule (the meta-network alone)": {"rate_schedule": "cosine"},
+    "rate adaptation only (gradient signal, no floors; every other group off)": {
+        "rate_adaptation": "hypergradient",
+        "adaptation_signal": "gradient",
+    },
+    "rate adaptation (gradient signal, no floors) and the cosine schedule": {
+        "rate_schedule": "cosine",
+        "rate_adaptation": "hypergradient",
+        "adaptation_signal": "gradient",
+    },
+    "distance scale, one d (the meta-network alone)": {"step_scale": "distance"},
+    "distance scale, d per tensor (the meta-network alone)": {"step_scale": "distance_per_tensor"},
+    "distance scale, one d, with the cosine schedule": {"step_scale": "distance", "rate_schedule": "cosine"},
+}
 
 
 def make_variants(root: Path, base: str = DEFAULT_WEIGHTS) -> dict[str, Path]:
@@ -53,11 +76,11 @@ def make_variants(root: Path, base: str = DEFAULT_WEIGHTS) -> dict[str, Path]:
 
     source = Path(resolve(base))
     out = {}
-    groups = {**ABLATIONS, ALL_OFF: {k: v for g in ABLATIONS.values() for k, v in g.items()}}
+    all_off = {k: v for g in ABLATIONS.values() for k, v in g.items() if k != "adaptation_signal"}
+    groups = {**ABLATIONS, ALL_OFF: all_off, **{n: {**all_off, **o} for n, o in ALL_OFF_PLUS.items()}}
     for name, overrides in groups.items():
-        slug = (
-            "all-off" if name == ALL_OFF else "no-" + re.sub(r"[^a-z0-9]+", "-", name.split(" (")[0].lower()).strip("-")
-        )
+        words = re.sub(r"[^a-z0-9]+", "-", name.split(" (")[0].lower()).strip("-")
+        slug = "all-off" if name == ALL_OFF else words if name in ALL_OFF_PLUS else "no-" + words
         folder = root / slug
         if folder.exists():
             shutil.rmtree(folder)
@@ -68,6 +91,17 @@ def make_variants(root: Path, base: str = DEFAULT_WEIGHTS) -> dict[str, Path]:
         (folder / "config.json").write_text(json.dumps(config, indent=1))
         out[name] = folder
     return out
+
+
+def _seeds_run(output: Path, weights: str, seeds) -> tuple[int, ...]:
+    """``seeds`` plus every further seed scored for ``weights`` on every dev case (paired runs
+    added with ``--extra-seeds``)."""
+    key = PeerConfig("l3rs", weights=weights).key
+    found = tuple(seeds)
+    for extra in range(max(seeds) + 1, max(seeds) + 20):
+        if all((output / "runs" / c.name / "score" / f"{key}-seed{extra}.json").is_file() for c in cases("dev")):
+            found += (extra,)
+    return found
 
 
 def _l3rs_scores(output: Path, case, weights: str, seeds) -> tuple[list[float], list[float]]:
@@ -87,24 +121,28 @@ def table(output: Path, variants: dict[str, Path], profile: plan.Profile) -> dic
     for c in report["cases"]:
         free = [p for p in ("schedulefree-adamw", "prodigy", "dadapt-adam") if p in c["peers"]]
         best_free[c["name"]] = min(statistics.fmean(c["peers"][p]["loss"]) for p in free)
-    default = {c.name: _l3rs_scores(output, c, DEFAULT_WEIGHTS, profile.score_seeds) for c in dev}
+    default_seeds = _seeds_run(output, DEFAULT_WEIGHTS, profile.score_seeds)
     for name, folder in {"default (l3rs-general)": None, **variants}.items():
+        seeds = default_seeds if folder is None else _seeds_run(output, str(folder), profile.score_seeds)
+        seeds = tuple(s for s in seeds if s in default_seeds)  # paired: seeds both were scored on
         per_case = {}
         for c in dev:
-            loss, acc = default[c.name] if folder is None else _l3rs_scores(output, c, str(folder), profile.score_seeds)
-            dl = paired_bootstrap(loss, default[c.name][0])
-            da = paired_bootstrap(acc, default[c.name][1])
+            base = _l3rs_scores(output, c, DEFAULT_WEIGHTS, seeds)
+            loss, acc = base if folder is None else _l3rs_scores(output, c, str(folder), seeds)
+            dl = paired_bootstrap(loss, base[0])
+            da = paired_bootstrap(acc, base[1])
             per_case[c.name] = {
                 "loss": statistics.fmean(loss),
                 "accuracy": statistics.fmean(acc),
                 "loss_diff": dl,
                 "accuracy_diff": da,
-                "loss_p": paired_p(loss, default[c.name][0]) if folder is not None else math.nan,
+                "loss_p": paired_p(loss, base[0]) if folder is not None else math.nan,
             }
         ps = holm([v["loss_p"] for v in per_case.values()])
         for v, p in zip(per_case.values(), ps):
             v["loss_p_holm"] = p
         rows[name] = {
+            "seeds": list(seeds),
             "cases": per_case,
             "loss_ratio_to_best_lr_free": geomean([per_case[c]["loss"] / best_free[c] for c in per_case]),
         }
@@ -119,12 +157,13 @@ def render(result: dict[str, Any]) -> str:
         "",
         "Generated by `python -m hf_l3rs.benchmark.ablation` — do not edit. Each row switches one option group "
         "of `l3rs-general` off (same meta-network; the field set to `L3RSConfig`'s neutral default) and is "
-        f"scored on the dev split's score seeds (profile `{result['profile']}`), paired with the default. "
+        f"scored on the dev split's score seeds (profile `{result['profile']}`; rows run with `--extra-seeds` on "
+        "more, column *seeds*), paired with the default. "
         "Δ = variant − default (loss: lower is better). Last column: geometric mean over the dev cases of the "
         "test loss divided by the best learning-rate-free peer's (schedule-free AdamW, Prodigy, D-Adaptation).",
         "",
-        f"| option group switched off | {head} | loss ÷ best LR-free peer |",
-        "|---|" + "---|" * len(names) + "---|",
+        f"| option group switched off | seeds | {head} | loss ÷ best LR-free peer |",
+        "|---|---|" + "---|" * len(names) + "---|",
     ]
     for name, row in result["rows"].items():
         cells = []
@@ -138,7 +177,8 @@ def render(result: dict[str, Any]) -> str:
                 if name.startswith("default")
                 else f"{dl:+.3f} [{lo:+.3f}, {hi:+.3f}] ({'n/a' if math.isnan(p) else f'{p:.2f}'}) / {100 * da:+.1f}"
             )
-        lines.append(f"| {name} | {' | '.join(cells)} | {row['loss_ratio_to_best_lr_free']:.3f} |")
+        seeds = len(row.get("seeds", [])) or "—"
+        lines.append(f"| {name} | {seeds} | {' | '.join(cells)} | {row['loss_ratio_to_best_lr_free']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -150,6 +190,13 @@ def main() -> None:
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--processes", type=int, default=1)
     ap.add_argument("--results", default=None, help="also write ablation.md/json into this folder")
+    ap.add_argument(
+        "--extra-seeds",
+        type=int,
+        default=0,
+        help="score the default and the rows named by --rows on this many further paired seeds",
+    )
+    ap.add_argument("--rows", nargs="*", default=[], help="slugs of the rows that get --extra-seeds (e.g. all-off)")
     args = ap.parse_args()
     output = Path(args.output)
     profile = plan.PROFILES[args.profile]
@@ -162,6 +209,20 @@ def main() -> None:
     for folder in variants.values():
         for case in cases("dev"):
             run_case(case, profile, output, args.processes, str(folder))
+    if args.extra_seeds:
+        from hf_l3rs.benchmark.run import execute, run_path
+
+        start = max(profile.score_seeds) + 1
+        seeds = range(start, start + args.extra_seeds)
+        chosen = [DEFAULT_WEIGHTS] + [str(f) for f in variants.values() if f.name in args.rows]
+        for case in cases("dev"):
+            jobs = [
+                (case, PeerConfig("l3rs", weights=w), s, "score", profile.curve_points, str(path))
+                for w in chosen
+                for s in seeds
+                if not (path := run_path(output, case, PeerConfig("l3rs", weights=w), s, "score")).is_file()
+            ]
+            execute(jobs, args.processes, f"{case.name}: extra seeds")
     result = table(output, variants, profile)
     for folder in [output] + ([Path(args.results)] if args.results else []):
         folder.mkdir(parents=True, exist_ok=True)
