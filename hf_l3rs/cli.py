@@ -367,18 +367,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--roles", nargs="+", default=None, help="scale only backbone tensors of these roles (e.g. conv)")
     p.add_argument("--output", default="outputs/sensitivity", help="folder for sensitivity.md, .json and .png")
     p.add_argument(
-        "--write-prior",
-        default=None,
-        metavar="FOLDER",
-        help="with --roles: save the meta-weights with the selected factor in their role prior",
-    )
-    p.add_argument(
         "--set",
         nargs="+",
         default=None,
         metavar="FIELD=JSON",
         help="instead of rate factors: compare the meta-weights with these config fields changed (paired, "
-        "each member's verdict by the role prior's rule), e.g. --set 'adaptation_signal=\"tangential\"'",
+        "each member's verdict by the role prior's rule), e.g. --set 'hypergradient_rate=0.2'",
     )
     _eval_batchnorm_argument(p)
     p.set_defaults(func=_sensitivity)
@@ -422,15 +416,13 @@ def _analyze(args: argparse.Namespace) -> None:
 
 
 def _sensitivity(args: argparse.Namespace) -> None:
-    from hf_l3rs.analysis.sensitivity import parse_factors, rate_sensitivity, select_factor, write_prior, write_report
+    from hf_l3rs.analysis.sensitivity import parse_factors, rate_sensitivity, write_report
     from hf_l3rs.meta.config import MetaTrainConfig
     from hf_l3rs.meta.trainer import build_family
     from hf_l3rs.tasks.registry import with_image_option
 
-    if args.write_prior and not args.roles:
-        raise ValueError("hf-l3rs sensitivity: --write-prior needs --roles (the prior is per role)")
-    if args.set and (args.roles or args.write_prior):
-        raise ValueError("hf-l3rs sensitivity: --set compares one change; it takes no --roles or --write-prior")
+    if args.set and args.roles:
+        raise ValueError("hf-l3rs sensitivity: --set compares one change; it takes no --roles")
     config = MetaTrainConfig.from_yaml(args.config)
     if args.eval_batchnorm:
         kwargs = with_image_option(config.family, config.family_kwargs, "eval_batchnorm", args.eval_batchnorm)
@@ -457,10 +449,6 @@ def _sensitivity(args: argparse.Namespace) -> None:
     )
     out = write_report(cells, args.meta_weights, args.output, args.roles)
     print((out / "sensitivity.md").read_text())
-    if args.write_prior:
-        factor = select_factor(cells)
-        folder = write_prior(args.meta_weights, args.roles, factor, args.write_prior)
-        print(f"wrote {folder}: {args.meta_weights} with {', '.join(args.roles)} x{factor:g} in its role prior")
 
 
 def environment_report() -> str:

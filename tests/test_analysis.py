@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from hf_l3rs.analysis import probes
 from hf_l3rs.analysis.subjects import get_subject
@@ -199,25 +198,6 @@ def test_select_factor_stops_at_the_first_factor_that_harms_a_member() -> None:
     assert select_factor(diverged) == 2.0
 
 
-def test_sensitivity_writes_the_selected_role_prior(tmp_path) -> None:
-    from hf_l3rs.analysis.sensitivity import SensitivityCell, select_factor
-    from hf_l3rs.cli import main
-    from hf_l3rs.optim.hub import load_net
-
-    config = tmp_path / "cfg.yaml"
-    config.write_text("name: t\nfamily: two_moons_mlp\nfamily_kwargs: {}\n")
-    source, out, prior = _untrained(tmp_path), tmp_path / "out", tmp_path / "prior"
-    with pytest.raises(SystemExit, match="needs --roles"):
-        main(["sensitivity", source, "--config", str(config), "--write-prior", str(prior)])
-    main(["sensitivity", source, "--config", str(config), "--factors", "2,4", "--horizons", "5",
-          "--tasks", "3", "--roles", "linear", "--output", str(out), "--write-prior", str(prior)])  # fmt: skip
-    cells = [SensitivityCell(**c) for c in json.loads((out / "sensitivity.json").read_text())["cells"]]
-    factor = select_factor(cells)
-    assert load_net(str(prior)).config.role_rate_scale == {"linear": factor}
-    assert torch.equal(load_net(str(prior)).get_flat(), load_net(source).get_flat())  # only the prior changes
-    assert f"×{factor:g}." in (out / "sensitivity.md").read_text()
-
-
 def test_variant_check_is_paired_against_the_plain_optimizer(tmp_path) -> None:
     """The rule as shipped is L3RS.from_pretrained on the same tasks; the variant is the same
     with the config field changed (here the base rate ×4, so a clear difference); setting a
@@ -264,13 +244,13 @@ def test_sensitivity_set_writes_the_variant_report(tmp_path) -> None:
     config = tmp_path / "cfg.yaml"
     config.write_text("name: t\nfamily: two_moons_mlp\nfamily_kwargs: {}\n")
     source, out = _untrained(tmp_path), tmp_path / "out"
-    main(["sensitivity", source, "--config", str(config), "--set", "base_lr=0.1", "rate_schedule=\"cosine\"",
+    main(["sensitivity", source, "--config", str(config), "--set", "base_lr=0.1", "adaptation_scope=\"component\"",
           "--horizons", "4", "--tasks", "2", "--output", str(out)])  # fmt: skip
     report = json.loads((out / "variant.json").read_text())
-    assert report["overrides"] == {"base_lr": 0.1, "rate_schedule": "cosine"}
+    assert report["overrides"] == {"base_lr": 0.1, "adaptation_scope": "component"}
     assert [c["horizon"] for c in report["cells"]] == [4] and isinstance(report["refused"], bool)
-    assert "`rate_schedule='cosine'`" in (out / "variant.md").read_text()
+    assert "`adaptation_scope='component'`" in (out / "variant.md").read_text()
     with pytest.raises(SystemExit, match="is not JSON"):
-        main(["sensitivity", source, "--config", str(config), "--set", "rate_schedule=cosine", "--output", str(out)])
+        main(["sensitivity", source, "--config", str(config), "--set", "variant=global", "--output", str(out)])
     with pytest.raises(SystemExit, match="base_lr"):
         main(["sensitivity", source, "--config", str(config), "--set", "base_lr=-1", "--output", str(out)])

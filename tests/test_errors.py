@@ -54,11 +54,6 @@ def test_without_a_horizon_it_runs_horizon_free_and_says_so(model, caplog) -> No
         ("variant", "lstm", "variant"),
         ("norm", "l1", "norm"),
         ("base_lr", -1.0, "base_lr"),
-        ("adaptation_signal", "radial", "adaptation_signal"),
-        ("role_adaptation_min", {"conv": 100.0}, "role_adaptation_min"),
-        ("role_adaptation_min", {"kernel": 1.0}, "unknown role 'kernel'"),
-        ("role_adaptation_min_release", 1.0, "role_adaptation_min_release must be in"),
-        ("role_adaptation_min_release", 0.5, "role_adaptation_min, which is empty"),
     ],
 )
 def test_bad_config_names_the_field(field, value, match) -> None:
@@ -96,14 +91,25 @@ def test_config_json_missing_field(tmp_path, model) -> None:
         L3RS.from_pretrained(str(folder), model, total_steps=3)
 
 
-def test_config_json_from_before_loss_feature_loads_as_raw(tmp_path, model) -> None:
-    """Checkpoints saved before ``loss_feature`` existed used the raw loss."""
+def test_config_json_with_removed_options_off_loads_silently(tmp_path, model, recwarn) -> None:
+    """Checkpoints saved before ADR 0004 list the removed options; off, they change nothing."""
     folder = _saved(tmp_path, model)
     data = json.loads((folder / "config.json").read_text())
-    del data["l3rs"]["loss_feature"]
+    data["l3rs"].update(loss_feature="raw", gradient_share_reference=0.0, gradient_share_max=8.0, role_rate_scale={})
     (folder / "config.json").write_text(json.dumps(data))
     opt = L3RS.from_pretrained(str(folder), model, total_steps=3)
-    assert opt.config.loss_feature == "raw"
+    assert not hasattr(opt.config, "gradient_share_max")
+    assert not [w for w in recwarn if "removed" in str(w.message)]
+
+
+def test_config_json_with_a_removed_option_on_warns_by_name(tmp_path, model) -> None:
+    folder = _saved(tmp_path, model)
+    data = json.loads((folder / "config.json").read_text())
+    data["l3rs"].update(role_rate_scale={"conv": 6.0}, head_calibration_growth=1.07, head_calibration_max=1000.0)
+    (folder / "config.json").write_text(json.dumps(data))
+    with pytest.warns(UserWarning, match=r"\['head_calibration_growth', 'role_rate_scale'\] were removed"):
+        opt = L3RS.from_pretrained(str(folder), model, total_steps=3)
+    assert opt.config == L3RS.from_pretrained(str(_saved(tmp_path / "plain", model)), model).config
 
 
 def test_config_json_unknown_field(tmp_path, model) -> None:

@@ -292,11 +292,11 @@ def test_resaving_loaded_meta_weights_keeps_what_they_were_trained_on(tmp_path) 
 
     from hf_l3rs.optim.hub import BUNDLED_DIR, save_net
 
-    save_net(load_net("l3rs-general", gradient_share_boost_steps=12), tmp_path / "variant")
+    save_net(load_net("l3rs-general", hypergradient_rate=0.3), tmp_path / "variant")
     listed = json.loads((BUNDLED_DIR / "l3rs-general" / "config.json").read_text())["trained_components"]
     saved = json.loads((tmp_path / "variant" / "config.json").read_text())
     assert listed and saved["trained_components"] == listed
-    assert saved["l3rs"]["gradient_share_boost_steps"] == 12
+    assert saved["l3rs"]["hypergradient_rate"] == 0.3
 
 
 def test_unreachable_endpoint_on_download_is_not_called_offline(monkeypatch) -> None:
@@ -317,47 +317,17 @@ def test_unreachable_endpoint_on_download_is_not_called_offline(monkeypatch) -> 
 
 
 def test_bundled_general_weights_train_an_unseen_decoder_without_a_learning_rate() -> None:
-    """l3rs-general (meta-trained with a decoder in the mixture) keeps l3rs-kanji-pertensor's
-    adaptation settings on its own θ plus a role prior on convolutions, the tangential
-    adaptation signal, a convolution floor released when the loss halves and the backbone's
-    gradient share (LoRA adapters stepped in the units of their weight), and with no
-    learning rate it trains a transformer it never saw (a
-    two-layer Llama over bytes; no convolutions, so the share leaves it alone) without
-    blowing up."""
+    """l3rs-general (meta-trained with a decoder in the mixture) keeps only the hand-set options
+    that earned their place on the dev split (docs/adr/0004): l3rs-kanji-pertensor's per-tensor
+    rate adaptation, on its own θ; with no learning rate it trains a
+    transformer it never saw (a two-layer Llama over bytes) without blowing up."""
     pytest.importorskip("transformers")
     from hf_l3rs.tasks.text import build_decoder, encode
 
     general, pertensor = load_net("l3rs-general"), load_net("l3rs-kanji-pertensor")
-    assert general.config.role_rate_scale == {"conv": 6.0}
-    assert general.config.adaptation_signal == "tangential"
-    assert general.config.role_adaptation_min == {"conv": 1.0}
-    assert general.config.role_adaptation_min_release == 0.5
-    assert general.config.gradient_share_reference == 0.85
-    assert general.config.gradient_share_steps == 3
-    assert general.config.adapter_steps == "weight"
-    assert general.config.head_calibration_growth == general.config.head_calibration_acceleration == 1.07
-    assert (general.config.head_calibration_max, general.config.head_calibration_rise) == (1000.0, 0.25)
-    assert general.config.gradient_share_boost == {"norm": 2.5, "bias": 2.5}
-    assert general.config.gradient_share_boost_steps == 15
-    assert (general.config.gradient_share_boost_horizon, general.config.gradient_share_boost_horizon_power) == (50, 1.5)
-    shipped_changes = {
-        "gradient_share_boost_horizon": 0.0,
-        "gradient_share_boost_horizon_power": 1.0,
-        "gradient_share_boost": {},
-        "gradient_share_boost_steps": 10,
-        "adapter_steps": "tensor",
-        "head_calibration_growth": 1.0,
-        "head_calibration_max": 100.0,
-        "head_calibration_rise": 0.0,
-        "head_calibration_acceleration": 1.0,
-        "gradient_share_reference": 0.0,
-        "gradient_share_steps": 5,
-        "role_rate_scale": {},
-        "adaptation_signal": "gradient",
-        "role_adaptation_min": {},
-        "role_adaptation_min_release": 0.0,
-    }
-    assert general.config.replace(**shipped_changes) == pertensor.config
+    assert (general.config.rate_adaptation, general.config.adaptation_scope) == ("hypergradient", "component")
+    assert general.config.step_scale == "base_lr"
+    assert general.config.replace(num_components=None) == pertensor.config.replace(num_components=None)
     assert not torch.equal(general.get_flat(), pertensor.get_flat())
     torch.manual_seed(0)
     model = build_decoder(
@@ -375,4 +345,3 @@ def test_bundled_general_weights_train_an_unseen_decoder_without_a_learning_rate
         losses.append(float(out.loss.detach()))
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert losses[-1] < 0.9 * losses[0], losses
-    assert opt.gradient_share_factor == 1.0 and opt._share_conv == []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import math
 
 import pytest
 import torch
@@ -19,22 +18,16 @@ STEPS = 50
 LIVELY = {"init_output_scale": 1.0, "init_adam_mix": 0.5}
 
 
-def _scripted_loss(t: int) -> float:
-    """A loss that halves by step ~15 (random labels do not): what the floors' release reads."""
-    return 2.0 / (1.0 + 0.1 * t)
-
-
-def _fast(config: L3RSConfig, implementation: str, scripted: bool = False) -> torch.nn.Module:
+def _fast(config: L3RSConfig, implementation: str) -> torch.nn.Module:
     model = small_cnn()
     opt = L3RS(grouped(model), config, total_steps=40, implementation=implementation, seed=3)
     for t in range(STEPS):  # 50 steps with total_steps=40: stepping past T is allowed
         loss = train_step(model, t)
-        opt.step(loss=_scripted_loss(t) if scripted else loss)
-    assert opt.floors_released == (scripted and config.role_adaptation_min_release > 0)
+        opt.step(loss=loss)
     return model
 
 
-def _reference(config: L3RSConfig, scripted: bool = False) -> torch.nn.Module:
+def _reference(config: L3RSConfig) -> torch.nn.Module:
     model = small_cnn()
     groups = grouped(model)
     probe = L3RS(copy.deepcopy(groups), config, total_steps=40, implementation="foreach", seed=3)
@@ -42,7 +35,7 @@ def _reference(config: L3RSConfig, scripted: bool = False) -> torch.nn.Module:
     ref = ReferenceL3RS(plain, probe.net, probe.components, total_steps=40)
     for t in range(STEPS):
         loss = train_step(model, t)
-        ref.step(_scripted_loss(t) if scripted else loss.item())
+        ref.step(loss.item())
     return model
 
 
@@ -70,12 +63,8 @@ CASES = {
     "ema_raw": {"ema_betas": (0.0,)},
     "ema_none": {"ema_betas": ()},
     "l2_norm": {"norm": "l2"},
-    "loss_log1p": {"loss_feature": "log1p"},
-    "rate_cosine": {"rate_schedule": "cosine"},
     "distance_scale": {"step_scale": "distance"},
     "distance_per_tensor": {"step_scale": "distance_per_tensor"},
-    "head_prior": {"init_head_fraction": 0.3, "init_head_rate": 5.0, "init_backbone_rate": 0.2},
-    "role_prior": {"role_rate_scale": {"conv": 3.0, "bias": 0.5}},
     "hypergradient": {
         "rate_adaptation": "hypergradient",
         "hypergradient_rate": 0.3,
@@ -88,67 +77,6 @@ CASES = {
         "hypergradient_rate": 0.3,
         "adaptation_min": 0.2,
         "adaptation_max": 5.0,
-    },
-    "hypergradient_role_floor": {
-        "rate_adaptation": "hypergradient",
-        "hypergradient_rate": 0.3,
-        "adaptation_min": 0.2,
-        "adaptation_max": 5.0,
-        "role_adaptation_min": {"conv": 1.0, "bias": 0.5},
-    },
-    "hypergradient_component_role_floor": {
-        "rate_adaptation": "hypergradient",
-        "adaptation_scope": "component",
-        "hypergradient_rate": 0.3,
-        "adaptation_min": 0.2,
-        "adaptation_max": 5.0,
-        "role_adaptation_min": {"conv": 1.0, "bias": 0.5},
-    },
-    "hypergradient_tangential": {
-        "rate_adaptation": "hypergradient",
-        "adaptation_signal": "tangential",
-        "hypergradient_rate": 0.3,
-        "adaptation_min": 0.2,
-        "adaptation_max": 5.0,
-    },
-    "hypergradient_component_tangential": {
-        "rate_adaptation": "hypergradient",
-        "adaptation_scope": "component",
-        "adaptation_signal": "tangential",
-        "hypergradient_rate": 0.3,
-        "adaptation_min": 0.2,
-        "adaptation_max": 5.0,
-    },
-    # a reference well below SmallCNN's share, so the backbone's multiplier is on (capped at 3)
-    "gradient_share": {"gradient_share_reference": 0.05, "gradient_share_max": 3.0},
-    "gradient_share_conv_only": {
-        "gradient_share_reference": 0.2,
-        "gradient_share_steps": 3,
-        "gradient_share_roles": ("conv",),
-    },
-    # the multiplier (3) above the boost's start (1.5) through step 20 of 50: norm and bias boosted
-    "gradient_share_boost": {
-        "gradient_share_reference": 0.05,
-        "gradient_share_max": 3.0,
-        "gradient_share_boost": {"norm": 2.0, "bias": 1.5},
-        "gradient_share_boost_from": 1.5,
-        "gradient_share_boost_steps": 20,
-    },
-    # a checkpoint that must move (m capped at 1.8, below the boost's start 2): head × 1.8 ** -2
-    "gradient_share_head": {
-        "gradient_share_reference": 0.05,
-        "gradient_share_max": 1.8,
-        "gradient_share_head_power": 2.0,
-    },
-    # the same from scratch on a run (50 steps) shorter than the boost's horizon (80): × 1.6 ** 1.5
-    "gradient_share_boost_short": {
-        "gradient_share_reference": 0.05,
-        "gradient_share_max": 3.0,
-        "gradient_share_boost": {"norm": 2.0, "bias": 1.5},
-        "gradient_share_boost_from": 1.5,
-        "gradient_share_boost_steps": 20,
-        "gradient_share_boost_horizon": 80.0,
-        "gradient_share_boost_horizon_power": 1.5,
     },
 }
 
@@ -167,15 +95,8 @@ def test_foreach_matches_reference(case: str) -> None:
         "global",
         "per_layer_mlp",
         "l2_norm",
-        "loss_log1p",
-        "rate_cosine",
         "hypergradient",
-        "hypergradient_component_tangential",
-        "role_prior",
-        "gradient_share",
-        "gradient_share_boost",
-        "gradient_share_boost_short",
-        "gradient_share_head",
+        "hypergradient_component",
     ],
 )
 def test_fused_matches_reference(case: str) -> None:
@@ -185,11 +106,20 @@ def test_fused_matches_reference(case: str) -> None:
     _assert_close(_fast(config, "fused"), _reference(config))
 
 
-@pytest.mark.parametrize("schedule", ["constant", "cosine"])
-def test_one_hot_adam_is_normalised_adam_on_its_schedule(schedule: str) -> None:
-    """Mixing forced one-hot on adam, rate logit forced to 0: L3RS is normalised Adam at η₀,
-    constant or on the cosine 0.5·(1 + cos(π·(t−1)/T)) of a cosine-scheduled baseline."""
-    config = L3RSConfig(base_lr=3e-3, rate_schedule=schedule)
+def test_fused_distance_scale_matches_reference_within_rounding() -> None:
+    """The distance estimate reads x₀ − x while d ≈ 1e-6: float32 cancellation there turns the
+    kernels' 1e-8 rounding differences into ~1e-3 of d, and d's max() keeps them. So the fused
+    path agrees with the reference to 5 % here, not to 1e-6 (foreach, same arithmetic as the
+    reference, is held to 1e-6 above)."""
+    if load_fused() is None:
+        pytest.skip("no C++ toolchain: fused kernels unavailable")
+    config = L3RSConfig(**LIVELY, step_scale="distance")
+    _assert_close(_fast(config, "fused"), _reference(config), tol=5e-2)
+
+
+def test_one_hot_adam_is_normalised_adam() -> None:
+    """Mixing forced one-hot on adam, rate logit forced to 0: L3RS is normalised Adam at η₀."""
+    config = L3RSConfig(base_lr=3e-3)
     model, twin = small_cnn(), small_cnn()
     opt = L3RS(model, config, total_steps=30)
     with torch.no_grad():
@@ -207,8 +137,7 @@ def test_one_hot_adam_is_normalised_adam_on_its_schedule(schedule: str) -> None:
                 vi.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
                 d = (mi / (1 - b1**t)) / ((vi / (1 - b2**t)).sqrt() + eps)
                 rms = d.norm() / d.numel() ** 0.5
-                factor = 0.5 * (1 + math.cos(math.pi * (t - 1) / 30)) if schedule == "cosine" else 1.0
-                p.sub_(lr * factor * d / (rms + 1e-12))
+                p.sub_(lr * d / (rms + 1e-12))
     assert float(opt.last_mix[:, 1].min()) == 1.0
     for (name, p), q in zip(model.named_parameters(), twin.parameters()):
         rel = float((p - q).detach().norm() / q.detach().norm())
@@ -222,100 +151,21 @@ def test_untrained_l3rs_is_mostly_adam_at_base_rate(model) -> None:
     assert torch.allclose(opt.last_rate, torch.full_like(opt.last_rate, 1e-3), rtol=0.1)
 
 
-@pytest.mark.parametrize(
-    ("mode", "loss", "expected"),
-    [("raw", 99.0, 99.0), ("log1p", 99.0, math.log(100.0)), ("log1p", -99.0, -math.log(100.0))],
-)
-def test_loss_feature_transform(mode: str, loss: float, expected: float) -> None:
-    """The loss columns of the EMA features hold the (transformed) loss; after one step the
-    bias-corrected EMAs equal it exactly."""
+def test_loss_enters_the_features_raw() -> None:
+    """The loss columns of the EMA features hold the loss; after one step the bias-corrected
+    EMAs equal it exactly."""
     model = torch.nn.Linear(3, 1)
-    opt = L3RS(model, L3RSConfig(loss_feature=mode), total_steps=5)
+    opt = L3RS(model, L3RSConfig(), total_steps=5)
     (model(torch.ones(1, 3)).sum() ** 2).backward()
-    opt.step(loss=loss)
+    opt.step(loss=99.0)
     nb = len(opt.config.ema_betas)
     loss_columns = opt._ema.read()[:, 2 * nb : 3 * nb]
-    torch.testing.assert_close(loss_columns, torch.full_like(loss_columns, expected))
-
-
-def test_head_prior_starts_head_and_backbone_at_their_rates() -> None:
-    """init_head_fraction: the deepest 5 % of components (here the last linear and its bias,
-    depths 0.975 and 1.0 of 41) start at head·η₀, all others at backbone·η₀; the fraction's
-    own boundary (depth 0.95) is still backbone."""
-    timm = pytest.importorskip("timm")
-    import hf_l3rs.tasks.models  # noqa: F401
-
-    model = timm.create_model("l3rs_resnet_tiny", num_classes=5)
-    config = L3RSConfig(base_lr=3e-3, init_head_fraction=0.05, init_head_rate=3.3, init_backbone_rate=0.1)
-    opt = L3RS(model, config, total_steps=10)
-    loss = model(torch.randn(4, 3, 32, 32)).logsumexp(1).mean()
-    loss.backward()
-    opt.step(loss=loss)
-    head = [j for j, c in enumerate(opt.components) if c.depth > 0.95]
-    assert [opt.components[j].name for j in head] == ["fc.weight", "fc.bias"]
-    rate = opt.last_rate
-    torch.testing.assert_close(rate[head], torch.full((2,), 3.3 * 3e-3), rtol=0.05, atol=0)
-    backbone = torch.ones(len(rate), dtype=torch.bool)
-    backbone[head] = False
-    torch.testing.assert_close(rate[backbone], torch.full((int(backbone.sum()),), 0.1 * 3e-3), rtol=0.05, atol=0)
-
-
-@pytest.mark.parametrize(
-    ("changes", "match"),
-    [
-        ({"init_head_fraction": 1.5}, "init_head_fraction"),
-        ({"init_head_fraction": 0.05, "descriptor": False}, "descriptor"),
-        ({"init_head_fraction": 0.05, "variant": "global"}, "global"),
-        ({"init_head_fraction": 0.05, "hidden_sizes": (32,)}, "hidden layers"),
-        ({"init_head_rate": 0.0}, "init_head_rate"),
-    ],
-)
-def test_head_prior_config_errors(changes, match) -> None:
-    from hf_l3rs.optim.config import ConfigError
-
-    with pytest.raises(ConfigError, match=match):
-        L3RSConfig(**changes)
-
-
-def test_role_prior_multiplies_the_learned_rate_of_its_roles_only(model) -> None:
-    """role_rate_scale {"conv": 3}: the first step's conv updates are exactly 3× those of the
-    same meta-weights without it (same features, same network output), every other tensor's equal."""
-    from hf_l3rs.optim.config import ConfigError
-
-    base = L3RSConfig(**LIVELY)
-    updates = []
-    for config in (base, base.replace(role_rate_scale={"conv": 3.0})):
-        m = copy.deepcopy(model)
-        before = {n: p.detach().clone() for n, p in m.named_parameters()}
-        opt = L3RS(m, config, total_steps=10, seed=1)
-        opt.step(loss=train_step(m, 0))
-        updates.append({n: p.detach() - before[n] for n, p in m.named_parameters()})
-    roles = {c.name: c.role for c in opt.components}
-    assert "conv" in roles.values() and set(roles.values()) - {"conv"}
-    for name, role in roles.items():
-        ratio = 3.0 if role == "conv" else 1.0
-        torch.testing.assert_close(updates[1][name], ratio * updates[0][name], rtol=1e-4, atol=1e-7)
-    # A model without the role (a transformer has no convolutions) is untouched, bit for bit.
-    mlp = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.LayerNorm(8), torch.nn.Linear(8, 2))
-    steps = []
-    for config in (base, base.replace(role_rate_scale={"conv": 3.0})):
-        m = copy.deepcopy(mlp)
-        opt = L3RS(m, config, total_steps=10, seed=1)
-        for t in range(3):
-            loss = m(torch.randn(8, 4, generator=torch.Generator().manual_seed(t))).pow(2).mean()
-            m.zero_grad()
-            loss.backward()
-            opt.step(loss=loss)
-        steps.append(torch.cat([p.detach().reshape(-1) for p in m.parameters()]))
-    assert torch.equal(steps[0], steps[1])
-    for bad, match in (({"convolution": 2.0}, "unknown role"), ({"conv": 0.0}, "> 0"), ({"conv": "x"}, "numbers")):
-        with pytest.raises(ConfigError, match=match):
-            L3RSConfig(role_rate_scale=bad)
+    torch.testing.assert_close(loss_columns, torch.full_like(loss_columns, 99.0))
 
 
 def test_horizon_free_matches_reference() -> None:
     """total_steps unknown: the fast step and the loop reference agree (t/T = 0, T = ∞)."""
-    config = L3RSConfig(**LIVELY, rate_schedule="cosine")
+    config = L3RSConfig(**LIVELY)
     fast_model, ref_model = small_cnn(), small_cnn()
     fast = L3RS(fast_model, config, implementation="foreach", seed=3)
     ref = ReferenceL3RS(
@@ -377,174 +227,6 @@ def test_component_scope_grows_a_flat_tensor_and_shrinks_a_sharp_one() -> None:
     per_tensor, shared = multipliers("component"), multipliers("model")
     assert per_tensor[0] > 2.0 and per_tensor[1] < 0.7, per_tensor
     assert shared[0] == shared[1]
-
-
-def test_tangential_signal_ignores_pure_norm_change_of_a_matrix() -> None:
-    """On f(W) = ½·|W|² every gradient and every momentum is parallel to W: the gradient
-    signal reads cos = 1 (grow), the tangential one has nothing left to compare and keeps
-    the multiplier at exactly 1. A vector (a gain, a bias) keeps the gradient signal: there
-    its size is its function."""
-
-    def multiplier(signal: str, shape: tuple[int, ...]) -> float:
-        w = torch.nn.Parameter(torch.linspace(-1.0, 1.0, 32).reshape(shape))
-        config = L3RSConfig(base_lr=1e-3, rate_adaptation="hypergradient", adaptation_signal=signal, descriptor=False)
-        opt = L3RS([("w", w)], config, total_steps=20, implementation="foreach")
-        for _ in range(20):
-            opt.zero_grad()
-            loss = 0.5 * w.square().sum()
-            loss.backward()
-            opt.step(loss=loss)
-        return opt.rate_multiplier
-
-    assert multiplier("gradient", (4, 8)) > 1.5
-    assert multiplier("tangential", (4, 8)) == 1.0
-    vector = multiplier("gradient", (32,))
-    assert vector > 1.5 and multiplier("tangential", (32,)) == pytest.approx(vector, rel=1e-6)
-
-
-def _separable_head(signal: str, base_lr: float) -> tuple[float, float]:
-    """A linear classifier on minibatches of 64 linearly separable points: its rate
-    multiplier and weight norm after 100 steps."""
-    torch.manual_seed(0)
-    x = torch.randn(64, 16)
-    y = (x @ torch.randn(16, 4)).argmax(1)
-    head = torch.nn.Linear(16, 4, bias=False)
-    config = L3RSConfig(
-        base_lr=base_lr,
-        rate_adaptation="hypergradient",
-        adaptation_scope="component",
-        hypergradient_rate=0.4,
-        adaptation_target=0.1,
-        adaptation_signal=signal,
-        descriptor=False,
-    )
-    opt = L3RS(head, config, total_steps=100, implementation="foreach")
-    batches = torch.Generator().manual_seed(1)
-    for _ in range(100):
-        idx = torch.randint(0, 64, (8,), generator=batches)
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(head(x[idx]), y[idx])
-        loss.backward()
-        opt.step(loss=loss)
-    return opt.rate_multiplier, float(head.weight.detach().norm())
-
-
-@pytest.mark.parametrize("base_lr", [1e-3, 1e-2])
-def test_tangential_signal_grows_a_separable_head_less(base_lr: float) -> None:
-    """Once a head separates its batches, every minibatch agrees on one thing: grow the
-    logits (the gradient's component along the weights); what is left disagrees from batch
-    to batch. The gradient signal reads that agreement as "steps too short" and keeps
-    raising the head's rate; the tangential one does not (docs/design.md §1)."""
-    grad_mult, grad_norm = _separable_head("gradient", base_lr)
-    tang_mult, tang_norm = _separable_head("tangential", base_lr)
-    assert tang_mult < 0.6 * grad_mult, (tang_mult, grad_mult)
-    assert tang_norm < grad_norm, (tang_norm, grad_norm)
-
-
-@pytest.mark.parametrize("scope", ["model", "component"])
-def test_role_floor_stops_the_adaptation_lowering_that_role(scope: str) -> None:
-    """Steps too large: the adaptation lowers multipliers (successive gradients disagree), but
-    a floor per role keeps the convolutions' at or above it at every step, and only theirs
-    (design §1 "Rate adaptation")."""
-
-    def lowest(floors: dict[str, float]) -> tuple[torch.Tensor, list[str]]:
-        model = small_cnn()
-        config = L3RSConfig(
-            base_lr=1.0,
-            rate_adaptation="hypergradient",
-            hypergradient_rate=0.3,
-            adaptation_scope=scope,
-            role_adaptation_min=floors,
-        )
-        opt = L3RS(model, config, total_steps=30, implementation="foreach")
-        low = torch.full((len(opt.presented_roles),), math.inf, dtype=torch.float64)
-        for t in range(30):
-            opt.step(loss=train_step(model, t))
-            low = torch.minimum(low, opt.rate_multipliers)
-        return low, opt.presented_roles
-
-    free, roles = lowest({})
-    floored, _ = lowest({"conv": 1.0})
-    conv = torch.tensor([r == "conv" for r in roles])
-    assert conv.any() and (~conv).any()
-    assert free[conv].min() < 0.99, free
-    assert (floored[conv] >= 1.0).all(), floored
-    assert floored[~conv].min() < 0.9, floored
-
-
-@pytest.mark.parametrize("scope", ["model", "component"])
-@pytest.mark.parametrize("implementation", ["foreach", "fused"])
-def test_role_floor_release_matches_reference(scope: str, implementation: str) -> None:
-    """Floors held while the scripted loss is high, released once its EMA halves (step ~15 of
-    50): the fast step and the loop reference agree on both sides of the release."""
-    if implementation == "fused" and load_fused() is None:
-        pytest.skip("no C++ toolchain: fused kernels unavailable")
-    floors = CASES["hypergradient_role_floor"]  # the floors' own parity case, plus the release
-    config = L3RSConfig(**LIVELY, **floors, adaptation_scope=scope, role_adaptation_min_release=0.5)
-    _assert_close(_fast(config, implementation, scripted=True), _reference(config, scripted=True))
-
-
-def test_role_floor_holds_until_the_loss_halves_then_releases() -> None:
-    """Loss 2 for 10 steps, then 0.2: the bias-corrected EMA (β 0.9) is 2, 1.738, 1.523, 1.346,
-    1.197, 1.072, 0.965 at steps 10…16, so with release 0.5 the convolutions' floor of 1 holds
-    through step 15 and is gone from step 16 on; the adaptation (steps too large) then lowers
-    them. The release survives a state_dict round trip."""
-    model, twin = small_cnn(), small_cnn()
-    config = L3RSConfig(
-        base_lr=1.0,
-        rate_adaptation="hypergradient",
-        hypergradient_rate=0.3,
-        adaptation_scope="component",
-        role_adaptation_min={"conv": 1.0},
-        role_adaptation_min_release=0.5,
-    )
-    opt = L3RS(model, config, total_steps=40, implementation="foreach")
-    conv = torch.tensor([r == "conv" for r in opt.presented_roles])
-    for t in range(1, 16):
-        train_step(model, t)
-        opt.step(loss=2.0 if t <= 10 else 0.2)
-        assert (opt.rate_multipliers[conv] >= 1.0).all(), (t, opt.rate_multipliers[conv])
-    assert not opt.floors_released
-    train_step(model, 16)
-    opt.step(loss=0.2)
-    assert opt.floors_released
-    twin.load_state_dict(model.state_dict())
-    copy_opt = L3RS(twin, opt.net, total_steps=40, implementation="foreach")
-    copy_opt.load_state_dict(copy.deepcopy(opt.state_dict()))
-    assert copy_opt.floors_released
-    lowest = math.inf
-    for t in range(17, 40):
-        train_step(model, t)
-        opt.step(loss=0.2)
-        assert opt.floors_released
-        lowest = min(lowest, float(opt.rate_multipliers[conv].min()))
-    assert lowest < 1.0, lowest  # with the floor it could not go below 1
-
-
-def test_state_saved_before_floor_release_loads_with_a_fresh_tracker() -> None:
-    """A state_dict written before role floors could be released (no loss tracker, no
-    release flag) loads; the floors count as held and the tracker starts at the next loss."""
-    model = small_cnn()
-    config = L3RSConfig(
-        rate_adaptation="hypergradient", role_adaptation_min={"conv": 1.0}, role_adaptation_min_release=0.5
-    )
-    opt = L3RS(model, config, total_steps=20, implementation="foreach")
-    for t, loss in enumerate([2.0, 0.1, 0.1, 0.1]):
-        train_step(model, t)
-        opt.step(loss=loss)
-    assert opt.floors_released
-    old = copy.deepcopy(opt.state_dict())
-    for key in ("loss_first", "loss_ema", "loss_count", "floors_released"):
-        del old["l3rs"][key]
-    opt.load_state_dict(old)
-    assert not opt.floors_released
-    train_step(model, 4)
-    opt.step(loss=0.9)  # the fresh tracker's first loss; the old one (first 2.0) would release at it
-    assert not opt.floors_released
-    for t in range(5, 9):
-        train_step(model, t)
-        opt.step(loss=0.1)
-    assert opt.floors_released
 
 
 def test_rate_multiplier_survives_state_dict_round_trip() -> None:

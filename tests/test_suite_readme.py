@@ -14,23 +14,29 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_readme_results_block_is_the_committed_report():
     text = (ROOT / "README.md").read_text()
-    match = re.search(r"<!-- suite-v1 test summary: generated from (\S+); do not edit -->", text)
+    match = re.search(r"<!-- suite test summary: generated from (\S+); do not edit -->", text)
     assert match, "README has no generated results block"
     source = match.group(1)
     report = json.loads((ROOT / source).read_text())
-    assert report["split"] == "test" and report["suite"] == "v1"
+    assert report["split"] == "test" and report["suite"] in ("v1", "v2")
+    # the README shows the newest version of the bundled default that was scored
+    newest = max(
+        (json.loads(p.read_text()) for p in (ROOT / "docs" / "results").glob("l3rs-general@*/report.json")),
+        key=lambda r: r.get("scored_at", ""),
+    )
+    assert report["weights_version"] == newest["weights_version"]
     start = match.start()
     end = text.index(README_END) + len(README_END)
     assert text[start:end] == readme_block(report, source)
 
 
 def test_committed_test_reports_are_complete_and_name_their_command():
-    reports = sorted((ROOT / "docs" / "results").glob("*-suite-v1/report.json"))
+    reports = sorted((ROOT / "docs" / "results").glob("*-suite-v*/report.json"))
     assert reports, "no committed test-split report"
     for path in reports:
         report = json.loads(path.read_text())
         assert report["command"].startswith("hf-l3rs benchmark --suite test")
-        assert path.parent.name == f"{report['weights']}@{report['weights_version']}-suite-v1"
+        assert path.parent.name == f"{report['weights']}@{report['weights_version']}-suite-{report['suite']}"
         assert {c["name"] for c in report["cases"]} == {
             "clipart-cnn-scratch",
             "clipart-resnet-finetune",

@@ -27,6 +27,28 @@ def test_a_killed_suite_resumes_without_rerunning(toy_case, toy_profile, tmp_pat
     assert len(again) == len(first)
 
 
+def test_changed_weights_rerun_l3rs_instead_of_reusing_its_runs(toy_case, toy_profile, tmp_path, monkeypatch):
+    """A stored L3RS run belongs to the weights version it ran with: after the weights' config
+    (or tensors) change, the suite runs L3RS again and reuses every peer's runs."""
+    import shutil
+
+    from hf_l3rs.optim.hub import resolve
+
+    weights = tmp_path / "w"
+    shutil.copytree(resolve("l3rs-general"), weights)
+    run.run_case(toy_case, toy_profile, tmp_path, weights=str(weights), progress=False)
+    config = json.loads((weights / "config.json").read_text())
+    config["l3rs"]["hypergradient_rate"] = 0.3  # a new version of the same-named weights
+    (weights / "config.json").write_text(json.dumps(config))
+    calls = []
+    real = run.run_one
+    monkeypatch.setattr(run, "run_one", lambda *a, **k: calls.append(a[1].key) or real(*a, **k))
+    again = run.run_case(toy_case, toy_profile, tmp_path, weights=str(weights), progress=False)
+    assert calls and {c.split("_")[0] for c in calls} == {"l3rs"}
+    assert len(calls) == len(toy_profile.score_seeds)
+    assert {r["weights_version"] for r in again if r["config"]["peer"] == "l3rs"} == {run.weights_version(str(weights))}
+
+
 def test_l3rs_runs_with_no_learning_rate_and_no_horizon(toy_case):
     record = run.run_one(toy_case, PeerConfig("l3rs"), 0, "score")
     assert record["declared"] == {"weights": "l3rs-general", "lr": 1.0}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -348,34 +350,17 @@ def test_rate_adaptation_runs_in_trainer_and_logs_its_multiplier(tmp_path, scope
     assert all(torch.isfinite(p).all() for group in opt.param_groups for p in group["params"])
 
 
-def test_trainer_logs_the_release_of_the_role_floors(tmp_path) -> None:
-    """With role floors that a falling loss releases, the log says whether they have been
-    released: 0 in Trainer while this task's loss stays near its first value, 1 once a loss
-    (scripted here) has halved; absent without a release."""
-    from conftest import small_cnn, train_step
-
+def test_trainer_logs_the_distance_scale_when_it_sets_the_step(tmp_path) -> None:
+    """With step_scale="distance" the log carries d (``l3rs/distance_scale``), which starts at
+    Prodigy's 1e-6 and never falls; absent with the default base_lr."""
     from trainer_plugins.transformers_trainer import learned_rate_stats
 
-    config = CONFIG.replace(
-        rate_adaptation="hypergradient",
-        adaptation_scope="component",
-        role_adaptation_min={"linear": 1.0},
-        role_adaptation_min_release=0.5,
-    )
-    _, logged = _train_logged(tmp_path, config, logging_steps=1)
-    assert [h["l3rs/floors_released"] for h in logged] == [0.0] * 6
-
-    cnn = small_cnn()
-    opt = L3RS(cnn, config, total_steps=20)
-    for t, loss in enumerate([2.0, 2.0, 0.1, 0.1, 0.1]):
-        train_step(cnn, t)
-        opt.step(loss=loss)
-        assert learned_rate_stats(opt)["l3rs/floors_released"] == (1.0 if t >= 3 else 0.0), t  # EMA 2, 2, 1.30, 0.95
-    opt = L3RS(cnn, config.replace(role_adaptation_min_release=0.0), total_steps=20)
-    train_step(cnn, 0)
-    opt.step(loss=1.0)
-    assert "l3rs/rate_multiplier" in learned_rate_stats(opt)
-    assert "l3rs/floors_released" not in learned_rate_stats(opt)
+    _, logged = _train_logged(tmp_path, CONFIG.replace(step_scale="distance"), logging_steps=1)
+    d = [h["l3rs/distance_scale"] for h in logged]
+    assert d[0] == pytest.approx(1e-6) and all(b >= a for a, b in itertools.pairwise(d))
+    _, plain = _train_logged(tmp_path / "plain", CONFIG, logging_steps=1)
+    assert all("l3rs/distance_scale" not in h for h in plain)
+    assert learned_rate_stats(L3RS(torch.nn.Linear(2, 1), CONFIG)) == {}
 
 
 def test_a_frozen_body_stays_frozen_and_in_inference_mode_under_trainer(tmp_path) -> None:

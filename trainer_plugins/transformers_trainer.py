@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from transformers import Trainer, TrainerCallback
 
 from hf_l3rs.optim import L3RS
@@ -34,13 +35,8 @@ def learned_rate_stats(opt: L3RS) -> dict[str, float]:
     """The last step's learned rate η (mean/min/max over tensors) and mean mixing α per base
     direction, as flat log entries (``l3rs/rate_mean``, ``l3rs/mix_adam``, ...), and the
     rate-adaptation multiplier (``l3rs/rate_multiplier``; per tensor also its min and max)
-    when it is on, whether its role floors have been released (``l3rs/floors_released``,
-    0 or 1) when they can be, the backbone's gradient-share multiplier
-    (``l3rs/gradient_share_factor``) when it is on, with its from-scratch boost
-    (``l3rs/gradient_share_boost``, 1 when not boosting) when configured and its short-run
-    factor (``l3rs/short_horizon_boost``) when that is configured too, the head's factor of a
-    checkpoint that must move (``l3rs/share_head_factor``) when configured, and a frozen body's
-    head's step multiplier (``l3rs/head_multiplier``) when it calibrates one."""
+    when it is on, and the distance scale d (``l3rs/distance_scale``, its geometric
+    mean over tensors) when it sets the step size."""
     if opt.last_rate is None or opt.last_mix is None:
         return {}
     rate = opt.last_rate.detach().float().cpu()
@@ -54,18 +50,8 @@ def learned_rate_stats(opt: L3RS) -> dict[str, float]:
             multipliers = opt.rate_multipliers
             stats["l3rs/rate_multiplier_min"] = float(multipliers.min())
             stats["l3rs/rate_multiplier_max"] = float(multipliers.max())
-    if opt.config.role_adaptation_min_release > 0:
-        stats["l3rs/floors_released"] = float(opt.floors_released)
-    if opt.config.gradient_share_reference > 0:
-        stats["l3rs/gradient_share_factor"] = opt.gradient_share_factor
-        if opt.config.gradient_share_boost:
-            stats["l3rs/gradient_share_boost"] = opt.gradient_share_boost
-            if opt.config.gradient_share_boost_horizon > 0:
-                stats["l3rs/short_horizon_boost"] = opt.short_horizon_boost
-        if opt.config.gradient_share_head_power > 0:
-            stats["l3rs/share_head_factor"] = opt.share_head_factor
-    if opt.calibrates_head:
-        stats["l3rs/head_multiplier"] = opt.head_multiplier
+    if opt.config.step_scale != "base_lr":
+        stats["l3rs/distance_scale"] = float(torch.exp(torch.log(opt.distance_scale).mean()))
     return stats
 
 

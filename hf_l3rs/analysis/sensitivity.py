@@ -267,19 +267,6 @@ def plot(cells: Sequence[SensitivityCell], path: str | Path) -> Path:
     return path
 
 
-def write_prior(source: str, roles: Sequence[str], factor: float, output: str | Path) -> Path:
-    """``source``'s meta-weights with their role prior multiplied by ``factor`` on ``roles``
-    (docs/design.md §1 "Role prior"), saved to ``output`` with the card they came with."""
-    from hf_l3rs.optim.hub import load_net, save_net
-
-    net = load_net(source)
-    scale = dict(net.config.role_rate_scale)
-    for role in roles:
-        scale[role] = scale.get(role, 1.0) * factor
-    net = load_net(source, role_rate_scale=scale)
-    return save_net(net, output)
-
-
 def write_report(
     cells: Sequence[SensitivityCell], source: str, output: str | Path, roles: Sequence[str] | None = None
 ) -> Path:

@@ -45,7 +45,7 @@ class VariantCell:
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """``FIELD=JSON`` strings (e.g. ``role_adaptation_min={"conv": 1.0}``) as a dict."""
+    """``FIELD=JSON`` strings (e.g. ``adaptation_scope="model"``) as a dict."""
     import json
 
     out: dict[str, Any] = {}

@@ -7,7 +7,6 @@ refused (docs/adr/0001-benchmark-suite.md)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shlex
 import sys
@@ -17,23 +16,12 @@ from typing import Any
 
 from hf_l3rs.benchmark import plan, report
 from hf_l3rs.benchmark.peers import DEFAULT_WEIGHTS
-from hf_l3rs.benchmark.run import run_case
+from hf_l3rs.benchmark.run import run_case, weights_version
 from hf_l3rs.benchmark.suite import SUITE_VERSION, cases, fingerprint
 
 
 class AlreadyScored(RuntimeError):
     """The test split was scored for this weights version already."""
-
-
-def weights_version(weights: str) -> str:
-    """First 10 hex digits of the SHA-256 of the weights' safetensors and config files."""
-    from hf_l3rs.optim.hub import resolve
-
-    folder = Path(resolve(weights))
-    digest = hashlib.sha256()
-    for name in ("model.safetensors", "config.json"):
-        digest.update((folder / name).read_bytes())
-    return digest.hexdigest()[:10]
 
 
 def results_folder(root: Path, weights: str, version: str) -> Path:
@@ -94,6 +82,7 @@ def run_suite(
         "summary": report.summarise(tables),
         "cpu_seconds_of_runs": round(sum(r["seconds"] for runs in all_runs.values() for r in runs), 1),
         "wall_seconds": round(time.perf_counter() - start, 1),
+        "scored_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     for folder in [output, publish] if publish else [output]:
         write(result, folder)

@@ -363,7 +363,7 @@ def plot_case(case: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-README_BEGIN = "<!-- suite-v1 test summary: generated from {path}; do not edit -->"
+README_BEGIN = "<!-- suite test summary: generated from {path}; do not edit -->"
 README_END = "<!-- end of generated summary -->"
 
 

@@ -4,6 +4,7 @@ round; up to ``processes`` worker processes, one thread each."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -176,6 +177,7 @@ def run_one(case: Case, config: PeerConfig, seed: int, role: str, curve_points: 
         **out,
         "seconds": round(time.perf_counter() - start, 2),
         "suite": fingerprint([case]),
+        "weights_version": weights_version(config.weights) if config.weights else None,
     }
 
 
@@ -203,13 +205,35 @@ def run_path(output: Path, case: Case, config: PeerConfig, seed: int, role: str)
     return output / "runs" / case.name / role / f"{config.key}-seed{seed}.json"
 
 
+def weights_version(weights: str) -> str:
+    """First 10 hex digits of the SHA-256 of the weights' safetensors and config files: any
+    change of meta-weights or config is a new version."""
+    from hf_l3rs.optim.hub import resolve
+
+    folder = Path(resolve(weights))
+    digest = hashlib.sha256()
+    for name in ("model.safetensors", "config.json"):
+        digest.update((folder / name).read_bytes())
+    return digest.hexdigest()[:10]
+
+
+def is_current(record: dict[str, Any], case: Case) -> bool:
+    """A stored run counts only for the current case definition and, for L3RS, the current
+    version of its weights (a run of ``l3rs-general`` before its config changed is not one of
+    ``l3rs-general`` now)."""
+    if record.get("suite") != fingerprint([case]):
+        return False
+    weights = record.get("config", {}).get("weights")
+    return not weights or record.get("weights_version") == weights_version(weights)
+
+
 def load_runs(output: Path, case: Case) -> list[dict[str, Any]]:
-    """Every stored run of ``case`` whose case definition is the current one."""
+    """Every stored run of ``case`` that :func:`is_current`."""
     folder = output / "runs" / case.name
     runs = []
     for path in sorted(folder.glob("*/*.json")) if folder.is_dir() else []:
         record = json.loads(path.read_text())
-        if record.get("suite") == fingerprint([case]):
+        if is_current(record, case):
             runs.append(_restore(record))
     return runs
 
@@ -281,7 +305,7 @@ def run_case(
         for c in configs:
             for s in seeds:
                 path = run_path(output, case, c, s, role)
-                if not path.is_file():
+                if not (path.is_file() and is_current(json.loads(path.read_text()), case)):
                     out.append((case, c, s, role, profile.curve_points, str(path)))
         return out
 

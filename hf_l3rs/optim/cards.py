@@ -77,7 +77,6 @@ def render_card(net: L3RSNet, info: dict[str, Any]) -> str:
         "base_lr": f"{cfg.base_lr:g}",
         # 6 significant digits, not 6 decimals: ε ≈ 1e-8 must not print as 0.0
         "hyper": json.dumps({d: {k: float(f"{v:.6g}") for k, v in h.items()} for d, h in net.hyper_values().items()}),
-        "rate_schedule": cfg.rate_schedule,
         "training": info.get("training", "Not recorded (untrained or trained outside `hf-l3rs metatrain`)."),
         "evaluation": info.get("evaluation", "No evaluation recorded."),
     }

@@ -3,7 +3,7 @@ solution (Mishchenko & Defazio 2023), used as L3RS's scale in place of ``base_lr
 (docs/adr/0003-distance-scale.md).
 
 After step k, with weights x_k (before they move), gradient g_k and the step's weight
-w_k = d_k² · λ_k (λ_k the rate multipliers every step shares: group ``lr``, schedule),
+w_k = d_k² · λ_k (λ_k the group ``lr``, the multiplier an outside scheduler may change),
 
     r ← β₃·r + w_k·⟨g_k, x₀ − x_k⟩,    s ← β₃·s + w_k·g_k,    d ← max(d, r / ‖s‖₁)
 

@@ -8,7 +8,6 @@ embedding is appended by the network.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -36,13 +35,6 @@ def rate_schedule_factor(config: L3RSConfig, step: int, total_steps: int | None)
         return 1.0
     progress = min(step - 1, total_steps) / total_steps
     return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def loss_statistic(config: L3RSConfig, loss: float) -> float:
-    """The loss as it enters the EMA features (``config.loss_feature``)."""
-    if config.loss_feature == "log1p":
-        return math.copysign(math.log1p(abs(loss)), loss)
-    return loss
 
 
 class EMAFeatures:
@@ -82,72 +74,6 @@ class EMAFeatures:
             )
         self.value = state["ema_value"].to(self.value)
         self.count = state["ema_count"].to(self.count)
-
-
-class LossProgress:
-    """How far the training loss has come down: its EMA (β 0.9, bias-corrected) as a fraction
-    of the first finite loss. Releases the role floors of the rate adaptation (docs/design.md
-    §1 "Rate adaptation", *Releasing the floors*)."""
-
-    BETA = 0.9
-
-    def __init__(self) -> None:
-        self.first = math.nan
-        self.ema = 0.0
-        self.count = 0
-
-    def update(self, loss: float) -> None:
-        if self.count == 0:
-            self.first = loss
-        self.ema = self.BETA * self.ema + (1 - self.BETA) * loss
-        self.count += 1
-
-    def reached(self, fraction: float) -> bool:
-        """Whether the loss EMA is at or below ``fraction`` of the first loss (never for a
-        first loss ≤ 0, where a fraction of it means nothing)."""
-        if self.count == 0 or not self.first > 0:
-            return False
-        return self.ema / (1 - self.BETA**self.count) <= fraction * self.first
-
-    def state(self) -> dict[str, float]:
-        return {"loss_first": self.first, "loss_ema": self.ema, "loss_count": self.count}
-
-    def load(self, state: dict) -> None:
-        self.first = float(state.get("loss_first", math.nan))
-        self.ema = float(state.get("loss_ema", 0.0))
-        self.count = int(state.get("loss_count", 0))
-
-
-class GradientShare:
-    """The backbone's gradient share (docs/design.md §1): the convolutions' gradient norm over
-    the head's in the first steps, and the multiplier it implies for the backbone's rates,
-    fixed once ``steps`` shares are recorded (their geometric mean over steps 2…k)."""
-
-    def __init__(self, reference: float, maximum: float, steps: int) -> None:
-        self.reference, self.maximum, self.steps = reference, maximum, steps
-        self.log_shares: list[float] = []
-        self.factor = 1.0
-
-    @property
-    def decided(self) -> bool:
-        return len(self.log_shares) >= self.steps
-
-    def record(self, conv_norm: float, head_norm: float) -> None:
-        """One step's norms; a step where either is zero or non-finite is not counted."""
-        if self.decided or not (0 < conv_norm < math.inf and 0 < head_norm < math.inf):
-            return
-        self.log_shares.append(math.log(conv_norm / head_norm))
-        if self.decided:
-            later = self.log_shares[1:]
-            share = math.exp(sum(later) / len(later))
-            self.factor = min(self.maximum, max(1.0, share / self.reference))
-
-    def state(self) -> dict[str, Any]:
-        return {"share_log": list(self.log_shares), "share_factor": self.factor}
-
-    def load(self, state: dict) -> None:
-        self.log_shares = [float(x) for x in state.get("share_log", [])]
-        self.factor = float(state.get("share_factor", 1.0))
 
 
 def assemble(ema: Tensor, time: Tensor, dir_log_norms: Tensor, descriptor: Tensor | None) -> Tensor:

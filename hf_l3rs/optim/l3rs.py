@@ -12,7 +12,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from hf_l3rs.optim.adapters import adapter_rate_scales, log_adapter_scales, lora_matrices
 from hf_l3rs.optim.backends import FOREACH, FUSED, Backend
 from hf_l3rs.optim.compiled import COMPILED, compiled_unavailable_reason
 from hf_l3rs.optim.components import (
@@ -31,11 +30,7 @@ from hf_l3rs.optim.directions import get_direction
 from hf_l3rs.optim.distance import DistanceState, observe
 from hf_l3rs.optim.features import (
     EMAFeatures,
-    GradientShare,
-    LossProgress,
     assemble,
-    loss_statistic,
-    rate_schedule_factor,
     time_features,
 )
 from hf_l3rs.optim.fused import FUSED_DIRECTIONS, fused_unavailable_reason, load_fused
@@ -92,61 +87,6 @@ _MISSING_LOSS = (
     "or pass a closure that returns the loss. With transformers.Trainer use "
     "hf_l3rs.trainer_plugins (L3RSTrainer or L3RSCallback), which does this for you."
 )
-
-
-#: A projected square norm at most this share of the original is rounding, not a direction.
-_PARALLEL = 1e-12
-
-
-def _sums(tensors: list[Tensor]) -> Tensor:
-    """Each tensor's sum in float64, on the CPU."""
-    return torch.tensor([float(t.sum(dtype=torch.float64)) for t in tensors], dtype=torch.float64)
-
-
-def _share_layout(
-    roles: list[str], depths: list[float], numels: list[int], config: L3RSConfig
-) -> tuple[list[int], int | None, Tensor]:
-    """The gradient share's parts: the convolutions shallower than the head (the deepest
-    linear tensor), the head, and which tensors its multiplier scales (of
-    ``gradient_share_roles``, shallower than the head). Nothing where it is off, or the model
-    has no linear head, or its backbone is not convolutional (convolutions hold less than half
-    of its conv and linear weights: a ViT's patch stem does not make it a CNN)."""
-    none = ([], None, torch.zeros(len(roles)))
-    linear = [j for j, r in enumerate(roles) if r == "linear"]
-    if config.gradient_share_reference <= 0 or not linear:
-        return none
-    head = max(linear, key=lambda j: (depths[j], j))
-    conv = [j for j, r in enumerate(roles) if r == "conv" and depths[j] < depths[head]]
-    body_linear = [j for j in linear if depths[j] < depths[head]]
-    if sum(numels[j] for j in conv) <= sum(numels[j] for j in body_linear):
-        return none
-    targets = [float(r in config.gradient_share_roles and depths[j] < depths[head]) for j, r in enumerate(roles)]
-    return conv, head, torch.tensor(targets)
-
-
-def _tangential(params: list[Tensor], grads: list[Tensor], moms: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-    """g·m, |g|² and |m|² per tensor with g and m projected off the tensor's weights p
-    (matrices and kernels; a vector's are left whole):
-    x⊥ = x − (x·p̂)p̂, so g⊥·m⊥ = g·m − (g·p)(m·p)/|p|² and |x⊥|² = |x|² − (x·p)²/|p|²
-    (docs/design.md §1 "Rate adaptation"). These are differences of nearly equal numbers
-    when g is almost parallel to p, so every product is taken in float64, one tensor at a
-    time. A zero tensor has no direction to remove; what is left of a vector parallel to p
-    (≤ 1e-12 of its square norm, rounding) counts as zero."""
-    rows = []
-    for p, g, m in zip(params, grads, moms):
-        p, g, m = p.double(), g.double(), m.double()
-        # A vector (a norm's gain, a bias) keeps its whole signal: its size is its function.
-        pv = p if p.dim() >= 2 else torch.zeros_like(p)
-        rows.append(
-            torch.stack([(g * m).sum(), (g * g).sum(), (m * m).sum(), (g * pv).sum(), (m * pv).sum(), (p * p).sum()])
-        )
-    gm, gg, mm, gp, mp, pp = torch.stack(rows).cpu().unbind(1)
-    inv = torch.where(pp > 0, 1.0 / pp.clamp_min(1e-300), torch.zeros_like(pp))
-    g_perp, m_perp = gg - gp * gp * inv, mm - mp * mp * inv
-    g_perp = torch.where(g_perp > _PARALLEL * gg, g_perp, torch.zeros_like(gg))
-    m_perp = torch.where(m_perp > _PARALLEL * mm, m_perp, torch.zeros_like(mm))
-    both = (g_perp > 0) & (m_perp > 0)
-    return torch.where(both, gm - gp * mp * inv, torch.zeros_like(gm)), g_perp, m_perp
 
 
 class L3RS(torch.optim.Optimizer):
@@ -253,39 +193,6 @@ class L3RS(torch.optim.Optimizer):
         self.component_map = mapping.to(self.device)
         #: Each component's role as the meta-network sees it (a stand-in for roles it never saw).
         self.presented_roles = [ROLES[int(r)] for r in presented]
-        # docs/design.md §1 "Role prior": a fixed multiplier per role, 1 for roles not listed.
-        self._role_scale = torch.tensor(
-            [self.config.role_rate_scale.get(role, 1.0) for role in self.presented_roles], dtype=torch.float32
-        )
-        if self.config.adapter_steps == "weight":  # docs/design.md §1 "Low-rank adapters"
-            adapters = adapter_rate_scales(model, self._params)
-            self._role_scale = self._role_scale * adapters
-            log_adapter_scales(adapters)
-        # docs/design.md §1 "A head on a frozen body": which tensors calibrate their step.
-        self._calibrated_head = self._frozen_body_head(model, lora_matrices(model, self._params))
-        self._calibrates_head = self.config.head_calibration_growth > 1 and bool(self._calibrated_head.any())
-        self._role_scale = self._role_scale.to(self.device)
-        # docs/design.md §1 "Rate adaptation": the log floor of each component's multiplier.
-        self._adapt_floor = torch.tensor(
-            [
-                math.log(max(self.config.adaptation_min, self.config.role_adaptation_min.get(role, 0.0)))
-                for role in self.presented_roles
-            ],
-            dtype=torch.float64,
-        )
-        # docs/design.md §1 "The backbone's gradient share": which tensors it reads and scales.
-        self._share_conv, self._share_head, self._share_targets = _share_layout(
-            self.presented_roles, [c.depth for c in self.components], [c.numel for c in self.components], self.config
-        )
-        self._share_targets = self._share_targets.to(self.device)
-        self._share_head_mask = torch.zeros(len(self.presented_roles), dtype=torch.bool)
-        if self._share_head is not None:
-            self._share_head_mask[self._share_head] = True
-        boost = self.config.gradient_share_boost  # the exponent of m / from per scaled tensor
-        self._share_boost_powers = torch.tensor(
-            [boost.get(r, 1.0) - 1.0 if t else 0.0 for r, t in zip(self.presented_roles, self._share_targets.tolist())],
-            dtype=torch.float64,
-        )
         self.descriptor = (
             descriptor_matrix(self.components, presented).to(self.device) if self.config.descriptor else None
         )
@@ -370,12 +277,6 @@ class L3RS(torch.optim.Optimizer):
         self._nonfinite = torch.zeros(n, dtype=torch.long)
         self._skipped_loss = 0
         self._log_adapt = torch.zeros(n, dtype=torch.float64)  # log of each tensor's rate multiplier
-        self._loss_progress = LossProgress()
-        self._floors_released = False
-        cfg = self.config
-        self._share = GradientShare(cfg.gradient_share_reference, cfg.gradient_share_max, cfg.gradient_share_steps)
-        self._head_multiplier, self._head_calibrated, self._head_growths = 1.0, False, 0
-        self._head_before: list[float] = []  # the multiplier before each of the last growth steps
         self._distance = DistanceState.fresh(n)  # used only with step_scale="distance*"
 
     def __getstate__(self) -> dict[str, Any]:
@@ -400,13 +301,6 @@ class L3RS(torch.optim.Optimizer):
             "nonfinite": self._nonfinite.clone(),
             "skipped_loss": self._skipped_loss,
             "log_adapt": self._log_adapt.clone(),
-            **self._loss_progress.state(),
-            "floors_released": self._floors_released,
-            **self._share.state(),
-            "head_multiplier": self._head_multiplier,
-            "head_calibrated": self._head_calibrated,
-            "head_growths": self._head_growths,
-            "head_before": list(self._head_before),
             **({"distance": self._distance.to_dict()} if self.config.step_scale != "base_lr" else {}),
         }
         return out
@@ -471,13 +365,6 @@ class L3RS(torch.optim.Optimizer):
         # A float in states saved before per-tensor adaptation, absent before adaptation existed.
         log_adapt = extra.get("log_adapt", 0.0)
         self._log_adapt = torch.as_tensor(log_adapt, dtype=torch.float64).cpu().expand(len(self._params)).clone()
-        self._loss_progress.load(extra)  # absent before role floors could be released: a fresh tracker
-        self._floors_released = bool(extra.get("floors_released", False))
-        self._share.load(extra)  # absent before the gradient share existed: undecided, ×1
-        self._head_multiplier = float(extra.get("head_multiplier", 1.0))  # absent before head calibration
-        self._head_calibrated = bool(extra.get("head_calibrated", False))
-        self._head_growths = int(extra.get("head_growths", 0))  # absent before the growth accelerated
-        self._head_before = [float(v) for v in extra.get("head_before", [])]
         if self.config.step_scale != "base_lr":
             self._distance = DistanceState.from_dict(extra["distance"], self._params)
 
@@ -565,15 +452,6 @@ class L3RS(torch.optim.Optimizer):
         act = torch.tensor(active, dtype=torch.long)
         self._nonfinite[act[~finite]] += 1
         loss_value = float(loss) if loss_finite else math.nan
-        release = cfg.role_adaptation_min_release
-        calibrating = self.calibrates_head
-        if (release > 0 or calibrating) and loss_finite:
-            self._loss_progress.update(loss_value)
-            self._floors_released = self._floors_released or (release > 0 and self._loss_progress.reached(release))
-            if calibrating:
-                self._calibrate_head(loss_value)
-        if self._share_conv and not self._share.decided:
-            self._record_share(active, finite, gnorm)
         if cfg.rate_adaptation == "hypergradient":
             self._adapt_rate(active, finite, gnorm)
 
@@ -584,7 +462,7 @@ class L3RS(torch.optim.Optimizer):
         stats = torch.zeros(n, 3, dtype=torch.float64)
         stats[act, 0] = torch.log(self._pnorm[act] + cfg.feature_eps)
         stats[act, 1] = torch.log(torch.nan_to_num(gnorm, nan=0.0, posinf=0.0) + cfg.feature_eps)
-        stats[:, 2] = loss_statistic(cfg, loss_value) if loss_finite else 0.0
+        stats[:, 2] = loss_value if loss_finite else 0.0
         rows_dev = rows.to(self.device)
         self._ema.update(stats.to(self.device, torch.float32), rows_dev)
         dl = torch.log(torch.nan_to_num(dnorm, nan=0.0, posinf=0.0) + cfg.feature_eps).to(self._dirlog)
@@ -598,27 +476,12 @@ class L3RS(torch.optim.Optimizer):
             self.descriptor,
         )
         rate, mix = self.net(feats, self.component_map)
-        schedule = rate_schedule_factor(cfg, self._step, self.total_steps)
-        rate = rate * schedule
         if cfg.step_scale != "base_lr":  # docs/adr/0003: d × the network's modulation
             if self._distance.reference is None:  # the network's level at the first step is d's unit
                 self._distance.reference = float(torch.exp(torch.log(rate.detach()[act]).mean()))
             rate = rate * (self._distance.d / self._distance.reference).to(rate)
-        if cfg.role_rate_scale or cfg.adapter_steps != "tensor":
-            rate = rate * self._role_scale.to(rate)
         if cfg.rate_adaptation != "none":
             rate = rate * torch.exp(self._log_adapt).to(rate)
-        if self._share.factor != 1.0:
-            rate = rate * (1 + (self._share.factor - 1) * self._share_targets.to(rate))
-            if self.gradient_share_boost != 1.0:
-                rate = rate * torch.pow(self.gradient_share_boost, self._share_boost_powers).to(rate)
-            short, head = self.short_horizon_boost, self.share_head_factor
-            if short != 1.0:
-                rate = rate * torch.where(self._share_boost_powers > 0, short, 1.0).to(rate)
-            if head != 1.0:
-                rate = rate * torch.where(self._share_head_mask, head, 1.0).to(rate)
-        if self._head_multiplier != 1.0:
-            rate = rate * (1 + (self._head_multiplier - 1) * self._calibrated_head.to(rate))
         self.last_rate, self.last_mix = rate, mix
         if self.record_dynamics:
             self.dynamics.append(
@@ -645,7 +508,7 @@ class L3RS(torch.optim.Optimizer):
         coef = torch.where(finite[:, None], coef, torch.zeros_like(coef))
         decay = torch.where(finite, decay, torch.zeros_like(decay))
         if cfg.step_scale != "base_lr":
-            self._observe_distance(active, finite, lr * schedule)
+            self._observe_distance(active, finite, lr)
         backend.commit(self, active, coef, decay, finite, probe)
 
     def _observe_distance(self, active: list[int], finite: Tensor, multiplier: Tensor) -> None:
@@ -670,116 +533,6 @@ class L3RS(torch.optim.Optimizer):
         return math.exp(float(self._log_adapt.mean()))
 
     @property
-    def floors_released(self) -> bool:
-        """Whether the role floors of the adaptation have been released for this run
-        (``role_adaptation_min_release``)."""
-        return self._floors_released
-
-    @property
-    def calibrates_head(self) -> bool:
-        """Whether this run calibrates a frozen body's head (docs/design.md §1 "A head on a
-        frozen body"): the calibration is on and part of the model is frozen."""
-        return self._calibrates_head
-
-    @property
-    def head_multiplier(self) -> float:
-        """The frozen body's head's step multiplier (docs/design.md §1 "A head on a frozen
-        body"): 1 where the whole model trains or the calibration is off."""
-        return self._head_multiplier
-
-    def _frozen_body_head(self, model: nn.Module | None, lora: Tensor) -> Tensor:
-        """[components] 1.0 for the head whose step calibrates on the loss: with part of the
-        model frozen, the deepest trained linear tensor that is not a LoRA matrix and every
-        bias deeper than it; zeros otherwise (whole-model training, no model known, no head)."""
-        none = torch.zeros(len(self.components))
-        if model is None or all(p.requires_grad for p in model.parameters()):
-            return none
-        linear = [j for j, r in enumerate(self.presented_roles) if r == "linear" and not bool(lora[j])]
-        if not linear:
-            return none
-        head = max(linear, key=lambda j: self.components[j].depth)
-        depth = self.components[head].depth
-        return torch.tensor(
-            [
-                float(j == head or (self.presented_roles[j] == "bias" and c.depth > depth))
-                for j, c in enumerate(self.components)
-            ]
-        )
-
-    def _calibrate_head(self, loss: float) -> None:
-        """One step of the head's calibration: grow while the loss has not come down, then keep;
-        back off and keep if the loss rose above the first one by the brake's margin."""
-        cfg = self.config
-        progress = self._loss_progress
-        if self._head_calibrated or progress.count < 2:
-            return
-        overshot = progress.first > 0 and loss > (1 + cfg.head_calibration_rise) * progress.first
-        if cfg.head_calibration_rise > 0 and overshot:
-            if cfg.head_calibration_backoff > 0 and self._head_before:
-                self._head_multiplier = self._head_before[0]  # before the last `backoff` growth steps
-            self._head_calibrated = True
-            logger.info("L3RS: the frozen body's head overshot; its step backs off to x%.3g", self._head_multiplier)
-            return
-        if progress.reached(1 - cfg.head_calibration_drop):
-            self._head_calibrated = True
-            logger.info("L3RS: the frozen body's head calibrated its step: x%.3g", self._head_multiplier)
-            return
-        factor = cfg.head_calibration_growth * cfg.head_calibration_acceleration**self._head_growths
-        grown = min(cfg.head_calibration_max, self._head_multiplier * factor)
-        if grown > self._head_multiplier:  # at the cap nothing grows: nothing to undo, no faster next step
-            if cfg.head_calibration_backoff > 0:
-                self._head_before = [*self._head_before, self._head_multiplier][-cfg.head_calibration_backoff :]
-            self._head_multiplier = grown
-            self._head_growths += 1
-
-    @property
-    def gradient_share_factor(self) -> float:
-        """The backbone's rate multiplier from its gradient share (docs/design.md §1): 1 until
-        ``gradient_share_steps`` steps have been seen, where it is off, or without convolutions."""
-        return self._share.factor
-
-    @property
-    def gradient_share_boost(self) -> float:
-        """m / ``gradient_share_boost_from`` while the from-scratch boost is on (m above it,
-        through step ``gradient_share_boost_steps``), else 1 (docs/design.md §1)."""
-        cfg, m = self.config, self._share.factor
-        if not cfg.gradient_share_boost or m <= cfg.gradient_share_boost_from:
-            return 1.0
-        return m / cfg.gradient_share_boost_from if self._step <= cfg.gradient_share_boost_steps else 1.0
-
-    @property
-    def short_horizon_boost(self) -> float:
-        """(H / T) ** power on the boosted roles for a run from scratch (m above
-        ``gradient_share_boost_from``) whose known horizon T is shorter than H =
-        ``gradient_share_boost_horizon``, for the whole run; else 1 (docs/design.md §1)."""
-        cfg, m, horizon = self.config, self._share.factor, self.config.gradient_share_boost_horizon
-        if not (cfg.gradient_share_boost and horizon > 0 and m > cfg.gradient_share_boost_from):
-            return 1.0
-        if self.total_steps is None or self.total_steps >= horizon:
-            return 1.0
-        return (horizon / self.total_steps) ** cfg.gradient_share_boost_horizon_power
-
-    @property
-    def share_head_factor(self) -> float:
-        """m ** -``gradient_share_head_power`` on the head's weight where 1 < m <=
-        ``gradient_share_boost_from`` (a pretrained checkpoint whose backbone must move), else 1
-        (docs/design.md §1)."""
-        cfg, m = self.config, self._share.factor
-        if cfg.gradient_share_head_power <= 0 or not 1.0 < m <= cfg.gradient_share_boost_from:
-            return 1.0
-        return m**-cfg.gradient_share_head_power
-
-    def _record_share(self, active: list[int], finite: Tensor, gnorm: Tensor) -> None:
-        """One step's ‖g‖ of the convolutions over the head's, when all of them are finite."""
-        pos = {j: i for i, j in enumerate(active)}
-        needed = [*self._share_conv, self._share_head]
-        if not all(j in pos and bool(finite[pos[j]]) for j in needed):
-            return
-        g = gnorm.to("cpu", torch.float64)
-        conv = math.sqrt(sum(float(g[pos[j]]) ** 2 for j in self._share_conv))
-        self._share.record(conv, float(g[pos[self._share_head]]))
-
-    @property
     def rate_multipliers(self) -> Tensor:
         """Each tensor's adaptation multiplier, in component order (all equal per model)."""
         return torch.exp(self._log_adapt)
@@ -796,29 +549,24 @@ class L3RS(torch.optim.Optimizer):
         params = [self._params[active[pos]] for pos in ok]
         grads = [p.grad for p in params]
         moms = [self.state[p][f"{cfg.momentum_direction}.exp_avg"] for p in params]
-        if cfg.adaptation_signal == "tangential":
-            dots, gg, mm = _tangential(params, grads, moms)
-        else:
-            dots = _sums(torch._foreach_mul(grads, moms))
-            gg = gnorm[ok].to(torch.float64) ** 2
-            mm = torch.stack(torch._foreach_norm(moms)).to("cpu", torch.float64) ** 2
+        dots = torch.stack([torch.vdot(g.reshape(-1), m.reshape(-1)) for g, m in zip(grads, moms)])
+        dots = dots.to("cpu", torch.float64)
+        gg = gnorm[ok].to(torch.float64) ** 2
+        mm = torch.stack(torch._foreach_norm(moms)).to("cpu", torch.float64) ** 2
         dot, g_all, m_all = float(dots.sum()), float(gg.sum()), float(mm.sum())
         if not (g_all > 0 and m_all > 0 and math.isfinite(dot)):
             return  # the first step (no momentum yet) or nothing to compare
         self.last_agreement = max(-1.0, min(1.0, dot / math.sqrt(g_all * m_all)))
-        high = math.log(cfg.adaptation_max)
-        floor = self._adapt_floor
-        if self._floors_released:  # role_adaptation_min_release: every component back to adaptation_min
-            floor = floor.clamp(max=math.log(cfg.adaptation_min))
+        low, high = math.log(cfg.adaptation_min), math.log(cfg.adaptation_max)
         if cfg.adaptation_scope == "model":
             step = cfg.hypergradient_rate * (self.last_agreement - cfg.adaptation_target)
-            self._log_adapt = torch.maximum((self._log_adapt + step).clamp(max=high), floor)
+            self._log_adapt = (self._log_adapt + step).clamp(low, high)
             return
         seen = (gg > 0) & (mm > 0) & torch.isfinite(dots)
         cos = (dots / torch.sqrt(gg * mm).clamp_min(1e-300)).clamp(-1.0, 1.0)
         idx = torch.tensor([active[pos] for pos in ok], dtype=torch.long)[seen]
         change = cfg.hypergradient_rate * (cos[seen] - cfg.adaptation_target)
-        self._log_adapt[idx] = torch.maximum((self._log_adapt[idx] + change).clamp(max=high), floor[idx])
+        self._log_adapt[idx] = (self._log_adapt[idx] + change).clamp(low, high)
 
     # --------------------------------------------------------------- hub
     @classmethod

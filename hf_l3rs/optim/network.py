@@ -61,9 +61,6 @@ class L3RSNet(FlatMetaParameters):
             self.weights.append(nn.Parameter(w))
             self.biases.append(nn.Parameter(b))
 
-        if config.init_head_fraction > 0:
-            self._init_head_prior()
-
         names, raws = [], []
         for dname in config.directions:
             for hname, spec in get_direction(dname).hyper_defaults.items():
@@ -72,36 +69,6 @@ class L3RSNet(FlatMetaParameters):
                 raws.append(spec.to_raw(config.hyper_init.get(key, spec.default)))
         self.hyper_names: tuple[str, ...] = tuple(names)
         self.hyper_raw = nn.Parameter(torch.tensor(raws, dtype=torch.float32))
-
-    @torch.no_grad()
-    def _init_head_prior(self) -> None:
-        """Write the head/backbone rate prior into the initial MLP: first-layer units 0 and 1
-        ramp with the relative depth, a = relu(s·(depth − d0)) and b = a − 1 clipped at 0,
-        so unit 0 of the second layer, relu(a − b) = min(a, 1), is 0 for the backbone and 1
-        for the deepest ``init_head_fraction`` (full from half-way in); deeper hidden layers
-        copy it and the rate logit reads it: log(backbone) + log(head / backbone)·h."""
-        cfg = self.config
-        depth = 3 * len(cfg.ema_betas) + cfg.relative_time_points + len(cfg.absolute_time_scales)
-        depth += len(cfg.directions) + len(ROLES)  # the descriptor's depth column
-        d0 = 1.0 - cfg.init_head_fraction
-        slope = 2.0 / cfg.init_head_fraction
-        w, b = self.weights, self.biases
-        w[0][:, :2] = 0.0
-        w[0][:, 0, depth] = slope
-        w[0][:, 1, depth] = slope
-        b[0][:, 0] = -slope * d0
-        b[0][:, 1] = -slope * d0 - 1.0
-        for layer in range(1, len(w) - 1):
-            w[layer][:, :, :2] = 0.0  # no other unit depends on the prior's units
-            w[layer][:, 0, :] = 0.0
-            b[layer][:, 0] = 0.0
-            w[layer][:, 0, 0] = 1.0
-            if layer == 1:
-                w[layer][:, 0, 1] = -1.0
-        out = len(w) - 1
-        w[out][:, :, :2] = 0.0
-        w[out][:, 0, 0] = math.log(cfg.init_head_rate / cfg.init_backbone_rate)
-        b[out][:, 0] = math.log(cfg.init_backbone_rate)
 
     @staticmethod
     def _output_bias(config: L3RSConfig) -> Tensor:

@@ -14,18 +14,7 @@ from torch import Tensor
 from hf_l3rs.optim.components import Component
 from hf_l3rs.optim.config import ROLES
 from hf_l3rs.optim.directions import get_direction
-from hf_l3rs.optim.features import loss_statistic, rate_schedule_factor
 from hf_l3rs.optim.network import L3RSNet
-
-
-def _off_weights(x: Tensor, p: Tensor) -> Tensor:
-    """x without its component along p (the tangential adaptation signal); a vector left
-    with ≤ 1e-12 of its square norm was parallel to p and is zero."""
-    pp = float((p * p).sum())
-    if pp == 0:
-        return x
-    x_perp = x - (float((x * p).sum()) / pp) * p
-    return x_perp if float((x_perp * x_perp).sum()) > 1e-12 * float((x * x).sum()) else torch.zeros_like(x)
 
 
 class ReferenceL3RS:
@@ -38,7 +27,6 @@ class ReferenceL3RS:
         components: list[Component],
         total_steps: int | None,
         component_map: Tensor | None = None,
-        adapter_scales: list[float] | None = None,
     ) -> None:
         self.groups = [{"lr": 1.0, "weight_decay": 0.0, **g} for g in groups]
         self.params = [p for g in self.groups for p in g["params"]]
@@ -47,9 +35,6 @@ class ReferenceL3RS:
         self.components = components
         self.total_steps = total_steps
         self.component_map = component_map if component_map is not None else torch.arange(len(self.params))
-        # Low-rank adapters with adapter_steps="weight": each tensor's multiplier, found from the
-        # model by optim/adapters.py (the reference is handed tensors, not the model).
-        self.adapter_scales = adapter_scales if adapter_scales is not None else [1.0] * len(self.params)
         self.t = 0
         self.state: list[dict] = [{} for _ in self.params]
         nb = len(self.cfg.ema_betas)
@@ -57,66 +42,12 @@ class ReferenceL3RS:
         self.ema_count = [0] * len(self.params)
         self.dirlog = [[0.0] * len(self.cfg.directions) for _ in self.params]
         self.log_adapt = [0.0] * len(self.params)
-        self.first_loss, self.loss_ema, self.loss_count, self.released = math.nan, 0.0, 0, False
-        self.log_shares: list[float] = []  # the backbone's gradient share, steps 1…k
-        self.share_factor = 1.0
         # docs/adr/0003 (step_scale="distance*"): x₀, s, r and d per tensor, the network's level at step 1
         self.x0: list[Tensor | None] = [None] * len(self.params)
         self.s: list[Tensor | None] = [None] * len(self.params)
         self.r = [0.0] * len(self.params)
         self.d = [1e-6] * len(self.params)
         self.reference_rate: float | None = None
-
-    def _share_parts(self) -> tuple[list[int], int | None]:
-        """The convolutions shallower than the head (the deepest linear component), and the
-        head; none unless the convolutions hold most of the backbone's conv and linear weights."""
-        comps = self.components
-        linear = [j for j, c in enumerate(comps) if c.role == "linear"]
-        if self.cfg.gradient_share_reference <= 0 or not linear:
-            return [], None
-        head = max(linear, key=lambda j: (comps[j].depth, j))
-        body = [j for j, c in enumerate(comps) if c.depth < comps[head].depth]
-        conv = [j for j in body if comps[j].role == "conv"]
-        conv_weights = sum(comps[j].numel for j in conv)
-        if conv_weights <= sum(comps[j].numel for j in body if comps[j].role == "linear"):
-            return [], None  # not a convolutional backbone
-        return conv, head
-
-    def _record_share(self, gnorms: dict[int, float]) -> None:
-        """log(‖g_conv‖ / ‖g_head‖) this step; after k steps the factor from steps 2…k."""
-        cfg = self.cfg
-        conv, head = self._share_parts()
-        if not conv or len(self.log_shares) >= cfg.gradient_share_steps:
-            return
-        if not all(j in gnorms for j in [*conv, head]):
-            return
-        conv_norm = math.sqrt(sum(gnorms[j] ** 2 for j in conv))
-        if not (conv_norm > 0 and gnorms[head] > 0):
-            return
-        self.log_shares.append(math.log(conv_norm / gnorms[head]))
-        if len(self.log_shares) == cfg.gradient_share_steps:
-            later = self.log_shares[1:]
-            share = math.exp(sum(later) / len(later))
-            self.share_factor = min(cfg.gradient_share_max, max(1.0, share / cfg.gradient_share_reference))
-
-    def _share_multiplier(self, j: int) -> float:
-        conv, head = self._share_parts()
-        comp = self.components[j]
-        m, start = self.share_factor, self.cfg.gradient_share_boost_from
-        power_head = self.cfg.gradient_share_head_power
-        if conv and j == head and power_head > 0 and 1.0 < m <= start:
-            return m**-power_head  # the head of a checkpoint that must move (docs/design.md §1)
-        scaled = conv and comp.role in self.cfg.gradient_share_roles and comp.depth < self.components[head].depth
-        if not scaled:
-            return 1.0
-        power = self.cfg.gradient_share_boost.get(comp.role, 1.0)
-        short = 1.0  # short runs from scratch (docs/design.md §1)
-        horizon, total = self.cfg.gradient_share_boost_horizon, self.total_steps
-        if m > start and power > 1 and horizon > 0 and total and total < horizon:
-            short = (horizon / total) ** self.cfg.gradient_share_boost_horizon_power
-        if m > start and self.t <= self.cfg.gradient_share_boost_steps:
-            return m * (m / start) ** (power - 1) * short  # from scratch (docs/design.md §1)
-        return m * short
 
     def _features(self, j: int) -> list[float]:
         cfg = self.cfg
@@ -153,20 +84,17 @@ class ReferenceL3RS:
             if gg > 0 and mm > 0:
                 cos = max(-1.0, min(1.0, dot / math.sqrt(gg * mm)))
                 change = cfg.hypergradient_rate * (cos - cfg.adaptation_target)
-                role_floor = cfg.role_adaptation_min.get(self.components[j].role, cfg.adaptation_min)
-                floor = low if self.released else max(low, math.log(role_floor))
-                self.log_adapt[j] = max(floor, min(high, self.log_adapt[j] + change))
+                self.log_adapt[j] = max(low, min(high, self.log_adapt[j] + change))
 
     def _distance(self, pending: dict, group_of: list[dict], hyper: dict) -> None:
         """Prodigy's estimate, weights before they move: r ← β₃r + w⟨g, x₀ − x⟩, s ← β₃s + w·g,
         d ← max(d, r/‖s‖₁) per tensor or with r and ‖s‖₁ summed over the model."""
         beta3 = math.sqrt(hyper.get("adam", {}).get("beta2", 0.999))
-        schedule = rate_schedule_factor(self.cfg, self.t, self.total_steps)
         for j in pending:
             p = self.params[j]
             if self.x0[j] is None:
                 self.x0[j], self.s[j] = p.detach().clone(), torch.zeros_like(p)
-            w = self.d[j] ** 2 * group_of[j]["lr"] * schedule
+            w = self.d[j] ** 2 * group_of[j]["lr"]
             self.r[j] = beta3 * self.r[j] + w * float((p.grad * (self.x0[j] - p)).sum())
             self.s[j] = beta3 * self.s[j] + w * p.grad
         seen = [j for j in range(len(self.params)) if self.s[j] is not None]
@@ -187,16 +115,7 @@ class ReferenceL3RS:
         self.t += 1
         hyper = self.net.hyper_values()
         eps = cfg.feature_eps
-        if math.isfinite(loss):  # the role floors hold until the loss EMA reaches a fraction of the first loss
-            self.first_loss = loss if self.loss_count == 0 else self.first_loss
-            self.loss_ema = 0.9 * self.loss_ema + 0.1 * loss
-            self.loss_count += 1
-            level = self.loss_ema / (1 - 0.9**self.loss_count)
-            fraction = cfg.role_adaptation_min_release
-            if fraction > 0 and self.first_loss > 0 and level <= fraction * self.first_loss:
-                self.released = True
         pending = {}
-        gnorms = {}  # the gradient share: j -> ‖g_j‖ of the finite components
         agreement = {}  # rate adaptation: j -> (g_t·m_{t-1}, |g_t|², |m_{t-1}|²) of the finite components
         for j, p in enumerate(self.params):
             if p.grad is None:
@@ -217,20 +136,16 @@ class ReferenceL3RS:
             finite = math.isfinite(gnorm) and all(math.isfinite(x) for x in dnorms) and math.isfinite(loss)
             if finite:
                 pnorm = float(torch.linalg.vector_norm(p))
-                stats = [math.log(pnorm + eps), math.log(gnorm + eps), loss_statistic(cfg, loss)]
+                stats = [math.log(pnorm + eps), math.log(gnorm + eps), loss]
                 for s in range(3):
                     for b, beta in enumerate(cfg.ema_betas):
                         self.ema[j][s][b] = beta * self.ema[j][s][b] + (1 - beta) * stats[s]
                 self.ema_count[j] += 1
                 self.dirlog[j] = [math.log(x + eps) for x in dnorms]
                 pending[j] = (dirs, news, dnorms)
-                gnorms[j] = gnorm
                 if cfg.rate_adaptation == "hypergradient":
                     g, m_prev = p.grad.double(), st[cfg.momentum_direction]["exp_avg"].double()
-                    if cfg.adaptation_signal == "tangential" and p.dim() >= 2:
-                        g, m_prev = _off_weights(g, p.double()), _off_weights(m_prev, p.double())
                     agreement[j] = (float((g * m_prev).sum()), float((g * g).sum()), float((m_prev * m_prev).sum()))
-        self._record_share(gnorms)
         self._adapt(agreement)
         feats = torch.tensor([self._features(j) for j in range(len(self.params))], dtype=torch.float32)
         rate, mix = self.net(feats, self.component_map)
@@ -242,13 +157,10 @@ class ReferenceL3RS:
             self._distance(pending, group_of, hyper)
         for j, (dirs, news, dnorms) in pending.items():
             p, group = self.params[j], group_of[j]
-            eta = group["lr"] * float(rate[j]) * rate_schedule_factor(cfg, self.t, self.total_steps)
+            eta = group["lr"] * float(rate[j])
             if cfg.step_scale != "base_lr":
                 eta *= d_now[j] / self.reference_rate
-            eta *= math.exp(self.log_adapt[j]) * cfg.role_rate_scale.get(self.components[j].role, 1.0)
-            eta *= self._share_multiplier(j)
-            if cfg.adapter_steps == "weight":
-                eta *= self.adapter_scales[j]
+            eta *= math.exp(self.log_adapt[j])
             update = torch.zeros_like(p)
             for k, d in enumerate(dirs):
                 scale = dnorms[k] / math.sqrt(p.numel()) if cfg.norm == "rms" else dnorms[k]
