@@ -4,7 +4,7 @@ option group switched off (set to ``L3RSConfig``'s neutral default), paired seed
 
 ``python -m hf_l3rs.benchmark.ablation --output outputs/suite-dev-quick`` writes the variants'
 weights folders (same meta-network, edited config), runs the dev split for each (the peers'
-runs are reused from OUTPUT), and writes ``ablation.md``/``ablation.json`` there."""
+runs are reused from OUTPUT), and writes ``ablation-<weights>@<version>.md``/``.json`` there."""
 
 from __future__ import annotations
 
@@ -19,54 +19,22 @@ from typing import Any
 
 from hf_l3rs.benchmark import plan
 from hf_l3rs.benchmark.peers import DEFAULT_WEIGHTS, PeerConfig
+from hf_l3rs.benchmark.run import is_current
 from hf_l3rs.benchmark.stats import geomean, holm, paired_bootstrap, paired_p
 from hf_l3rs.benchmark.suite import cases
 
-#: option group -> the config values that switch it off (L3RSConfig's defaults)
+#: option group -> the config values that switch it off (L3RSConfig's defaults). What ADR 0004
+#: removed was judged by this module's earlier rows against l3rs-general@83524d4905
+#: (docs/results/dev/ablation-l3rs-general@83524d4905.md); what is left of the default is here.
 ABLATIONS: dict[str, dict[str, Any]] = {
-    "rate adaptation (hypergradient controller, 7 fields + role floors)": {
-        "rate_adaptation": "none",
-        "role_adaptation_min": {},
-        "role_adaptation_min_release": 0.0,
-    },
-    "gradient share (10 fields)": {"gradient_share_reference": 0.0, "gradient_share_boost": {}},
-    "head calibration (6 fields)": {
-        "head_calibration_growth": 1.0,
-        "head_calibration_rise": 0.0,
-        "head_calibration_acceleration": 1.0,
-    },
-    "role prior (conv x6)": {"role_rate_scale": {}},
-    "adapter steps in weight units": {"adapter_steps": "tensor"},
-    "init priors (head / backbone rates)": {
-        "init_head_fraction": 0.0,
-        "init_head_rate": 1.0,
-        "init_backbone_rate": 1.0,
-    },
-    "cosine rate schedule": {"rate_schedule": "constant"},
-    "role floors of the adaptation (conv >= 1 until the loss halves)": {
-        "role_adaptation_min": {},
-        "role_adaptation_min_release": 0.0,
-    },
-    "tangential adaptation signal (the plain gradient cosine instead)": {"adaptation_signal": "gradient"},
+    "rate adaptation (hypergradient controller, 6 fields)": {"rate_adaptation": "none"},
 }
 ALL_OFF = "all of the above off (the meta-network alone)"
-#: Variants of the meta-network alone (every group above off): with the cosine prior back, and
-#: with the principled scale of issue 37 (docs/adr/0003), Prodigy's distance estimate, in place
-#: of base_lr.
+#: Variants of the meta-network alone: the principled scale of issue 37 (docs/adr/0003),
+#: Prodigy's distance estimate, in place of base_lr.
 ALL_OFF_PLUS: dict[str, dict[str, Any]] = {
-    "every group off but the cosine schedule (the meta-network alone)": {"rate_schedule": "cosine"},
-    "rate adaptation only (gradient signal, no floors; every other group off)": {
-        "rate_adaptation": "hypergradient",
-        "adaptation_signal": "gradient",
-    },
-    "rate adaptation (gradient signal, no floors) and the cosine schedule": {
-        "rate_schedule": "cosine",
-        "rate_adaptation": "hypergradient",
-        "adaptation_signal": "gradient",
-    },
     "distance scale, one d (the meta-network alone)": {"step_scale": "distance"},
     "distance scale, d per tensor (the meta-network alone)": {"step_scale": "distance_per_tensor"},
-    "distance scale, one d, with the cosine schedule": {"step_scale": "distance", "rate_schedule": "cosine"},
 }
 
 
@@ -76,7 +44,7 @@ def make_variants(root: Path, base: str = DEFAULT_WEIGHTS) -> dict[str, Path]:
 
     source = Path(resolve(base))
     out = {}
-    all_off = {k: v for g in ABLATIONS.values() for k, v in g.items() if k != "adaptation_signal"}
+    all_off = {k: v for g in ABLATIONS.values() for k, v in g.items()}
     groups = {**ABLATIONS, ALL_OFF: all_off, **{n: {**all_off, **o} for n, o in ALL_OFF_PLUS.items()}}
     for name, overrides in groups.items():
         words = re.sub(r"[^a-z0-9]+", "-", name.split(" (")[0].lower()).strip("-")
@@ -99,7 +67,8 @@ def _seeds_run(output: Path, weights: str, seeds) -> tuple[int, ...]:
     key = PeerConfig("l3rs", weights=weights).key
     found = tuple(seeds)
     for extra in range(max(seeds) + 1, max(seeds) + 20):
-        if all((output / "runs" / c.name / "score" / f"{key}-seed{extra}.json").is_file() for c in cases("dev")):
+        paths = [output / "runs" / c.name / "score" / f"{key}-seed{extra}.json" for c in cases("dev")]
+        if all(p.is_file() and is_current(json.loads(p.read_text()), c) for p, c in zip(paths, cases("dev"))):
             found += (extra,)
     return found
 
@@ -183,13 +152,13 @@ def render(result: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    from hf_l3rs.benchmark.run import run_case
+    from hf_l3rs.benchmark.run import run_case, weights_version
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--output", default="outputs/suite-dev-quick", help="the dev run whose peers are reused")
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--processes", type=int, default=1)
-    ap.add_argument("--results", default=None, help="also write ablation.md/json into this folder")
+    ap.add_argument("--results", default=None, help="also write the ablation's .md/.json into this folder")
     ap.add_argument(
         "--extra-seeds",
         type=int,
@@ -224,10 +193,11 @@ def main() -> None:
             ]
             execute(jobs, args.processes, f"{case.name}: extra seeds")
     result = table(output, variants, profile)
+    stem = f"ablation-{DEFAULT_WEIGHTS}@{weights_version(DEFAULT_WEIGHTS)}"
     for folder in [output] + ([Path(args.results)] if args.results else []):
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "ablation.json").write_text(json.dumps(result, indent=1, default=str))
-        (folder / "ablation.md").write_text(render(result))
+        (folder / f"{stem}.json").write_text(json.dumps(result, indent=1, default=str))
+        (folder / f"{stem}.md").write_text(render(result))
     print(render(result))
 
 
