@@ -34,6 +34,7 @@ test: install
 	$(PY) -m pytest
 
 bench: install
+	$(PY) benchmarks/default_step_time.py
 	$(PY) benchmarks/step_overhead.py
 	$(PY) benchmarks/nes_throughput.py
 	$(PY) benchmarks/inner_loop.py

@@ -15,7 +15,7 @@ own commit is in its subclass, so no untyped dictionary crosses the interface.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
@@ -31,10 +31,13 @@ if TYPE_CHECKING:
 @dataclass
 class Probe:
     """Norms of the active components: ``dnorm`` [n, K] of each base direction and
-    ``gnorm`` [n] of the gradient, float64 on the CPU (NaN/inf where not finite)."""
+    ``gnorm`` [n] of the gradient, float64 on the CPU (NaN/inf where not finite);
+    ``agreement`` [n, 2], g·m and |m|² with Adam's momentum before this step, where the
+    backend computed them in its pass (None: rate adaptation computes them itself)."""
 
     dnorm: Tensor
     gnorm: Tensor
+    agreement: Tensor | None = field(default=None, kw_only=True)
 
 
 @dataclass
@@ -88,7 +91,8 @@ class FusedBackend:
                 cols.append(torch.sqrt(sums[:, 1]))
             else:  # weight_decay: d = p
                 cols.append(opt._pnorm[active])
-        return FusedProbe(torch.stack(cols, dim=1), gnorm, params, grads, m, v, adam_args)
+        agreement = sums[:, 2:4] if has_adam else None
+        return FusedProbe(torch.stack(cols, dim=1), gnorm, params, grads, m, v, adam_args, agreement=agreement)
 
     def commit(self, opt: L3RS, active: list[int], coef: Tensor, decay: Tensor, finite: Tensor, probe: Probe) -> None:
         assert isinstance(probe, FusedProbe)

@@ -453,7 +453,7 @@ class L3RS(torch.optim.Optimizer):
         self._nonfinite[act[~finite]] += 1
         loss_value = float(loss) if loss_finite else math.nan
         if cfg.rate_adaptation == "hypergradient":
-            self._adapt_rate(active, finite, gnorm)
+            self._adapt_rate(active, finite, gnorm, probe.agreement)
 
         # Features and the meta-network: one batched call for all components.
         n = len(self._params)
@@ -537,7 +537,7 @@ class L3RS(torch.optim.Optimizer):
         """Each tensor's adaptation multiplier, in component order (all equal per model)."""
         return torch.exp(self._log_adapt)
 
-    def _adapt_rate(self, active: list[int], finite: Tensor, gnorm: Tensor) -> None:
+    def _adapt_rate(self, active: list[int], finite: Tensor, gnorm: Tensor, agreement: Tensor | None) -> None:
         """docs/design.md §1 "Rate adaptation": log a += β·(cos(g_t, m_{t-1}) − target), the
         cosine over all finite components concatenated (scope ``model``) or each component's
         own (scope ``component``; Adam's momentum before this step's update), clamped to
@@ -546,13 +546,15 @@ class L3RS(torch.optim.Optimizer):
         ok = [pos for pos, f in enumerate(finite.tolist()) if f]
         if not ok:
             return
-        params = [self._params[active[pos]] for pos in ok]
-        grads = [p.grad for p in params]
-        moms = [self.state[p][f"{cfg.momentum_direction}.exp_avg"] for p in params]
-        dots = torch.stack([torch.vdot(g.reshape(-1), m.reshape(-1)) for g, m in zip(grads, moms)])
-        dots = dots.to("cpu", torch.float64)
         gg = gnorm[ok].to(torch.float64) ** 2
-        mm = torch.stack(torch._foreach_norm(moms)).to("cpu", torch.float64) ** 2
+        if agreement is not None and cfg.momentum_direction == "adam":  # computed in the fused probe's pass
+            dots, mm = agreement[ok, 0], agreement[ok, 1]
+        else:
+            params = [self._params[active[pos]] for pos in ok]
+            moms = [self.state[p][f"{cfg.momentum_direction}.exp_avg"] for p in params]
+            dots = torch.stack([torch.vdot(p.grad.reshape(-1), m.reshape(-1)) for p, m in zip(params, moms)])
+            dots = dots.to("cpu", torch.float64)
+            mm = torch.stack(torch._foreach_norm(moms)).to("cpu", torch.float64) ** 2
         dot, g_all, m_all = float(dots.sum()), float(gg.sum()), float(mm.sum())
         if not (g_all > 0 and m_all > 0 and math.isfinite(dot)):
             return  # the first step (no momentum yet) or nothing to compare

@@ -3,7 +3,9 @@
 // A step is two passes over memory, as SPEC §1 asks:
 //   probe  : reads g, m, v; returns per-tensor sum(g^2) and sum(d_adam^2) of the
 //            *prospective* Adam direction without writing any state, so a tensor whose
-//            gradient turns out non-finite can be skipped with its state untouched.
+//            gradient turns out non-finite can be skipped with its state untouched; and,
+//            in the same pass, sum(g*m) and sum(m^2) with the momentum before this step
+//            (what rate adaptation's cosine needs: no second pass over g and m).
 //   commit : reads p, g, m, v; writes m, v, p; returns per-tensor sum(p_new^2), which
 //            is the next step's ||p|| feature (saving a read pass).
 // Work is split into fixed chunks across all tensors, so partial sums are combined in
@@ -63,17 +65,24 @@ float sum_sq(const float* __restrict x, int64_t n) {
   return acc;
 }
 
-float adam_dir_sum_sq(const float* __restrict g, const float* __restrict m,
-                      const float* __restrict v, int64_t n, const AdamConsts& k) {
-  float acc = 0.f;
-#pragma omp simd reduction(+ : acc)
+struct AdamSums {
+  float dd, gm, mm;
+};
+
+AdamSums adam_dir_sums(const float* __restrict g, const float* __restrict m,
+                       const float* __restrict v, int64_t n, const AdamConsts& k) {
+  float dd = 0.f, gm = 0.f, mm = 0.f;
+#pragma omp simd reduction(+ : dd, gm, mm)
   for (int64_t j = 0; j < n; ++j) {
-    const float mj = k.b1 * m[j] + k.omb1 * g[j];
+    const float m0 = m[j];
+    const float mj = k.b1 * m0 + k.omb1 * g[j];
     const float vj = k.b2 * v[j] + k.omb2 * g[j] * g[j];
     const float d = (mj * k.inv_bc1) / (std::sqrt(vj) * k.inv_sqrt_bc2 + k.eps);
-    acc += d * d;
+    dd += d * d;
+    gm += g[j] * m0;
+    mm += m0 * m0;
   }
-  return acc;
+  return {dd, gm, mm};
 }
 
 float adam_commit(float* __restrict p, const float* __restrict g, float* __restrict m,
@@ -109,7 +118,8 @@ float sgd_commit(float* __restrict p, const float* __restrict g, int64_t n, floa
 
 }  // namespace
 
-// Returns float64 [n, 2]: sum(g^2), sum(d_adam^2) (0 when has_adam is false).
+// Returns float64 [n, 4]: sum(g^2), sum(d_adam^2), sum(g*m), sum(m^2) (the last three 0 when
+// has_adam is false; m is the momentum before this step).
 at::Tensor probe(const std::vector<at::Tensor>& grads,
                  const std::vector<at::Tensor>& exp_avg,
                  const std::vector<at::Tensor>& exp_avg_sq,
@@ -122,7 +132,7 @@ at::Tensor probe(const std::vector<at::Tensor>& grads,
   }
   const auto chunks = make_chunks(grads);
   const int64_t n_chunks = static_cast<int64_t>(chunks.size());
-  std::vector<double> partial(2 * n_chunks, 0.0);
+  std::vector<double> partial(4 * n_chunks, 0.0);
   const AdamConsts k = adam_consts(beta1, beta2, eps, bias_correction1, bias_correction2);
   std::vector<const float*> g_ptr, m_ptr, v_ptr;
   for (size_t i = 0; i < grads.size(); ++i) {
@@ -136,19 +146,20 @@ at::Tensor probe(const std::vector<at::Tensor>& grads,
       const Chunk& ch = chunks[c];
       const int64_t n = ch.end - ch.begin;
       const float* g = g_ptr[ch.tensor] + ch.begin;
-      partial[2 * c] = sum_sq(g, n);
+      partial[4 * c] = sum_sq(g, n);
       if (has_adam) {
-        partial[2 * c + 1] = adam_dir_sum_sq(g, m_ptr[ch.tensor] + ch.begin,
-                                             v_ptr[ch.tensor] + ch.begin, n, k);
+        const AdamSums a = adam_dir_sums(g, m_ptr[ch.tensor] + ch.begin, v_ptr[ch.tensor] + ch.begin, n, k);
+        partial[4 * c + 1] = a.dd;
+        partial[4 * c + 2] = a.gm;
+        partial[4 * c + 3] = a.mm;
       }
     }
   });
 
-  auto out = at::zeros({static_cast<int64_t>(grads.size()), 2}, at::kDouble);
+  auto out = at::zeros({static_cast<int64_t>(grads.size()), 4}, at::kDouble);
   double* o = out.data_ptr<double>();
   for (int64_t c = 0; c < n_chunks; ++c) {
-    o[2 * chunks[c].tensor] += partial[2 * c];
-    o[2 * chunks[c].tensor + 1] += partial[2 * c + 1];
+    for (int64_t q = 0; q < 4; ++q) o[4 * chunks[c].tensor + q] += partial[4 * c + q];
   }
   return out;
 }
