@@ -103,16 +103,22 @@ def _idx(name: str) -> Tensor:
     return torch.frombuffer(bytearray(raw[8:]), dtype=torch.uint8).long()
 
 
-def fashion_mlp(seed: int, role: str, steps: int) -> Problem:
-    """10k training photos; validation: 2k other training photos; test: 5k of the test set."""
+def _fashion(role: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """10k training photos and the held-out ones: validation, 2k other training photos; test,
+    5k of the test set (flat 784-pixel rows)."""
     x, y = _idx("train-images-idx3-ubyte.gz"), _idx("train-labels-idx1-ubyte.gz")
     if role == "tune":
-        hx, hy = x[50_000:52_000], y[50_000:52_000]
-    else:
-        hx, hy = _idx("t10k-images-idx3-ubyte.gz")[:5000], _idx("t10k-labels-idx1-ubyte.gz")[:5000]
+        return x[:10_000], y[:10_000], x[50_000:52_000], y[50_000:52_000]
+    test_x, test_y = _idx("t10k-images-idx3-ubyte.gz")[:5000], _idx("t10k-labels-idx1-ubyte.gz")[:5000]
+    return x[:10_000], y[:10_000], test_x, test_y
+
+
+def fashion_mlp(seed: int, role: str, steps: int) -> Problem:
+    """An MLP from random init on :func:`_fashion`'s photos, batch 128."""
+    x, y, hx, hy = _fashion(role)
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
-    return _classifier(model, x[:10_000], y[:10_000], 128, seed, hx, hy, chance=0.1)
+    return _classifier(model, x, y, 128, seed, hx, hy, chance=0.1)
 
 
 def fashion_resnet(seed: int, role: str, steps: int) -> Problem:
@@ -122,15 +128,10 @@ def fashion_resnet(seed: int, role: str, steps: int) -> Problem:
 
     import hf_l3rs.tasks.models  # noqa: F401  (registers the small CPU models)
 
-    x, y = _idx("train-images-idx3-ubyte.gz"), _idx("train-labels-idx1-ubyte.gz")
-    if role == "tune":
-        hx, hy = x[50_000:52_000], y[50_000:52_000]
-    else:
-        hx, hy = _idx("t10k-images-idx3-ubyte.gz")[:5000], _idx("t10k-labels-idx1-ubyte.gz")[:5000]
+    x, y, hx, hy = _fashion(role)
     torch.manual_seed(seed)
     model = timm.create_model("l3rs_resnet_tiny", num_classes=10, in_chans=1)
-    images = x[:10_000].view(-1, 1, 28, 28)
-    return _classifier(model, images, y[:10_000], 64, seed, hx.view(-1, 1, 28, 28), hy, chance=0.1)
+    return _classifier(model, x.view(-1, 1, 28, 28), y, 64, seed, hx.view(-1, 1, 28, 28), hy, chance=0.1)
 
 
 class SmallCNN(nn.Module):
