@@ -1,5 +1,6 @@
-"""Re-apply the seeded bugs of issue 13 and of the benchmark suite (issue 36: a dishonest
-benchmark), one at a time, and check that the tests catch each.
+"""Re-apply the seeded bugs of issue 13, of the benchmark suite (issue 36: a dishonest
+benchmark) and of issue 39 (the meta-trainer and the evaluation), one at a time, and check that
+the tests catch each.
 
 Usage: python tests/seeded_bugs.py [NAME-PART]  (about 4 min; restores every file it touches;
 ``suite:`` runs only the benchmark's). Each line
@@ -100,6 +101,63 @@ BUGS = [
         'records = sorted(by_key.get(config.key, []), key=lambda r: r["seed"])',
         'records = sorted([r for r in by_key.get(config.key, []) if not r["diverged"]], key=lambda r: r["seed"])',
         "tests/test_suite_honesty.py",
+    ),
+    (
+        "meta: the fitness grid's layout scrambled",
+        "hf_l3rs/meta/trainer.py",
+        "grid = fit.reshape(p, m)",
+        "grid = fit.reshape(m, p).T",
+        "tests/test_meta.py tests/test_seeded.py",
+    ),
+    (
+        "meta: resume forgets the best validation score",
+        "hf_l3rs/meta/trainer.py",
+        'self.best_val = -math.inf if meta["best_val"] is None else float(meta["best_val"])',
+        "self.best_val = -math.inf",
+        "tests/test_meta.py tests/test_faults.py",
+    ),
+    (
+        "meta: the same tasks every generation",
+        "hf_l3rs/meta/trainer.py",
+        "hash_seed(self.config.seed, generation, j)",
+        "hash_seed(self.config.seed, 0, j)",
+        "tests/test_meta.py tests/test_seeded.py",
+    ),
+    (
+        "meta: validation runs on the training split",
+        "hf_l3rs/meta/trainer.py",
+        'tasks = [self.family.sample(i, "val") for i in range(self.config.val_tasks)]',
+        'tasks = [self.family.sample(i, "train") for i in range(self.config.val_tasks)]',
+        "tests/test_meta.py tests/test_seeded.py",
+    ),
+    (
+        "loss hook also captures evaluation forwards",
+        "hf_l3rs/optim/loss_source.py",
+        "if not (module.training and torch.is_grad_enabled()):",
+        "if False:",
+        "tests/test_trainer.py tests/test_state.py tests/test_first_hour.py",
+    ),
+    (
+        "suite: the Nesterov baseline runs plain momentum",
+        "hf_l3rs/benchmark/peers.py",
+        "opt = torch.optim.SGD(params, lr=config.lr, momentum=0.9, nesterov=True, weight_decay=wd)",
+        "opt = torch.optim.SGD(params, lr=config.lr, momentum=0.9, nesterov=False, weight_decay=wd)",
+        "tests/test_suite_honesty.py",
+    ),
+    (
+        "suite: runs of another weights version are reused",
+        "hf_l3rs/benchmark/run.py",
+        'return not weights or record.get("weights_version") == weights_version(weights)',
+        "return True",
+        "tests/test_suite_run.py",
+    ),
+    (
+        "evaluation: unpaired bootstrap of the speed-up",
+        "hf_l3rs/evaluation/stats.py",
+        "s, _ = speedup_at(horizon, horizons, c, float(ref[idx].mean()), higher_is_better)",
+        "jdx = torch.randint(0, n, (n,), generator=g)\n"
+        "        s, _ = speedup_at(horizon, horizons, c, float(ref[jdx].mean()), higher_is_better)",
+        "tests/test_tuned.py tests/test_seeded.py",
     ),
 ]
 

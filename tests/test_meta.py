@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -509,3 +510,103 @@ def load_file_theta(folder):
     from safetensors.torch import load_file
 
     return next(iter(load_file(str(folder / "checkpoint" / "state.safetensors")).values()))
+
+
+# ---- the meta-trainer's bookkeeping, with each run scored by a formula instead of training
+@dataclass
+class _Scored:
+    """A task that is only its identity (seed, split); ``init_model`` gives the component layout."""
+
+    seed: int
+    split: str
+    num_steps: int = 1
+
+    def init_model(self):
+        torch.manual_seed(0)
+        return torch.nn.Linear(4, 1)
+
+
+class _Recorded:
+    """A family that records how the meta-trainer draws its tasks."""
+
+    name = "recorded"
+
+    def __init__(self) -> None:
+        self.drawn: list[tuple[int, str]] = []
+
+    def sample(self, seed, split="train"):
+        self.drawn.append((seed, split))
+        return _Scored(seed, split)
+
+
+def _scored_by(monkeypatch, trainer, score) -> None:
+    """Replace each inner run by ``score(θ, task)`` (higher is better): what the meta-trainer
+    does with the scores is then all that is tested."""
+    from hf_l3rs.meta import trainer as module
+    from hf_l3rs.tasks.inner_loop import TaskResult
+
+    def run(task, factory):
+        value = score(trainer.net.get_flat().detach().clone(), task)
+        return TaskResult(train_losses=[-value], eval_loss=-value, eval_accuracy=None, diverged=False)
+
+    monkeypatch.setattr(module, "run_task", run)
+
+
+def test_each_candidate_is_scored_on_its_own_runs(tmp_path, monkeypatch) -> None:
+    """Fitness rises with θ[0]; tasks differ by offsets far larger than any two candidates'
+    difference. Ranked within each task, the search climbs θ[0] every generation; a grid
+    that mixed up candidates and tasks would rank the offsets instead and wander."""
+    from hf_l3rs.meta.trainer import MetaTrainer
+
+    config = _tiny(nes={"popsize": 8, "sigma": 0.05, "learning_rate": 0.05}, tasks_per_generation=3, val_every=100)
+    trainer = MetaTrainer(config, tmp_path, family=_Recorded())
+    start = trainer.state.theta.clone()
+    _scored_by(monkeypatch, trainer, lambda theta, task: float(theta[0]) + 1000.0 * (task.seed % 3))
+    trainer.run()
+    moved = trainer.state.theta - start
+    assert float(moved[0]) > 0.6 * config.generations * 0.05, float(moved[0])
+
+
+def test_validation_draws_fixed_val_tasks_and_training_new_tasks_each_generation(tmp_path, monkeypatch) -> None:
+    from hf_l3rs.meta.trainer import MetaTrainer
+
+    family = _Recorded()
+    trainer = MetaTrainer(_tiny(generations=3, val_every=1), tmp_path, family=family)
+    before = len(family.drawn)  # the template task that lays out the components
+    _scored_by(monkeypatch, trainer, lambda theta, task: -float(theta.norm()))
+    trainer.run()
+    drawn = family.drawn[before:]
+    train = [seed for seed, split in drawn if split == "train"]
+    val = [(seed, split) for seed, split in drawn if split != "train"]
+    assert val and {split for _, split in val} == {"val"}
+    assert len({seed for seed, _ in val}) == trainer.config.val_tasks  # the same tasks at every validation
+    m = trainer.config.tasks_per_generation
+    generations = [tuple(train[i : i + m]) for i in range(0, len(train), m)]
+    assert len(generations) == 3 and len(set(generations)) == 3  # new training tasks every generation
+
+
+def test_resume_keeps_the_best_validation_score_and_weights(tmp_path, monkeypatch) -> None:
+    """Validation gets worse the further θ moves: the best θ is the start. A resumed run
+    must still know that, and keep the start in ``best/``, as the run that never stopped does."""
+    from hf_l3rs.meta.trainer import MetaTrainer
+
+    def run(folder, **kw):
+        trainer = MetaTrainer(_tiny(val_every=2), folder, family=_Recorded())
+        start = MetaTrainer(_tiny(val_every=2), tmp_path / "probe", family=_Recorded()).state.theta.clone()
+        _scored_by(
+            monkeypatch,
+            trainer,
+            lambda theta, task: -float((theta - start).norm()) if task.split == "val" else float(theta[0]),
+        )
+        trainer.run(**kw)
+        return trainer
+
+    straight = run(tmp_path / "a")
+    run(tmp_path / "b", stop_after=2)
+    resumed = run(tmp_path / "b", resume=True)
+    assert resumed.state.generation == straight.state.generation == 4
+    assert resumed.best_val == straight.best_val
+    from safetensors.torch import load_file
+
+    best = [load_file(tmp_path / f / "best" / "model.safetensors") for f in ("a", "b")]
+    assert best[0].keys() == best[1].keys() and all(torch.equal(best[0][k], best[1][k]) for k in best[0])
