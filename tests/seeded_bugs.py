@@ -135,7 +135,7 @@ BUGS = [
         "hf_l3rs/optim/loss_source.py",
         "if not (module.training and torch.is_grad_enabled()):",
         "if False:",
-        "tests/test_trainer.py tests/test_state.py tests/test_first_hour.py",
+        "tests/test_state.py tests/test_trainer.py",
     ),
     (
         "suite: the Nesterov baseline runs plain momentum",

@@ -164,3 +164,35 @@ def test_config_json_is_plain_json(tmp_path, model) -> None:
     data = json.loads((tmp_path / "w" / "config.json").read_text())
     assert data["l3rs"]["directions"] == ["sgd", "adam"]
     assert data["hyper_parameters"]["adam"]["beta1"] == pytest.approx(0.9, rel=1e-6)
+
+
+def test_an_evaluation_forward_between_steps_changes_nothing() -> None:
+    """L3RS reads the loss from the model's training forwards; an evaluation pass (eval mode,
+    no grad) between two steps, with a very different loss, must not enter the step."""
+
+    class WithLoss(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = torch.nn.Linear(4, 3)
+
+        def forward(self, x, scale=1.0):
+            out = self.body(x)
+            return {"loss": scale * out.pow(2).mean(), "logits": out}
+
+    def run(evaluate: bool) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        model = WithLoss()
+        opt = L3RS(model, L3RSConfig(init_output_scale=1.0), total_steps=10, seed=1)
+        x = torch.randn(8, 4, generator=torch.Generator().manual_seed(1))
+        for _ in range(3):
+            opt.zero_grad()
+            model(x)["loss"].backward()
+            if evaluate:
+                model.eval()
+                with torch.no_grad():
+                    model(x, scale=100.0)
+                model.train()
+            opt.step()
+        return [p.detach().clone() for p in model.parameters()]
+
+    assert all(torch.equal(a, b) for a, b in zip(run(False), run(True)))

@@ -337,3 +337,15 @@ def test_benchmark_command_line_names_whole_model_and_probe_entries() -> None:
     assert named_entries(args.l3rs, "L3RS") == {"mine": "runs/x/best", "L3RS (untrained)": None}
     assert named_entries(args.l3rs_probe, "L3RS probe") == {"L3RS probe (l3rs-general)": "l3rs-general", "p": None}
     assert named_entries(None, "L3RS") is None
+
+
+def test_speedup_interval_is_paired_over_tasks() -> None:
+    """Tasks of very different difficulty, an optimizer that reaches the baseline's value on
+    every task exactly at the last horizon: every paired resample gives speed-up 1. Resampling
+    the baseline's tasks independently would compare easy tasks with hard ones and spread it."""
+    reference = [0.1, 1.0, 5.0, 9.0, 2.0, 0.5]
+    horizons = [10, 25, 50, 100]
+    runs = {h: [r * (1 + (100 - h) / 100) for r in reference] for h in horizons}
+    result = bootstrap_speedup(100, horizons, runs, reference, higher_is_better=False, samples=400)
+    assert result["speedup"] == pytest.approx(1.0)
+    assert result["low"] == pytest.approx(1.0) and result["high"] == pytest.approx(1.0)
