@@ -159,6 +159,20 @@ BUGS = [
         "        s, _ = speedup_at(horizon, horizons, c, float(ref[jdx].mean()), higher_is_better)",
         "tests/test_tuned.py tests/test_seeded.py",
     ),
+    (
+        "evaluation: the Nesterov families run plain momentum",
+        "hf_l3rs/registry.py",
+        '"nesterov": (torch.optim.SGD, {"momentum": 0.9, "nesterov": True}),',
+        '"nesterov": (torch.optim.SGD, {"momentum": 0.9, "nesterov": False}),',
+        "tests/test_tuned.py",
+    ),
+    (
+        "evaluation: baselines tuned on the test split",
+        "hf_l3rs/evaluation/tuned.py",
+        '(ev, "val", i, self.families[f].with_lr(cfg.rate(k)), tuple(horizons))',
+        '(ev, "test", i, self.families[f].with_lr(cfg.rate(k)), tuple(horizons))',
+        "tests/test_tuned.py tests/test_seeded.py",
+    ),
 ]
 
 

@@ -349,3 +349,21 @@ def test_speedup_interval_is_paired_over_tasks() -> None:
     result = bootstrap_speedup(100, horizons, runs, reference, higher_is_better=False, samples=400)
     assert result["speedup"] == pytest.approx(1.0)
     assert result["low"] == pytest.approx(1.0) and result["high"] == pytest.approx(1.0)
+
+
+def test_nesterov_looks_ahead_and_momentum_does_not() -> None:
+    """Two steps on f(x) = x (gradient 1): heavy-ball momentum moves lr·(1 + 1.9), Nesterov
+    lr·(1.9 + 2.71): the families named nesterov-* must be the look-ahead rule."""
+    import torch
+
+    def moved(name: str) -> float:
+        x = torch.zeros(1, requires_grad=True)
+        opt = parse_optimizer(name).build([x], 10)
+        for _ in range(2):
+            opt.zero_grad()
+            x.sum().backward()
+            opt.step()
+        return -float(x.detach())
+
+    assert moved("momentum-const-1e-2") == pytest.approx(1e-2 * (1 + 1.9))
+    assert moved("nesterov-const-1e-2") == pytest.approx(1e-2 * (1.9 + 2.71))
