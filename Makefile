@@ -10,7 +10,7 @@ endif
 PIP := $(PY) -m pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install venv system-deps demo test bench lint llm
+.PHONY: install venv system-deps demo test bench lint llm mutation
 
 venv:
 	@if [ -z "$$VIRTUAL_ENV" ] && [ ! -x .venv/bin/python ]; then \
@@ -50,3 +50,11 @@ llm: install
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+
+# Mutation testing of the update rule's pure pieces and the meta-trainer's fitness and
+# selection path ([tool.mutmut] in pyproject.toml); survivors: docs/mutation.md.
+mutation: install
+	$(PY) -m pip install -q -c constraints.txt mutmut
+	rm -rf mutants
+	$(PY) -m mutmut run --max-children 2
+	$(PY) -m mutmut results

@@ -104,3 +104,70 @@ def test_unknown_scale_is_a_config_error() -> None:
 
     with pytest.raises(ConfigError, match="step_scale"):
         L3RSConfig(step_scale="prodigy")
+
+
+def _by_hand(xs, gs, ws, beta3, scope):
+    """The estimate written out per tensor in float64: r, s, d after the given steps."""
+    n = len(xs[0])
+    x0 = [x.double() for x in xs[0]]
+    r, s, d = [0.0] * n, [torch.zeros_like(x) for x in x0], [D0] * n
+    for x, g, w in zip(xs, gs, ws):
+        for j in range(n):
+            r[j] = beta3 * r[j] + w[j] * float((g[j].double() * (x0[j] - x[j].double())).sum())
+            s[j] = beta3 * s[j] + w[j] * g[j].double()
+        l1 = [float(t.abs().sum()) for t in s]
+        if scope == "model":
+            d = [max(d[0], sum(r) / sum(l1))] * n
+        else:
+            d = [max(d[j], r[j] / l1[j]) if l1[j] > 0 else d[j] for j in range(n)]
+    return r, d
+
+
+@pytest.mark.parametrize("scope", ["model", "component"])
+def test_observe_is_the_estimate_written_out(scope) -> None:
+    torch.manual_seed(0)
+    shapes = [(3, 4), (5,), (2, 2, 2)]
+    xs = [[torch.randn(s) for s in shapes]]
+    gs = []
+    for _ in range(3):
+        gs.append([torch.randn(s) for s in shapes])
+        xs.append([x - 0.3 * g for x, g in zip(xs[-1], gs[-1])])  # the steps move x against g
+    ws = [[1.0, 2.0, 0.5], [0.7, 0.7, 0.7], [3.0, 1.0, 2.0]]
+    state = DistanceState.fresh(3)
+    for x, g, w in zip(xs, gs, ws):
+        observe(state, [0, 1, 2], x, g, torch.tensor(w), 0.9, scope)
+    r, d = _by_hand(xs, gs, ws, 0.9, scope)
+    assert state.numerator.tolist() == pytest.approx(r, rel=1e-5)
+    assert state.d.tolist() == pytest.approx(d, rel=1e-5)
+    assert max(d) > D0  # the comparison is not vacuous
+
+
+def test_a_tensor_that_skips_a_step_still_counts_in_the_model_scale() -> None:
+    """Scope ``model``: ‖s‖₁ sums every tensor seen so far, also one without a gradient this step."""
+    torch.manual_seed(1)
+    a, b = torch.randn(4), torch.randn(6)
+    ga, gb = torch.randn(4), torch.randn(6)
+    one = DistanceState.fresh(2)
+    observe(one, [0, 1], [a, b], [ga, gb], torch.tensor([1.0, 1.0]), 0.9, "model")
+    a2 = a - 0.5 * ga
+    observe(one, [0], [a2], [ga], torch.tensor([1.0]), 0.9, "model")  # b has no gradient this step
+    numerator = float(one.numerator.sum())
+    l1 = float((0.9 * ga + ga).abs().sum() + gb.abs().sum())
+    assert float(one.d[0]) == pytest.approx(max(D0, numerator / l1), rel=1e-5)
+
+
+def test_zero_gradients_leave_d_at_its_start_and_finite() -> None:
+    for scope in ("model", "component"):
+        state = DistanceState.fresh(2)
+        observe(
+            state, [0, 1], [torch.ones(3), torch.ones(2)], [torch.zeros(3), torch.zeros(2)], torch.ones(2), 0.9, scope
+        )
+        assert state.d.tolist() == [D0, D0]
+
+
+def test_half_precision_weights_keep_the_estimate_in_float32() -> None:
+    p = torch.randn(8).to(torch.bfloat16)
+    state = DistanceState.fresh(1)
+    observe(state, [0], [p], [torch.randn(8).to(torch.bfloat16)], torch.ones(1), 0.9, "component")
+    assert state.x0[0].dtype == torch.float32 and state.s[0].dtype == torch.float32
+    assert torch.equal(state.x0[0], p.float())

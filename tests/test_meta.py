@@ -23,6 +23,32 @@ def test_centered_rank() -> None:
     assert r.tolist() == pytest.approx([0.5, -0.5, -1 / 6, 1 / 6])
 
 
+def test_centered_rank_of_one_two_and_many_tied() -> None:
+    one = centered_rank(torch.tensor([3.0]))
+    assert one.dtype == torch.float64 and one.tolist() == [0.0]
+    assert centered_rank(torch.tensor([2.0, 1.0])).tolist() == [0.5, -0.5]
+    # ties (every candidate of a population diverged) rank by index: deterministic
+    tied = centered_rank(torch.full((300,), -float("inf")))
+    assert bool((tied[1:] > tied[:-1]).all()) and (float(tied[0]), float(tied[-1])) == (-0.5, 0.5)
+
+
+def test_noise_differs_by_pair_generation_and_seed() -> None:
+    a, b = NES(NESParams(popsize=4, sigma=0.1, seed=0)), NES(NESParams(popsize=4, sigma=0.1, seed=1))
+    draws = [a.noise(0, 0, 8), a.noise(0, 1, 8), a.noise(1, 0, 8), b.noise(0, 0, 8)]
+    assert all(not torch.equal(x, y) for i, x in enumerate(draws) for y in draws[i + 1 :])
+
+
+def test_tell_advances_one_generation_and_names_a_wrong_population() -> None:
+    nes = NES(NESParams(popsize=4, sigma=0.1, learning_rate=0.05, seed=0))
+    state = nes.init(torch.zeros(3))
+    after = nes.tell(state, torch.tensor([1.0, 0.0, 0.5, 0.2]))
+    assert after.generation == state.generation + 1 and not torch.equal(after.theta, state.theta)
+    with pytest.raises(ValueError, match=r"expected 4 fitnesses, got shape \(3,\)"):
+        nes.tell(state, torch.tensor([1.0, 0.0, 0.5]))
+    with pytest.raises(ValueError, match="NES scales have 2 entries, θ has 3"):
+        NES(NESParams(popsize=4, sigma=0.1), scales=torch.ones(2)).ask(state)
+
+
 def test_ask_is_antithetic_and_reproducible() -> None:
     nes = NES(NESParams(popsize=6, sigma=0.1, seed=3))
     state = nes.init(torch.zeros(5))

@@ -7,8 +7,6 @@ embedding is appended by the network.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
@@ -25,16 +23,6 @@ def time_features(config: L3RSConfig, step: int, total_steps: int | None) -> Ten
     scales = torch.tensor(config.absolute_time_scales, dtype=torch.float64)
     absolute = torch.tanh(total_steps / scales) if total_steps else torch.ones_like(scales)
     return torch.cat([rel, absolute]).to(torch.float32)
-
-
-def rate_schedule_factor(config: L3RSConfig, step: int, total_steps: int | None) -> float:
-    """The prior multiplying the learned rate at the ``step``-th update (1-based) of a run of
-    ``total_steps``: 1 for ``constant``; for ``cosine`` the same 0.5·(1 + cos(π·(step−1)/T))
-    as a cosine-scheduled baseline (1 at the first update, 0 from step T + 1 on)."""
-    if config.rate_schedule == "constant" or not total_steps:
-        return 1.0
-    progress = min(step - 1, total_steps) / total_steps
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class EMAFeatures:

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from hf_l3rs.optim.components import describe, in_model_order, normalize_params, role_indices
 from hf_l3rs.optim.config import ROLES
-from hf_l3rs.optim.features import rate_schedule_factor, time_features
+from hf_l3rs.optim.features import time_features
 from hf_l3rs.optim.horizon import resolve_horizon
 from hf_l3rs.optim.loss_source import LossSource
 from hf_l3rs.optim.velo.config import VeLOLiteConfig
@@ -39,6 +39,16 @@ _MISSING_LOSS = (
 
 def _rms(t: Tensor) -> Tensor:
     return torch.sqrt(torch.mean(t.float() * t.float()))
+
+
+def rate_schedule_factor(config: VeLOLiteConfig, step: int, total_steps: int | None) -> float:
+    """The prior multiplying the learned rate at the ``step``-th update (1-based) of a run of
+    ``total_steps``: 1 for ``constant``; for ``cosine`` the same 0.5·(1 + cos(π·(step−1)/T))
+    as a cosine-scheduled baseline (1 at the first update, 0 from step T + 1 on)."""
+    if config.rate_schedule == "constant" or not total_steps:
+        return 1.0
+    progress = min(step - 1, total_steps) / total_steps
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class VeLOLite(torch.optim.Optimizer):
