@@ -151,7 +151,8 @@ def test_a_tensor_that_skips_a_step_still_counts_in_the_model_scale() -> None:
     observe(one, [0, 1], [a, b], [ga, gb], torch.tensor([1.0, 1.0]), 0.9, "model")
     a2 = a - 0.5 * ga
     observe(one, [0], [a2], [ga], torch.tensor([1.0]), 0.9, "model")  # b has no gradient this step
-    numerator = float(one.numerator.sum())
+    numerator = 0.5 * float(ga.pow(2).sum())  # r_a = <g_a, a − a2>; r_b stays 0 (x = x0 at its only step)
+    assert one.numerator.tolist() == pytest.approx([numerator, 0.0], rel=1e-5, abs=1e-12)
     l1 = float((0.9 * ga + ga).abs().sum() + gb.abs().sum())
     assert float(one.d[0]) == pytest.approx(max(D0, numerator / l1), rel=1e-5)
 
@@ -171,3 +172,6 @@ def test_half_precision_weights_keep_the_estimate_in_float32() -> None:
     observe(state, [0], [p], [torch.randn(8).to(torch.bfloat16)], torch.ones(1), 0.9, "component")
     assert state.x0[0].dtype == torch.float32 and state.s[0].dtype == torch.float32
     assert torch.equal(state.x0[0], p.float())
+    wide, state = torch.randn(8, dtype=torch.float64), DistanceState.fresh(1)  # float64 weights keep float64
+    observe(state, [0], [wide], [torch.randn(8, dtype=torch.float64)], torch.ones(1), 0.9, "model")
+    assert state.x0[0].dtype == torch.float64
