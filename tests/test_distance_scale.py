@@ -175,3 +175,18 @@ def test_half_precision_weights_keep_the_estimate_in_float32() -> None:
     wide, state = torch.randn(8, dtype=torch.float64), DistanceState.fresh(1)  # float64 weights keep float64
     observe(state, [0], [wide], [torch.randn(8, dtype=torch.float64)], torch.ones(1), 0.9, "model")
     assert state.x0[0].dtype == torch.float64
+
+
+@pytest.mark.parametrize(("points", "refs"), [(0, []), (1, [0.0]), (2, [0.0, 1.0]), (3, [0.0, 0.5, 1.0])])
+def test_relative_time_points_span_the_run(points, refs) -> None:
+    """The features the network (and so the distance scale's modulation) reads of time:
+    tanh(s·(t/T − r)) at ``points`` references r from 0 to 1, then tanh(T / scale)."""
+    import math
+
+    from hf_l3rs.optim.features import time_features
+
+    config = L3RSConfig(relative_time_points=points, absolute_time_scales=(10.0, 100.0))
+    got = time_features(config, 25, 100).tolist()
+    want = [math.tanh(10.0 * (0.25 - r)) for r in refs] + [math.tanh(100 / 10.0), math.tanh(100 / 100.0)]
+    assert got == pytest.approx(want, rel=1e-6)
+    assert time_features(config, 25, None).tolist()[points:] == [1.0, 1.0]  # horizon-free: T = ∞
