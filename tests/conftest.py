@@ -150,3 +150,30 @@ def toy_case(monkeypatch) -> Case:
 @pytest.fixture
 def toy_profile() -> Profile:
     return dataclasses.replace(TOY_PROFILE)
+
+
+def resume_matches_straight_run(tmp_path, config, implementation: str, steps: int = 20):
+    """Train ``steps`` steps straight, and again stopped half-way, saved with ``torch.save``,
+    loaded ``weights_only`` into fresh objects and continued: returns the two optimizers after
+    asserting that every weight of the two models is bitwise equal."""
+    from hf_l3rs import L3RS
+
+    straight = small_cnn()
+    opt = L3RS(grouped(straight), config, total_steps=steps, implementation=implementation)
+    for t in range(steps):
+        opt.step(loss=train_step(straight, t))
+    first = small_cnn()
+    opt1 = L3RS(grouped(first), config, total_steps=steps, implementation=implementation)
+    for t in range(steps // 2):
+        opt1.step(loss=train_step(first, t))
+    torch.save({"model": first.state_dict(), "opt": opt1.state_dict()}, tmp_path / "ckpt.pt")
+    ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    resumed = small_cnn(seed=99)
+    resumed.load_state_dict(ckpt["model"])
+    opt2 = L3RS(grouped(resumed), config, total_steps=steps, implementation=implementation, seed=123)
+    opt2.load_state_dict(ckpt["opt"])
+    for t in range(steps // 2, steps):
+        opt2.step(loss=train_step(resumed, t))
+    for (name, p), q in zip(straight.named_parameters(), resumed.parameters()):
+        assert torch.equal(p, q), name
+    return opt, opt2

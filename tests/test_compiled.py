@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import grouped, small_cnn, train_step
+from conftest import grouped, resume_matches_straight_run, small_cnn, train_step
 from test_parity import CASES, LIVELY, _assert_close, _fast, _reference
 
 from hf_l3rs import L3RS, L3RSConfig
@@ -32,26 +32,7 @@ def test_one_graph_serves_the_whole_run() -> None:
 
 
 def test_compiled_resume_is_bitwise(tmp_path) -> None:
-    config = L3RSConfig(**LIVELY)
-    straight = small_cnn()
-    opt = L3RS(grouped(straight), config, total_steps=20, implementation="compiled")
-    for t in range(20):
-        opt.step(loss=train_step(straight, t))
-
-    first = small_cnn()
-    opt1 = L3RS(grouped(first), config, total_steps=20, implementation="compiled")
-    for t in range(10):
-        opt1.step(loss=train_step(first, t))
-    torch.save({"model": first.state_dict(), "opt": opt1.state_dict()}, tmp_path / "ckpt.pt")
-    ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=True)
-    resumed = small_cnn(seed=99)
-    resumed.load_state_dict(ckpt["model"])
-    opt2 = L3RS(grouped(resumed), config, total_steps=20, implementation="compiled")
-    opt2.load_state_dict(ckpt["opt"])
-    for t in range(10, 20):
-        opt2.step(loss=train_step(resumed, t))
-    for (name, p), q in zip(straight.named_parameters(), resumed.parameters()):
-        assert torch.equal(p, q), name
+    resume_matches_straight_run(tmp_path, L3RSConfig(**LIVELY), "compiled")
 
 
 def test_compiled_skips_a_nonfinite_component_like_the_other_backends() -> None:

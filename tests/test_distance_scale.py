@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 import torch
-from conftest import grouped, small_cnn, train_step
+from conftest import resume_matches_straight_run
 
 from hf_l3rs import L3RS, L3RSConfig
 from hf_l3rs.optim.distance import D0, DistanceState, observe
@@ -65,26 +65,8 @@ def test_d_never_shrinks_and_x0_is_the_first_weights() -> None:
 @pytest.mark.parametrize("scale", ["distance", "distance_per_tensor"])
 def test_resume_from_state_dict_is_bitwise(tmp_path, scale) -> None:
     config = L3RSConfig(init_output_scale=1.0, step_scale=scale)
-    straight = small_cnn()
-    opt = L3RS(grouped(straight), config, total_steps=30, implementation="foreach")
-    for t in range(30):
-        opt.step(loss=train_step(straight, t))
-
-    first = small_cnn()
-    opt1 = L3RS(grouped(first), config, total_steps=30, implementation="foreach")
-    for t in range(15):
-        opt1.step(loss=train_step(first, t))
-    torch.save({"model": first.state_dict(), "opt": opt1.state_dict()}, tmp_path / "ckpt.pt")
-    ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=True)
-    resumed = small_cnn(seed=99)
-    resumed.load_state_dict(ckpt["model"])
-    opt2 = L3RS(grouped(resumed), config, total_steps=30, implementation="foreach")
-    opt2.load_state_dict(ckpt["opt"])
-    for t in range(15, 30):
-        opt2.step(loss=train_step(resumed, t))
-    for (name, p), q in zip(straight.named_parameters(), resumed.parameters()):
-        assert torch.equal(p, q), name
-    assert torch.equal(opt.distance_scale, opt2.distance_scale)
+    opt, resumed = resume_matches_straight_run(tmp_path, config, "foreach", steps=30)
+    assert torch.equal(opt.distance_scale, resumed.distance_scale)
 
 
 def test_a_state_for_another_model_is_refused(tmp_path) -> None:

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import grouped, small_cnn, train_step
+from conftest import resume_matches_straight_run, small_cnn, train_step
 
 from hf_l3rs import L3RS, L3RSConfig, load_net
 
@@ -25,27 +25,7 @@ def _fused_ok() -> bool:
 def test_resume_from_state_dict_is_bitwise(tmp_path, impl) -> None:
     if impl == "fused" and not _fused_ok():
         pytest.skip("fused kernels unavailable")
-    config = L3RSConfig(init_output_scale=1.0)
-    straight = small_cnn()
-    opt = L3RS(grouped(straight), config, total_steps=40, implementation=impl)
-    for t in range(40):
-        opt.step(loss=train_step(straight, t))
-
-    first = small_cnn()
-    opt1 = L3RS(grouped(first), config, total_steps=40, implementation=impl)
-    for t in range(20):
-        opt1.step(loss=train_step(first, t))
-    torch.save({"model": first.state_dict(), "opt": opt1.state_dict()}, tmp_path / "ckpt.pt")
-
-    ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=True)
-    resumed = small_cnn(seed=99)
-    resumed.load_state_dict(ckpt["model"])
-    opt2 = L3RS(grouped(resumed), config, total_steps=40, implementation=impl, seed=123)
-    opt2.load_state_dict(ckpt["opt"])
-    for t in range(20, 40):
-        opt2.step(loss=train_step(resumed, t))
-    for (name, p), q in zip(straight.named_parameters(), resumed.parameters()):
-        assert torch.equal(p, q), name
+    resume_matches_straight_run(tmp_path, L3RSConfig(init_output_scale=1.0), impl, steps=40)
 
 
 def test_state_dict_round_trip_before_any_step(model) -> None:
