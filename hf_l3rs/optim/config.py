@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,28 +57,26 @@ REMOVED_FIELDS = {
     "head_calibration_backoff": 2,
     "head_calibration_acceleration": 1.0,
 }
-#: The removed option groups' on/off switches: a saved value other than this was a group that
-#: acted on the steps (the other removed fields only tuned a group, or the initial network).
-REMOVED_SWITCHES = {
-    "rate_schedule": "constant",
-    "init_head_fraction": 0.0,
-    "adaptation_signal": "gradient",
-    "role_adaptation_min": {},
-    "loss_feature": "raw",
-    "role_rate_scale": {},
-    "gradient_share_reference": 0.0,
-    "adapter_steps": "tensor",
-    "head_calibration_growth": 1.0,
-}
+#: The removed option groups' on/off switches: a saved value other than its REMOVED_FIELDS value
+#: was a group that acted (the other removed fields only tuned a group).
+REMOVED_SWITCHES = (
+    "rate_schedule",
+    "init_head_fraction",
+    "adaptation_signal",
+    "role_adaptation_min",
+    "loss_feature",
+    "role_rate_scale",
+    "gradient_share_reference",
+    "adapter_steps",
+    "head_calibration_growth",
+)
 ROLES = ("conv", "linear", "norm", "bias", "embedding", "other")
 
 
 def drop_removed_fields(data: dict[str, Any], where: str) -> dict[str, Any]:
     """``data`` without the fields ADR 0004 removed; a warning names each removed group that
     was switched on (loading without it changes the checkpoint's steps)."""
-    import warnings
-
-    acting = sorted(k for k, off in REMOVED_SWITCHES.items() if k in data and _as_plain(data[k]) != _as_plain(off))
+    acting = sorted(k for k in REMOVED_SWITCHES if k in data and data[k] != REMOVED_FIELDS[k])
     if acting:
         warnings.warn(
             f"{where}: option(s) {acting} were removed in hf_l3rs 0.2 (docs/adr/0004-prune-hand-set-options.md: "
@@ -87,10 +86,6 @@ def drop_removed_fields(data: dict[str, Any], where: str) -> dict[str, Any]:
             stacklevel=3,
         )
     return {k: v for k, v in data.items() if k not in REMOVED_FIELDS}
-
-
-def _as_plain(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
 
 
 #: bounds checked before any tensor is allocated (a corrupted config.json must not ask for terabytes)

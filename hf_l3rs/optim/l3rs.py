@@ -508,16 +508,18 @@ class L3RS(torch.optim.Optimizer):
         coef = torch.where(finite[:, None], coef, torch.zeros_like(coef))
         decay = torch.where(finite, decay, torch.zeros_like(decay))
         if cfg.step_scale != "base_lr":
-            self._observe_distance(active, finite, lr)
+            self._observe_distance(active, finite, lr, hyper)
         backend.commit(self, active, coef, decay, finite, probe)
 
-    def _observe_distance(self, active: list[int], finite: Tensor, multiplier: Tensor) -> None:
+    def _observe_distance(
+        self, active: list[int], finite: Tensor, multiplier: Tensor, hyper: dict[str, dict[str, float]]
+    ) -> None:
         """Fold this step into the distance estimate (weights not yet moved), finite tensors only."""
         ok = [pos for pos, f in enumerate(finite.tolist()) if f]
         idx = [active[pos] for pos in ok]
         params = [self._params[j] for j in idx]
         d = self._distance.d[idx] if idx else torch.zeros(0, dtype=torch.float64)
-        beta2 = self.net.hyper_values().get("adam", {}).get("beta2", 0.999)
+        beta2 = hyper.get("adam", {}).get("beta2", 0.999)
         scope = "model" if self.config.step_scale == "distance" else "component"
         observe(self._distance, idx, params, [p.grad for p in params], d * d * multiplier[ok], math.sqrt(beta2), scope)
 
