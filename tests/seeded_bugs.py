@@ -33,9 +33,9 @@ BUGS = [
     ),
     (
         "decoupled weight decay ignores the group lr",
-        "hf_l3rs/optim/l3rs.py",
-        "decay = lr * rate64 * wd",
-        "decay = rate64 * wd",
+        "hf_l3rs/optim/rule.py",
+        "decay = lr * rate * weight_decay",
+        "decay = rate * weight_decay",
         "tests/test_seeded.py tests/test_parity.py",
     ),
     (

@@ -16,16 +16,44 @@ own commit is in its subclass, so no untyped dictionary crosses the interface.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
 from hf_l3rs.optim.directions import get_direction
-from hf_l3rs.optim.fused import load_fused
+from hf_l3rs.optim.fused import FUSED_DIRECTIONS, fused_unavailable_reason, load_fused
 
-if TYPE_CHECKING:
-    from hf_l3rs.optim.l3rs import L3RS
+
+class Stepped(Protocol):
+    """What a backend reads and writes of the optimizer: its tensors in component order,
+    torch's per-tensor state, the config's directions and each tensor's norm (float64)."""
+
+    _params: list[Tensor]
+    _pnorm: Tensor
+    state: Any
+    config: Any
+
+
+def _dense(t: Tensor) -> bool:
+    """Contiguous in some dimension order (plain or channels-last), no overlap, no gaps."""
+    return t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last)
+
+
+def fused_blocker(directions: tuple[str, ...], params: list[Tensor], check_grads: bool) -> str | None:
+    """Why the fused kernels cannot run on these tensors now (``None`` when they can)."""
+    if not set(directions) <= FUSED_DIRECTIONS:
+        return f"directions {directions} are not all in {sorted(FUSED_DIRECTIONS)}"
+    for p in params:
+        if p.device.type != "cpu" or p.dtype != torch.float32:
+            return "fused kernels need float32 parameters on the CPU"
+        if not _dense(p):
+            return "fused kernels need dense parameters"
+        if check_grads and p.grad is not None and p.grad.stride() != p.stride():
+            return "a gradient's memory layout differs from its parameter's"
+    if load_fused() is None:
+        return f"the C++ kernels could not be built ({fused_unavailable_reason()})"
+    return None
 
 
 @dataclass
@@ -60,9 +88,11 @@ class ForeachProbe(Probe):
 class Backend(Protocol):
     name: str
 
-    def probe(self, opt: L3RS, active: list[int], hyper: dict[str, dict[str, float]]) -> Probe: ...
+    def probe(self, opt: Stepped, active: list[int], hyper: dict[str, dict[str, float]]) -> Probe: ...
 
-    def commit(self, opt: L3RS, active: list[int], coef: Tensor, decay: Tensor, finite: Tensor, probe: Probe) -> None:
+    def commit(
+        self, opt: Stepped, active: list[int], coef: Tensor, decay: Tensor, finite: Tensor, probe: Probe
+    ) -> None:
         """Write p ← (1 − decay)·p − Σ_k coef[:, k]·d_k and the new state for components
         with ``finite``; update ``opt``'s parameter norms and per-tensor step counts."""
         ...
@@ -71,7 +101,7 @@ class Backend(Protocol):
 class FusedBackend:
     name = "fused"
 
-    def probe(self, opt: L3RS, active: list[int], hyper: dict[str, dict[str, float]]) -> FusedProbe:
+    def probe(self, opt: Stepped, active: list[int], hyper: dict[str, dict[str, float]]) -> FusedProbe:
         kernels = load_fused()
         params = [opt._params[j] for j in active]
         grads = [p.grad for p in params]
@@ -94,7 +124,9 @@ class FusedBackend:
         agreement = sums[:, 2:4] if has_adam else None
         return FusedProbe(torch.stack(cols, dim=1), gnorm, params, grads, m, v, adam_args, agreement=agreement)
 
-    def commit(self, opt: L3RS, active: list[int], coef: Tensor, decay: Tensor, finite: Tensor, probe: Probe) -> None:
+    def commit(
+        self, opt: Stepped, active: list[int], coef: Tensor, decay: Tensor, finite: Tensor, probe: Probe
+    ) -> None:
         assert isinstance(probe, FusedProbe)
         dirs = opt.config.directions
         c = torch.zeros(len(active), 3, dtype=torch.float64)
@@ -117,7 +149,7 @@ class FusedBackend:
 class ForeachBackend:
     name = "foreach"
 
-    def probe(self, opt: L3RS, active: list[int], hyper: dict[str, dict[str, float]]) -> ForeachProbe:
+    def probe(self, opt: Stepped, active: list[int], hyper: dict[str, dict[str, float]]) -> ForeachProbe:
         # Bias corrections use each tensor's own step: group the components by it.
         by_step: dict[int, list[int]] = {}
         for pos, j in enumerate(active):
@@ -141,7 +173,9 @@ class ForeachBackend:
         cols = [torch.stack(torch._foreach_norm(d)).to("cpu", torch.float64) for d in dirs]
         return ForeachProbe(torch.stack(cols, dim=1), gnorm, dirs, new_states)  # type: ignore[arg-type]
 
-    def commit(self, opt: L3RS, active: list[int], coef: Tensor, decay: Tensor, finite: Tensor, probe: Probe) -> None:
+    def commit(
+        self, opt: Stepped, active: list[int], coef: Tensor, decay: Tensor, finite: Tensor, probe: Probe
+    ) -> None:
         assert isinstance(probe, ForeachProbe)
         ok = [pos for pos, f in enumerate(finite.tolist()) if f]
         if not ok:

@@ -16,16 +16,13 @@ from __future__ import annotations
 import functools
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from hf_l3rs.optim.backends import Probe
+from hf_l3rs.optim.backends import FOREACH, FUSED, Backend, Probe, Stepped, fused_blocker
 from hf_l3rs.optim.directions import get_direction
-
-if TYPE_CHECKING:
-    from hf_l3rs.optim.l3rs import L3RS
 
 #: one direction's state tensors of one component, by key
 _State = dict[str, Tensor]
@@ -116,7 +113,7 @@ class CompiledProbe(Probe):
 class CompiledBackend:
     name = "compiled"
 
-    def probe(self, opt: L3RS, active: list[int], hyper: dict[str, dict[str, float]]) -> CompiledProbe:
+    def probe(self, opt: Stepped, active: list[int], hyper: dict[str, dict[str, float]]) -> CompiledProbe:
         names = tuple(opt.config.directions)
         params = [opt._params[j] for j in active]
         grads = [p.grad for p in params]
@@ -134,7 +131,9 @@ class CompiledBackend:
         dnorm, gnorm = _compiled("probe")(names, params, grads, states, hp, step)
         return CompiledProbe(dnorm.cpu(), gnorm.cpu(), params, grads, states, hp, step)
 
-    def commit(self, opt: L3RS, active: list[int], coef: Tensor, decay: Tensor, finite: Tensor, probe: Probe) -> None:
+    def commit(
+        self, opt: Stepped, active: list[int], coef: Tensor, decay: Tensor, finite: Tensor, probe: Probe
+    ) -> None:
         assert isinstance(probe, CompiledProbe)
         device = probe.params[0].device
         sq = _compiled("commit")(
@@ -156,3 +155,25 @@ class CompiledBackend:
 
 
 COMPILED = CompiledBackend()
+
+
+def implementation_blocker(implementation: str, directions: tuple[str, ...], params: list[Tensor]) -> str | None:
+    """Why an explicitly requested implementation cannot run on these tensors (``None``: it can)."""
+    if implementation == "fused":
+        return fused_blocker(directions, params, check_grads=False)
+    if implementation == "compiled":
+        return compiled_unavailable_reason()
+    return None
+
+
+def choose_backend(implementation: str, steps: set[int], directions: tuple[str, ...], params: list[Tensor]) -> Backend:
+    """The backend of one step: the two-pass ones need every component at the same step
+    (tensors without gradients on some steps fall back to foreach for those steps); ``auto``
+    is fused where it can run, else foreach."""
+    if implementation == "foreach" or len(steps) != 1:
+        return FOREACH
+    if implementation == "compiled":
+        return COMPILED
+    if implementation == "fused" or fused_blocker(directions, params, check_grads=True) is None:
+        return FUSED
+    return FOREACH

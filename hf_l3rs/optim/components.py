@@ -11,7 +11,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from hf_l3rs.optim.config import ROLES
+from hf_l3rs.optim.config import ROLES, L3RSConfig
+from hf_l3rs.optim.network import L3RSNet
 from hf_l3rs.verbosity import get_logger
 
 logger = get_logger(__name__)
@@ -240,3 +241,49 @@ def in_model_order(entries: list[tuple[int, str, Tensor]], model: nn.Module) -> 
             f"L3RS: {len(missing)} parameter(s) ({', '.join(missing[:3])}) do not belong to the model given as model="
         )
     return sorted(((gi, where[id(p)][1], p) for gi, _, p in entries), key=lambda e: where[id(e[2])][0])
+
+
+def bind_components(
+    components: list[Component],
+    trained_roles: Tensor,
+    trained_depths: Tensor,
+    map_embeddings: bool,
+) -> tuple[Tensor, Tensor]:
+    """Which trained embedding row each component uses, and the role it is presented with.
+    Identity only for the architecture the embeddings were trained on: same count AND the same
+    role at every position (a 41-tensor BERT is not the 41-tensor ResNet); otherwise each
+    component borrows the row of the same (or stand-in) role at the nearest depth, logged once,
+    or, without ``map_embeddings``, an :class:`EmbeddingMismatchError`."""
+    roles = role_indices(components)
+    depths = torch.tensor([c.depth for c in components], dtype=torch.float32)
+    num, trained = len(components), len(trained_roles)
+    if trained == num and torch.equal(roles, trained_roles):
+        return torch.arange(num), roles
+    if not map_embeddings:
+        other = ", with other roles," if trained == num else ""
+        raise EmbeddingMismatchError(
+            f"L3RS: this model has {num} components{other} but the meta-weights were trained on "
+            f"{trained}; pass map_embeddings=True to map each component to the trained one of the "
+            "same role and nearest depth, or use meta-weights trained on this model."
+        )
+    presented = stand_in_roles(roles, trained_roles)
+    mapping = map_components(presented, depths, trained_roles, trained_depths)
+    log_mapping(components, mapping, trained, presented)
+    return mapping, presented
+
+
+def network_for(net: L3RSNet | L3RSConfig | None, components: list[Component], seed: int) -> L3RSNet:
+    """The meta-network an optimizer over ``components`` runs: given, or fresh from a config
+    (``None``: the default config) sized for these components."""
+    if net is None:
+        net = L3RSConfig()
+    if isinstance(net, L3RSConfig):
+        num = len(components)
+        config = net if net.num_components is not None else net.replace(num_components=num)
+        if config.num_components != num:
+            return L3RSNet(config, seed=seed)
+        depths = torch.tensor([c.depth for c in components], dtype=torch.float32)
+        return L3RSNet(config, role_indices(components), depths, seed=seed)
+    if not isinstance(net, L3RSNet):
+        raise TypeError(f"L3RS: net must be an L3RSNet or L3RSConfig, got {type(net).__name__}")
+    return net

@@ -111,6 +111,17 @@ class WeightDecay(BaseDirection):
         return list(params), {}
 
 
+def init_direction_state(state: dict, p: Tensor, directions: tuple[str, ...]) -> None:
+    """Fill torch's per-tensor ``state`` with each direction's buffers (``"adam.exp_avg"``, …)
+    and ``step`` 0, once: a tensor seen before keeps its state."""
+    if "step" in state:
+        return
+    state["step"] = 0
+    for dname in directions:
+        for key, value in get_direction(dname).init_state(p).items():
+            state[f"{dname}.{key}"] = value
+
+
 def _adam_moments(hp: dict[str, float], step: int) -> tuple[float, float, float, float, float]:
     b1, b2, eps = hp["beta1"], hp["beta2"], hp["eps"]
     return b1, b2, eps, 1.0 - b1**step, 1.0 - b2**step
