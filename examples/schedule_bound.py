@@ -92,7 +92,9 @@ def mean_loss(rows) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--l3rs", default="l3rs-kanji-cosine", help="meta-weights (folder, Hub id or bundled name)")
+    ap.add_argument(
+        "--l3rs", default="experiments/weights/l3rs-kanji-cosine", help="meta-weights (folder, Hub id or bundled name)"
+    )
     ap.add_argument("--evaluation", default="A", choices=sorted(EVALUATIONS))
     ap.add_argument("--horizon", type=int, default=10)
     ap.add_argument("--segments", type=int, default=5)

@@ -40,9 +40,12 @@ _EXPORTS = {
     "set_verbosity": "hf_l3rs.verbosity",
     "freeze_body": "hf_l3rs.probe",
     "unfreeze_body": "hf_l3rs.probe",
-    "VeLOLite": "hf_l3rs.optim.velo",
-    "VeLOLiteConfig": "hf_l3rs.optim.velo",
-    "VeLOLiteNet": "hf_l3rs.optim.velo",
+}
+
+#: names that moved out of the installed package (CHANGELOG 0.3): where they are now
+_MOVED = {
+    name: "experiments.velo (VeLO-lite is research: experiments/ of a source checkout)"
+    for name in ("VeLOLite", "VeLOLiteConfig", "VeLOLiteNet")
 }
 
 __all__ = [
@@ -63,9 +66,6 @@ __all__ = [
     "MissingLossError",
     "NESParams",
     "NESState",
-    "VeLOLite",
-    "VeLOLiteConfig",
-    "VeLOLiteNet",
     "__version__",
     "bundled_weights",
     "centered_rank",
@@ -81,6 +81,8 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
+    if name in _MOVED:
+        raise AttributeError(f"hf_l3rs.{name} moved to {_MOVED[name]}")
     if module is None:
         raise AttributeError(f"module 'hf_l3rs' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
@@ -119,6 +121,5 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from hf_l3rs.optim.direction_optimizer import DirectionOptimizer
     from hf_l3rs.optim.foof import FOOF
     from hf_l3rs.optim.hub import CheckpointError, HubError, bundled_weights, load_net, push_to_hub, save_net
-    from hf_l3rs.optim.velo import VeLOLite, VeLOLiteConfig, VeLOLiteNet
     from hf_l3rs.probe import freeze_body, unfreeze_body
     from hf_l3rs.verbosity import set_verbosity

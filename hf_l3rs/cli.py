@@ -402,8 +402,23 @@ def _eval_batchnorm_argument(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _research(module: str) -> Any:
+    """A module of ``experiments/`` (research, not installed): found from a source checkout."""
+    from hf_l3rs.optim.learned import import_plugins
+
+    try:
+        import_plugins([module])
+    except ModuleNotFoundError:
+        raise SystemExit(
+            f"hf-l3rs: this verb runs research code ({module}) that is not installed with the package; "
+            "run it from a source checkout of hf_l3rs (git clone ...; cd hf_l3rs)."
+        ) from None
+    return sys.modules[module]
+
+
 def _analyze(args: argparse.Namespace) -> None:
-    from hf_l3rs.analysis.report import CLASSIC_TASKS, analyze
+    report = _research("experiments.analysis.report")
+    CLASSIC_TASKS, analyze = report.CLASSIC_TASKS, report.analyze
 
     image_task = None
     if args.task_config:
@@ -416,7 +431,9 @@ def _analyze(args: argparse.Namespace) -> None:
 
 
 def _sensitivity(args: argparse.Namespace) -> None:
-    from hf_l3rs.analysis.sensitivity import parse_factors, rate_sensitivity, write_report
+    sensitivity = _research("experiments.analysis.sensitivity")
+    parse_factors, rate_sensitivity = sensitivity.parse_factors, sensitivity.rate_sensitivity
+    write_report = sensitivity.write_report
     from hf_l3rs.meta.config import MetaTrainConfig
     from hf_l3rs.meta.trainer import build_family
     from hf_l3rs.tasks.registry import with_image_option
@@ -429,8 +446,7 @@ def _sensitivity(args: argparse.Namespace) -> None:
         config.family_kwargs = kwargs
     family = build_family(config)
     if args.set:
-        from hf_l3rs.analysis import variant
-
+        variant = _research("experiments.analysis.variant")
         overrides = variant.parse_overrides(args.set)
         cells = variant.variant_check(
             args.meta_weights, family, overrides, horizons=args.horizons, num_tasks=args.tasks

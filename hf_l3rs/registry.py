@@ -254,8 +254,9 @@ def l3rs_factory(net: Any = None) -> Callable[[torch.nn.Module, int | None], tor
 
 
 def learned_factory(net: Any = None) -> Callable[[torch.nn.Module, int | None], torch.optim.Optimizer]:
-    """:func:`l3rs_factory`, or VeLO-lite's when ``net`` is a ``VeLOLiteNet`` (the learned
-    baseline, docs/design.md §5): the meta-trainer and the evaluations build either this way."""
-    from hf_l3rs.optim.velo import VeLOLite, VeLOLiteNet
+    """:func:`l3rs_factory`, or the registered learned optimizer ``net`` belongs to
+    (``hf_l3rs.optim.learned``): the meta-trainer and the evaluations build either this way."""
+    import hf_l3rs.optim.learned as learned
 
-    return _learned(VeLOLite, net) if isinstance(net, VeLOLiteNet) else l3rs_factory(net)
+    other = learned.for_net(net)
+    return _learned(other.optimizer, net) if other else l3rs_factory(net)

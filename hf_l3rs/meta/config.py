@@ -11,7 +11,6 @@ import yaml
 
 from hf_l3rs.meta.strategy import NESParams
 from hf_l3rs.optim.config import ConfigError, L3RSConfig, reject_unknown_fields
-from hf_l3rs.optim.velo.config import VeLOLiteConfig
 from hf_l3rs.tasks.inner_loop import OBJECTIVES
 
 #: Accelerate's experiment trackers (``Accelerator(log_with=...)``) -> the module each needs.
@@ -26,9 +25,6 @@ TRACKERS = {
     "dvclive": "dvclive",
     "swanlab": "swanlab",
 }
-
-
-LEARNED_OPTIMIZERS = ("l3rs", "velo-lite")
 
 
 @dataclass
@@ -63,10 +59,13 @@ class MetaTrainConfig:
     #: change the network's shape (e.g. switching rate adaptation on for the new run).
     #: For continuing a shipped rule on a new task mixture.
     init_from: str | None = None
-    #: Which learned optimizer NES trains: ``l3rs`` (the product) or ``velo-lite`` (the
-    #: per-parameter learned baseline of docs/design.md §5, configured by the ``velo`` block).
+    #: Which learned optimizer NES trains: ``l3rs`` (the product) or one registered by a module
+    #: in ``plugins`` (``hf_l3rs.optim.learned``; e.g. ``velo-lite`` from ``experiments.velo``),
+    #: configured by the ``learned`` block.
     learned_optimizer: str = "l3rs"
-    velo: dict[str, Any] = field(default_factory=dict)
+    learned: dict[str, Any] = field(default_factory=dict)
+    #: Modules imported before the config is checked (they register learned optimizers).
+    plugins: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -104,15 +103,14 @@ class MetaTrainConfig:
                     f"MetaTrainConfig.l3rs: with init_from only fields that keep the network's shape may "
                     f"change; {shaped} would not fit the starting meta-weights"
                 )
-        if self.learned_optimizer not in LEARNED_OPTIMIZERS:
-            raise ConfigError(
-                f"MetaTrainConfig.learned_optimizer must be one of {LEARNED_OPTIMIZERS}, got {self.learned_optimizer!r}"
-            )
-        if self.learned_optimizer == "velo-lite" and (self.l3rs or self.init_from or self.search_scales):
-            raise ConfigError("MetaTrainConfig: velo-lite takes a velo block, not l3rs/init_from/search_scales")
-        if self.learned_optimizer == "l3rs" and self.velo:
-            raise ConfigError("MetaTrainConfig: a velo block needs learned_optimizer: velo-lite")
-        self.velo_config()
+        if self.learned_optimizer != "l3rs":
+            if self.l3rs or self.init_from or self.search_scales:
+                raise ConfigError(
+                    f"MetaTrainConfig: {self.learned_optimizer} takes a learned block, not l3rs/init_from/search_scales"
+                )
+            self.make_learned_net()
+        elif self.learned:
+            raise ConfigError("MetaTrainConfig: a learned block needs a learned_optimizer other than l3rs")
         self.l3rs_config()  # validates the nested blocks, naming their fields
         self.nes_params()
 
@@ -122,11 +120,22 @@ class MetaTrainConfig:
         except ConfigError as exc:
             raise ConfigError(f"MetaTrainConfig.l3rs: {exc}") from exc
 
-    def velo_config(self) -> VeLOLiteConfig:
+    def make_learned_net(self) -> Any:
+        """A fresh network of the registered ``learned_optimizer`` from the ``learned`` block."""
+        import hf_l3rs.optim.learned as learned
+
         try:
-            return VeLOLiteConfig.from_dict(dict(self.velo))
+            learned.import_plugins(list(self.plugins))
+        except ImportError as exc:
+            raise ConfigError(f"MetaTrainConfig.plugins: cannot import {exc.name!r} ({exc})") from exc
+        try:
+            spec = learned.by_name(self.learned_optimizer)
+        except KeyError as exc:
+            raise ConfigError(f"MetaTrainConfig.learned_optimizer: {exc.args[0]}") from None
+        try:
+            return spec.make_net(dict(self.learned), self.seed)
         except ConfigError as exc:
-            raise ConfigError(f"MetaTrainConfig.velo: {exc}") from exc
+            raise ConfigError(f"MetaTrainConfig.learned: {exc}") from exc
 
     def nes_params(self) -> NESParams:
         reject_unknown_fields(NESParams, self.nes, "MetaTrainConfig.nes")

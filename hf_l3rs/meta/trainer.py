@@ -193,10 +193,11 @@ class MetaTrainer:
         threads = cfg.threads or max(1, (os.cpu_count() or 1) // max(1, acc.num_processes))
         torch.set_num_threads(threads)
         template = template_task(self.family).init_model()
-        if cfg.learned_optimizer == "velo-lite":
-            from hf_l3rs.optim.velo import VeLOLite, VeLOLiteNet
+        if cfg.learned_optimizer != "l3rs":
+            import hf_l3rs.optim.learned as learned
 
-            probe = VeLOLite(template, VeLOLiteNet(cfg.velo_config(), seed=cfg.seed), total_steps=1)
+            fresh = cfg.make_learned_net()
+            probe = learned.by_name(cfg.learned_optimizer).optimizer(template, fresh, total_steps=1)
         elif cfg.init_from is not None:
             from hf_l3rs.optim.hub import load_net
 
@@ -520,7 +521,7 @@ class MetaTrainer:
             ]
         )
         return {
-            "title": f"{'VeLO-lite' if cfg.learned_optimizer == 'velo-lite' else 'L3RS'} meta-trained on "
+            "title": f"{'L3RS' if cfg.learned_optimizer == 'l3rs' else cfg.learned_optimizer} meta-trained on "
             f"{cfg.family} ({tag})",
             "training": training,
             "tags": [cfg.family.replace("+", "-")],

@@ -40,7 +40,7 @@ def eval_results(model_index: list[dict[str, Any]]) -> list[Any]:
     return out
 
 
-def _metadata(info: dict[str, Any]) -> str:
+def card_metadata(info: dict[str, Any]) -> str:
     """The card's YAML header through ``huggingface_hub.ModelCardData`` (model-index from
     ``EvalResult``s), so the Hub and ``ModelCard.load`` read it as they read any model's."""
     from huggingface_hub import ModelCardData
@@ -61,12 +61,17 @@ def render_card(net: L3RSNet, info: dict[str, Any]) -> str:
     """Fill ``hub_cards/l3rs_card.md``. ``info`` keys: title, repo_id, training (Markdown),
     evaluation (Markdown), datasets, tags, license, model_index (HF model-index list)."""
     if not isinstance(net, L3RSNet):
-        return _render_velo_card(net, info)
+        import hf_l3rs.optim.learned as learned
+
+        other = learned.for_net(net)
+        if other is None:
+            raise TypeError(f"no model card for {type(net).__name__} meta-weights: not a registered learned optimizer")
+        return other.render_card(net, info)
     from hf_l3rs.hub_cards import template
 
     cfg = net.config
     values = {
-        "metadata": _metadata(info),
+        "metadata": card_metadata(info),
         "title": info.get("title", "L3RS meta-weights"),
         "repo_id": info.get("repo_id", "path/to/this/folder"),
         "directions": ", ".join(cfg.directions),
@@ -81,39 +86,3 @@ def render_card(net: L3RSNet, info: dict[str, Any]) -> str:
         "evaluation": info.get("evaluation", "No evaluation recorded."),
     }
     return Template(template()).safe_substitute(values)
-
-
-def _render_velo_card(net: Any, info: dict[str, Any]) -> str:
-    """The card of VeLO-lite meta-weights (the learned baseline, docs/design.md §5)."""
-    cfg = net.config
-    title = info.get("title", "VeLO-lite meta-weights")
-    lines = [
-        "---",
-        _metadata({**info, "tags": [*info.get("tags", []), "velo-lite"]}),
-        "---",
-        "",
-        f"# {title}",
-        "",
-        "A per-parameter learned optimizer in the VeLO family (a per-tensor LSTM that mixes a bank of "
-        "per-parameter MLPs), built by hf_l3rs as the learned baseline of its evaluation. These are not "
-        "Google's VeLO weights (none exist offline); they were meta-trained with hf_l3rs's own NES and tasks.",
-        "",
-        "```python",
-        "from hf_l3rs.optim.velo import VeLOLite",
-        "",
-        f'opt = VeLOLite.from_pretrained("{info.get("repo_id", "path/to/this/folder")}", model, total_steps=T)',
-        "```",
-        "",
-        f"- meta-parameters: {net.num_meta_parameters:,}; LSTM {cfg.lstm_hidden} units, bank of {cfg.bank_size} "
-        f"MLPs with {cfg.mlp_hidden} units; base rate {cfg.base_lr:g} on a {cfg.rate_schedule} prior",
-        "",
-        "## Meta-training",
-        "",
-        info.get("training", "Not recorded."),
-        "",
-        "## Evaluation",
-        "",
-        info.get("evaluation", "No evaluation recorded."),
-        "",
-    ]
-    return "\n".join(lines)

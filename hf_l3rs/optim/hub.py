@@ -15,6 +15,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+import hf_l3rs.optim.learned as learned
 from hf_l3rs.optim.components import Component
 from hf_l3rs.optim.config import ConfigError, L3RSConfig
 from hf_l3rs.optim.network import L3RSNet
@@ -84,9 +85,8 @@ def save_net(
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     meta = {"format": FORMAT, "library_version": _version()}
     save_file(tensors, str(out / WEIGHTS_NAME), metadata=meta)
-    from hf_l3rs.optim.velo import VeLOLiteNet
-
-    kind = "velo_lite" if isinstance(net, VeLOLiteNet) else "l3rs"
+    other = learned.for_net(net)
+    kind = other.config_key if other else "l3rs"
     config = {
         "format": FORMAT,
         "library_name": LIBRARY_NAME,
@@ -214,8 +214,12 @@ def load_net(
     folder = resolve(
         name_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
     )
-    if _is_velo(folder):
-        return _load_velo(folder, overrides)
+    try:
+        other = learned.for_saved_config(_raw_config(folder))
+    except KeyError as exc:
+        raise CheckpointError(f"{folder}: {exc.args[0]}") from None
+    if other is not None:
+        return other.load(folder, _raw_config(folder), overrides)
     saved = read_saved_config(folder)
     config = load_config(folder, saved)
     directions = overrides.pop("directions", None)
@@ -288,33 +292,12 @@ def with_directions(net: L3RSNet, directions: tuple[str, ...]) -> L3RSNet:
     return out
 
 
-def _is_velo(folder: Path) -> bool:
+def _raw_config(folder: Path) -> Any:
+    """``config.json`` as JSON, or ``None`` when it cannot be read (``load_config`` names the problem)."""
     try:
-        raw = json.loads((folder / CONFIG_NAME).read_text())
+        return json.loads((folder / CONFIG_NAME).read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return False  # load_config names the problem
-    return isinstance(raw, dict) and "velo_lite" in raw
-
-
-def _load_velo(folder: Path, overrides: dict[str, Any]) -> Any:
-    """VeLO-lite meta-weights (docs/design.md §5): the same folder layout, a ``velo_lite`` config."""
-    from hf_l3rs.optim.velo import VeLOLiteConfig, VeLOLiteNet
-
-    raw = json.loads((folder / CONFIG_NAME).read_text())
-    if raw.get("format") != FORMAT:
-        raise CheckpointError(f"{folder / CONFIG_NAME}: format {raw.get('format')!r} is not {FORMAT!r}")
-    try:
-        config = VeLOLiteConfig.from_dict({**raw["velo_lite"], **overrides})
-    except ConfigError as exc:
-        raise ConfigError(f"{folder / CONFIG_NAME}: {exc}") from exc
-    net = VeLOLiteNet(config)
-    tensors = load_tensors(folder)
-    expected = net.state_dict()
-    if set(tensors) != set(expected) or any(tensors[k].shape != expected[k].shape for k in expected):
-        raise CheckpointError(f"{folder / WEIGHTS_NAME}: tensors do not match the VeLO-lite config")
-    net.load_state_dict(tensors, strict=True)
-    net.card_info = read_card(folder)
-    return net
+        return None
 
 
 def read_card(folder: Path) -> dict[str, Any]:

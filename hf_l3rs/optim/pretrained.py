@@ -11,6 +11,7 @@ from typing import Any
 
 from torch import nn
 
+import hf_l3rs.optim.learned as learned
 from hf_l3rs.optim.hub import load_net, save_net
 from hf_l3rs.optim.hub import push_to_hub as upload_folder
 from hf_l3rs.optim.network import L3RSNet
@@ -58,9 +59,11 @@ class PretrainedMixin:
             **overrides,
         )  # fmt: skip
         if not isinstance(net, L3RSNet):
+            other = learned.for_net(net)
+            owner = other.optimizer.__name__ if other else "the optimizer class they were trained for"
             raise TypeError(
                 f"{name_or_path!r} holds {type(net).__name__} meta-weights, not L3RS's; load them with "
-                "the optimizer class they were trained for"
+                f"{owner}.from_pretrained(...)"
             )
         return cls(  # type: ignore[call-arg]
             params,

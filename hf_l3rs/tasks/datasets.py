@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from hf_l3rs.tasks.domains.build import DomainSpec
+from hf_l3rs.tasks.domains.spec import DomainSpec
 
 
 @dataclass(frozen=True)

@@ -7,33 +7,16 @@ generator seeded by (seed, c, j), whatever the number of worker processes.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
 import random
 import shutil
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-VERSION = 1
-
-
-@dataclass(frozen=True)
-class DomainSpec:
-    """What to render. ``num_classes=None`` takes every eligible class (clipart)."""
-
-    name: str
-    num_classes: int | None
-    samples_per_class: int
-    image_size: int = 32
-    seed: int = 0
-    min_images: int = 10  # clipart: categories with at least this many drawings
-
-    def key(self) -> str:
-        blob = json.dumps({**asdict(self), "version": VERSION}, sort_keys=True).encode()
-        return hashlib.sha1(blob).hexdigest()[:10]
+from hf_l3rs.tasks.domains.spec import VERSION, DomainSpec
 
 
 def cache_root() -> Path:

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from hf_l3rs.analysis import probes
-from hf_l3rs.analysis.subjects import get_subject
+from experiments.analysis import probes
+from experiments.analysis.subjects import get_subject
 
 
 @pytest.mark.parametrize("name", ["adam", "sgd-momentum"])
@@ -25,6 +25,10 @@ def test_schedule_recovers_a_constant_rate(name: str) -> None:
     assert result.kind == ["constant"] * 7, result.late_over_early
 
 
+#: a lineage rule (experiments/weights), given by path from the repository root as the CLI takes it
+COSINE = "experiments/weights/l3rs-kanji-cosine"
+
+
 def test_clipping_and_adaptation_tell_adam_from_sgd() -> None:
     adam, sgd = get_subject("adam"), get_subject("sgd-momentum")
     a, s = probes.clipping(adam), probes.clipping(sgd)
@@ -37,7 +41,7 @@ def test_clipping_and_adaptation_tell_adam_from_sgd() -> None:
 def test_analyze_command_writes_five_plots_and_a_report(tmp_path) -> None:
     from hf_l3rs.cli import main
 
-    main(["analyze", "l3rs-kanji-cosine", "adam", "--output", str(tmp_path), "--no-classic"])
+    main(["analyze", COSINE, "adam", "--output", str(tmp_path), "--no-classic"])
     for plot in ("momentum", "clipping", "schedule", "adaptation", "mixing"):
         assert (tmp_path / f"{plot}.png").stat().st_size > 10_000, plot
 
@@ -45,20 +49,20 @@ def test_analyze_command_writes_five_plots_and_a_report(tmp_path) -> None:
         raise ValueError(constant)
 
     data = json.loads((tmp_path / "analysis.json").read_text(), parse_constant=refuse)
-    l3rs = data["l3rs-kanji-cosine"]
+    l3rs = data[COSINE]
     assert l3rs["mixing"]["directions"] == ["sgd", "adam"] and data["adam"]["mixing"] is None
     # one schedule verdict per tensor, from the network alone (the cosine prior it was trained
     # on was removed in 0.2, docs/adr/0004)
     assert len(l3rs["schedule"]["kind"]) == len(l3rs["schedule"]["late_over_early"]) > 0
     report = (tmp_path / "analysis.md").read_text()
-    assert "| l3rs-kanji-cosine | head.weight |" in report and "Mixing of l3rs-kanji-cosine" in report
+    assert f"| {COSINE} | head.weight |" in report and f"Mixing of {COSINE}" in report
 
 
 def test_a_learned_schedule_is_divided_out_of_the_momentum(tmp_path) -> None:
     """Untrained VeLO-lite is Adam on a cosine prior: its impulse response, divided by its own
     learned rate step by step, gives Adam's β again (without the division it reads ≈ 0.83)."""
+    from experiments.velo import VeLOLiteNet
     from hf_l3rs.optim.hub import save_net
-    from hf_l3rs.optim.velo import VeLOLiteNet
 
     save_net(VeLOLiteNet(), tmp_path / "velo")
     result = probes.momentum(get_subject(str(tmp_path / "velo")))
@@ -81,7 +85,7 @@ def _untrained(tmp_path, base_lr: float = 0.05):
 
 
 def test_parse_factors_puts_the_shipped_rule_first_and_refuses_bad_input() -> None:
-    from hf_l3rs.analysis.sensitivity import parse_factors
+    from experiments.analysis.sensitivity import parse_factors
     from hf_l3rs.optim.config import ConfigError
 
     assert parse_factors("2, 3/0.5,1/1,2") == [(1.0, 1.0), (2.0, 1.0), (3.0, 0.5)]
@@ -91,7 +95,7 @@ def test_parse_factors_puts_the_shipped_rule_first_and_refuses_bad_input() -> No
 
 
 def test_split_groups_put_the_deepest_tensors_in_the_head_group(model) -> None:
-    from hf_l3rs.analysis.sensitivity import split_groups
+    from experiments.analysis.sensitivity import split_groups
 
     names = [n for n, _ in model.named_parameters()]
     body, head = split_groups(model, 3.0, 0.5, head_fraction=0.25)
@@ -103,7 +107,7 @@ def test_split_groups_put_the_deepest_tensors_in_the_head_group(model) -> None:
 
 
 def test_split_groups_with_roles_scale_only_those_backbone_tensors(model) -> None:
-    from hf_l3rs.analysis.sensitivity import split_groups
+    from experiments.analysis.sensitivity import split_groups
     from hf_l3rs.optim.components import describe
     from hf_l3rs.optim.config import ConfigError
 
@@ -123,7 +127,7 @@ def test_split_groups_with_roles_scale_only_those_backbone_tensors(model) -> Non
 def test_rate_sensitivity_is_paired_and_the_unscaled_cell_is_the_plain_optimizer(tmp_path) -> None:
     """x1/x1 equals L3RS.from_pretrained on the same tasks; x2/x2 equals lr=2 (the group rate is
     the multiplier); scaling only the backbone changes the result."""
-    from hf_l3rs.analysis.sensitivity import rate_sensitivity
+    from experiments.analysis.sensitivity import rate_sensitivity
     from hf_l3rs.optim.l3rs import L3RS
     from hf_l3rs.tasks.inner_loop import run_task
     from hf_l3rs.tasks.registry import get_family
@@ -166,7 +170,7 @@ def test_sensitivity_command_writes_a_table_json_and_plot(tmp_path) -> None:
 
 
 def _cell(member: str, horizon: int, backbone: float, acc: float, se: float = 0.01, loss: float = 1.0):
-    from hf_l3rs.analysis.sensitivity import SensitivityCell
+    from experiments.analysis.sensitivity import SensitivityCell
 
     return SensitivityCell(member, horizon, backbone, 1.0, acc, loss, se, 0.01, 8)
 
@@ -174,7 +178,7 @@ def _cell(member: str, horizon: int, backbone: float, acc: float, se: float = 0.
 def test_select_factor_stops_at_the_first_factor_that_harms_a_member() -> None:
     """The prior's rule on a hand case: ×2 and ×3 harm nobody, ×5 costs member b 5 points at
     T = 10 (s.e. 1 point), so ×10 is not reached even though it harms nobody."""
-    from hf_l3rs.analysis.sensitivity import select_factor
+    from experiments.analysis.sensitivity import select_factor
 
     cells = []
     for member, base in (("a", 0.80), ("b", 0.50)):
@@ -203,7 +207,7 @@ def test_variant_check_is_paired_against_the_plain_optimizer(tmp_path) -> None:
     """The rule as shipped is L3RS.from_pretrained on the same tasks; the variant is the same
     with the config field changed (here the base rate ×4, so a clear difference); setting a
     field to the value it has gives zero differences and is accepted."""
-    from hf_l3rs.analysis.variant import variant_check
+    from experiments.analysis.variant import variant_check
     from hf_l3rs.optim.l3rs import L3RS
     from hf_l3rs.tasks.inner_loop import run_task
     from hf_l3rs.tasks.registry import get_family
@@ -229,7 +233,7 @@ def test_variant_check_is_paired_against_the_plain_optimizer(tmp_path) -> None:
 
 def test_variant_verdict_follows_the_role_prior_rule() -> None:
     """Significantly worse in accuracy anywhere refuses the change; within 2 s.e. does not."""
-    from hf_l3rs.analysis.variant import VariantCell, to_markdown
+    from experiments.analysis.variant import VariantCell, to_markdown
 
     fine = VariantCell("a", 10, 8, 0.80, 0.79, 0.01, 1.0, 1.01, 0.01)  # −1 point, s.e. 1
     worse = VariantCell("b", 25, 8, 0.50, 0.45, 0.01, 1.0, 1.10, 0.01)  # −5 points, s.e. 1

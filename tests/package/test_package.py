@@ -9,7 +9,7 @@ from pathlib import Path
 
 import hf_l3rs
 
-_ROOT = Path(__file__).resolve().parents[1]
+_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_import_is_light() -> None:

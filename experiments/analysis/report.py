@@ -9,9 +9,9 @@ from typing import Any
 
 import torch
 
+from experiments.analysis import probes
+from experiments.analysis.subjects import Subject, get_subject
 from hf_l3rs import jsonio
-from hf_l3rs.analysis import probes
-from hf_l3rs.analysis.subjects import Subject, get_subject
 
 #: classic families of the seed paper on which the learned rate and mixing are also recorded
 CLASSIC_TASKS = ("linear_regression", "rosenbrock", "two_moons_mlp")

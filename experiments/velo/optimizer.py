@@ -23,13 +23,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from experiments.velo.config import VeLOLiteConfig
+from experiments.velo.network import VeLOLiteNet
 from hf_l3rs.optim.components import describe, in_model_order, normalize_params, role_indices
 from hf_l3rs.optim.config import ROLES
 from hf_l3rs.optim.features import time_features
 from hf_l3rs.optim.horizon import resolve_horizon
 from hf_l3rs.optim.loss_source import LossSource
-from hf_l3rs.optim.velo.config import VeLOLiteConfig
-from hf_l3rs.optim.velo.network import VeLOLiteNet
 
 _MISSING_LOSS = (
     "VeLO-lite needs the training loss of every step (a tensor-level feature): pass "

@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from conftest import grouped, small_cnn, train_step
 
+from experiments.velo import VeLOLite, VeLOLiteConfig, VeLOLiteNet
 from hf_l3rs import MissingLossError
 from hf_l3rs.optim.config import ConfigError
 from hf_l3rs.optim.hub import CheckpointError, load_net
-from hf_l3rs.optim.velo import VeLOLite, VeLOLiteConfig, VeLOLiteNet
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _lively(seed: int = 1) -> VeLOLiteNet:
@@ -154,7 +159,8 @@ def test_meta_trains_with_the_same_driver(tmp_path) -> None:
         learned_optimizer="velo-lite",
         family="two_moons_mlp",
         family_kwargs={"k_min": 5, "k_max": 8},
-        velo={"base_lr": 0.01},
+        learned={"base_lr": 0.01},
+        plugins=["experiments.velo"],
         nes={"popsize": 4, "sigma": 0.05, "learning_rate": 0.05},
         generations=2,
         tasks_per_generation=1,
@@ -170,8 +176,10 @@ def test_meta_trains_with_the_same_driver(tmp_path) -> None:
     assert not torch.equal(trainer.state.theta, theta0)
     net = load_net(tmp_path / "final")
     assert isinstance(net, VeLOLiteNet) and torch.equal(net.get_flat(), trainer.state.theta.float().double())
-    with pytest.raises(ConfigError, match="velo"):
-        MetaTrainConfig(velo={"base_lr": 0.01})
+    with pytest.raises(ConfigError, match="learned block"):
+        MetaTrainConfig(learned={"base_lr": 0.01})
+    with pytest.raises(ConfigError, match="plugins"):
+        MetaTrainConfig(learned_optimizer="velo-lite", plugins=["experiments.no_such_module"])
     with pytest.raises(ConfigError, match="learned_optimizer"):
         MetaTrainConfig(learned_optimizer="velo")
 
@@ -227,3 +235,14 @@ def test_l3rs_refuses_velo_weights_with_a_hint(tmp_path) -> None:
     VeLOLite(small_cnn(), total_steps=2).save_pretrained(str(tmp_path / "v"))
     with pytest.raises(TypeError, match=r"VeLOLite\.from_pretrained"):
         L3RS.from_pretrained(str(tmp_path / "v"), small_cnn(), total_steps=2)
+
+
+def test_without_experiments_the_package_refuses_velo_weights_by_name() -> None:
+    """The installed package knows no VeLO-lite: its weights are refused with where the loader lives."""
+    code = (
+        "from hf_l3rs.optim.hub import CheckpointError, load_net\n"
+        "try:\n    load_net('experiments/weights/velo-lite-kanji')\n"
+        "except CheckpointError as exc:\n    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert "'velo_lite'" in out.stdout and "experiments.velo" in out.stdout

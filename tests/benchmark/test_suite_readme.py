@@ -9,7 +9,7 @@ from pathlib import Path
 
 from hf_l3rs.benchmark.report import README_END, readme_block
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_readme_results_block_is_the_committed_report():

@@ -9,7 +9,7 @@ from huggingface_hub import ModelCard
 
 from hf_l3rs.benchmark.card import render
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 V1 = ROOT / "docs" / "results" / "l3rs-general@83524d4905-suite-v1" / "report.json"
 
 

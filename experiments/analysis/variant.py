@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
+from experiments.analysis.sensitivity import members_of, significantly_worse
 from hf_l3rs import jsonio
-from hf_l3rs.analysis.sensitivity import members_of, significantly_worse
 from hf_l3rs.optim.config import ConfigError
 
 

@@ -15,7 +15,7 @@ from hf_l3rs.meta import NES, MetaTrainConfig, NESParams, centered_rank
 from hf_l3rs.optim import ConfigError
 from hf_l3rs.optim.hub import load_net
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_centered_rank() -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from experiments.velo.config import VeLOLiteConfig
 from hf_l3rs.optim.flat import FlatMetaParameters
-from hf_l3rs.optim.velo.config import VeLOLiteConfig
 
 
 class VeLOLiteNet(FlatMetaParameters):

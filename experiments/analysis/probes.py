@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from hf_l3rs.analysis.subjects import ProbeNet, Subject, noise
+from experiments.analysis.subjects import ProbeNet, Subject, noise
 
 
 @dataclass

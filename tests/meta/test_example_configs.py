@@ -1,4 +1,4 @@
-"""Every config shipped in examples/configs loads and validates (a typo in one is found here,
+"""Every config shipped in examples/configs and experiments/configs loads and validates (a typo in one is found here,
 not an hour into a meta-training run), and the meta-weights a config continues from exist."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 from hf_l3rs.evaluation.tuned import TunedConfig
 from hf_l3rs.meta.config import MetaTrainConfig
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((ROOT / "examples" / "configs").glob("*.yaml"))
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = [p for folder in ("examples", "experiments") for p in sorted((ROOT / folder / "configs").glob("*.yaml"))]
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import yaml
@@ -9,6 +11,13 @@ from conftest import small_cnn, train_step
 
 from hf_l3rs import L3RS
 from hf_l3rs.optim.hub import bundled_weights, load_net, push_to_hub, save_net
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def lineage(name: str) -> str:
+    """A lineage rule's folder (experiments/weights: research, not bundled)."""
+    return str(ROOT / "experiments" / "weights" / name)
 
 
 def test_bundled_weights_load_offline() -> None:
@@ -29,33 +38,6 @@ def test_bundled_weights_fit_their_architecture() -> None:
     assert torch.equal(opt.component_map, torch.arange(41))
 
 
-def test_bundled_fast_weights_continue_the_cosine_rule() -> None:
-    """l3rs-kanji-fast is l3rs-kanji-cosine's network and configuration with θ moved by the
-    short-run continuation (docs/metatraining/cpu-kanji-fast): same shape and config, the base
-    directions' hyper-parameters meta-trained further, and a θ near but not equal to the start."""
-    cosine, fast = load_net("l3rs-kanji-cosine"), load_net("l3rs-kanji-fast")
-    assert fast.config == cosine.config
-    start, moved = cosine.get_flat(), fast.get_flat()
-    assert start.shape == moved.shape and not torch.equal(start, moved)
-    assert float((moved - start).norm() / start.norm()) < 0.2  # a continuation, not a new rule
-
-
-def test_bundled_whitened_weights_are_their_rules_with_shampoo() -> None:
-    """l3rs-general-whiten is l3rs-general with adam swapped for shampoo and nothing retrained
-    (same tensors, Adam's hyper-parameters carried over); l3rs-kanji-whiten continues
-    l3rs-kanji-fast with the swap: same network shape, θ moved by the continuation."""
-    general, general_whiten = load_net("l3rs-general"), load_net("l3rs-general-whiten")
-    assert general_whiten.config == general.config.replace(directions=("sgd", "shampoo"))
-    swapped = load_net("l3rs-general", directions=["sgd", "shampoo"])
-    assert torch.equal(general_whiten.get_flat(), swapped.get_flat())
-    fast, kanji_whiten = load_net("l3rs-kanji-fast"), load_net("l3rs-kanji-whiten")
-    assert kanji_whiten.config == fast.config.replace(directions=("sgd", "shampoo"))
-    start = load_net("l3rs-kanji-fast", directions=["sgd", "shampoo"]).get_flat()
-    moved = kanji_whiten.get_flat()
-    assert start.shape == moved.shape and not torch.equal(start, moved)
-    assert float((moved - start).norm() / start.norm()) < 0.2  # a continuation, not a new rule
-
-
 def test_a_direction_can_be_replaced_by_one_that_extends_it() -> None:
     """load_net(..., directions=...) swaps adam for shampoo (its whitened extension): the
     network is untouched, Adam's meta-trained β1, β2, ε carry over, damping starts at its
@@ -64,8 +46,8 @@ def test_a_direction_can_be_replaced_by_one_that_extends_it() -> None:
     from hf_l3rs.optim.config import ConfigError
     from hf_l3rs.optim.directions import get_direction
 
-    fast = load_net("l3rs-kanji-fast")
-    whitened = load_net("l3rs-kanji-fast", directions=["sgd", "shampoo"])
+    fast = load_net(lineage("l3rs-kanji-fast"))
+    whitened = load_net(lineage("l3rs-kanji-fast"), directions=["sgd", "shampoo"])
     assert whitened.config == fast.config.replace(directions=("sgd", "shampoo"))
     for key in ("weights.0", "biases.0", "weights.2", "embedding"):
         assert torch.equal(whitened.state_dict()[key], fast.state_dict()[key])
@@ -73,11 +55,11 @@ def test_a_direction_can_be_replaced_by_one_that_extends_it() -> None:
     assert {k: new["shampoo"][k] for k in ("beta1", "beta2", "eps")} == pytest.approx(old["adam"])
     assert new["shampoo"]["damping"] == pytest.approx(get_direction("shampoo").hyper_defaults["damping"].default)
     with pytest.raises(ConfigError, match="cannot replace"):
-        load_net("l3rs-kanji-fast", directions=["shampoo", "adam"])
+        load_net(lineage("l3rs-kanji-fast"), directions=["shampoo", "adam"])
     with pytest.raises(ConfigError, match="one for one"):
-        load_net("l3rs-kanji-fast", directions=["sgd"])
+        load_net(lineage("l3rs-kanji-fast"), directions=["sgd"])
     with pytest.raises(ConfigError, match="unknown base direction 'shampo'"):
-        load_net("l3rs-kanji-fast", directions=["sgd", "shampo"])
+        load_net(lineage("l3rs-kanji-fast"), directions=["sgd", "shampo"])
 
     def conv_only() -> torch.nn.Module:
         torch.manual_seed(0)
@@ -96,59 +78,6 @@ def test_a_direction_can_be_replaced_by_one_that_extends_it() -> None:
         steps.append([p.detach().clone() for p in model.parameters()])
     for a, b in zip(*steps):
         torch.testing.assert_close(a, b)
-
-
-def test_bundled_adaptive_weights_are_the_cosine_rule_with_a_brake() -> None:
-    """l3rs-kanji-adaptive ships the same meta-weights as l3rs-kanji-cosine; only the rate
-    adaptation differs (a brake: the multiplier never exceeds 1), as its card says. With no
-    learning rate on an unseen model whose steps overshoot, the multiplier drops below 1."""
-    cosine, adaptive = load_net("l3rs-kanji-cosine"), load_net("l3rs-kanji-adaptive")
-    assert torch.equal(cosine.get_flat(), adaptive.get_flat())
-    assert cosine.config.rate_adaptation == "none"
-    assert adaptive.config.rate_adaptation == "hypergradient"
-    assert adaptive.config.adaptation_max == 1.0
-    assert (
-        adaptive.config.replace(
-            rate_adaptation="none", hypergradient_rate=0.05, adaptation_min=1 / 30, adaptation_max=30.0
-        )
-        == cosine.config
-    )
-    model = small_cnn()
-    opt = L3RS.from_pretrained("l3rs-kanji-adaptive", model, total_steps=30, lr=300.0)  # far too large
-    for t in range(30):
-        opt.step(loss=train_step(model, t))
-        assert opt.rate_multiplier <= 1.0
-    assert opt.rate_multiplier < 0.9
-
-
-def test_bundled_pertensor_weights_are_the_cosine_rule_with_per_tensor_adaptation() -> None:
-    """l3rs-kanji-pertensor ships l3rs-kanji-cosine's θ with per-tensor adaptation (β 0.4,
-    target 0.1, multipliers in [1/30, 30]). With no learning rate on a small CNN the tensors'
-    multipliers part ways (one grows above 1, others fall below); with the rate 30× too large
-    the one that grew is cut back below 1."""
-    cosine, pertensor = load_net("l3rs-kanji-cosine"), load_net("l3rs-kanji-pertensor")
-    assert torch.equal(cosine.get_flat(), pertensor.get_flat())
-    expected = cosine.config.replace(
-        rate_adaptation="hypergradient",
-        adaptation_scope="component",
-        hypergradient_rate=0.4,
-        adaptation_min=1 / 30,
-        adaptation_max=30.0,
-        adaptation_target=0.1,
-    )
-    assert pertensor.config == expected
-
-    def multipliers(lr: float) -> torch.Tensor:
-        model = small_cnn()
-        opt = L3RS.from_pretrained("l3rs-kanji-pertensor", model, total_steps=30, lr=lr)
-        for t in range(30):
-            opt.step(loss=train_step(model, t))
-        return opt.rate_multipliers
-
-    default, too_large = multipliers(1.0), multipliers(30.0)
-    assert float(default.min()) < 1.0 < float(default.max()), default
-    grown = int(default.argmax())
-    assert too_large[grown] < 1.0 < default[grown], (default, too_large)
 
 
 def test_card_carries_model_index(tmp_path) -> None:
@@ -324,7 +253,7 @@ def test_bundled_general_weights_train_an_unseen_decoder_without_a_learning_rate
     pytest.importorskip("transformers")
     from hf_l3rs.tasks.text import build_decoder, encode
 
-    general, pertensor = load_net("l3rs-general"), load_net("l3rs-kanji-pertensor")
+    general, pertensor = load_net("l3rs-general"), load_net(lineage("l3rs-kanji-pertensor"))
     assert (general.config.rate_adaptation, general.config.adaptation_scope) == ("hypergradient", "component")
     assert general.config.step_scale == "base_lr"
     assert general.config.replace(num_components=None) == pertensor.config.replace(num_components=None)

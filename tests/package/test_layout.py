@@ -1,0 +1,135 @@
+"""The shape of the house (issue 38): no import cycles, research kept out of the wheel, the
+optimizer core small enough to read."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+#: folders of the repository and the import name they have once installed
+PACKAGES = {"hf_l3rs": "hf_l3rs", "trainer_plugins": "hf_l3rs.trainer_plugins", "hub_cards": "hf_l3rs.hub_cards"}
+
+
+def _modules(roots: dict[str, str]) -> dict[str, Path]:
+    out = {}
+    for folder, name in roots.items():
+        for path in (ROOT / folder).rglob("*.py"):
+            parts = path.relative_to(ROOT / folder).with_suffix("").parts
+            parts = parts[:-1] if parts[-1] == "__init__" else parts
+            out[".".join((name, *parts))] = path
+    return out
+
+
+def _imports(module: str, path: Path, known: dict[str, Path]) -> set[str]:
+    """The known modules ``module`` imports at any depth (functions, TYPE_CHECKING blocks);
+    ``from package import name`` counts the package, and the submodule when ``name`` is one."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([base] if base else []))
+            found |= {base} | {f"{base}.{a.name}" for a in node.names}
+    return {m for m in found if m in known and m != module}
+
+
+def import_cycles(roots: dict[str, str]) -> list[list[str]]:
+    """Strongly connected components of more than one module in the import graph."""
+    known = _modules(roots)
+    edges = {m: _imports(m, p, known) for m, p in known.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in edges[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return cycles
+
+
+def test_no_import_cycles_in_the_package_or_the_experiments() -> None:
+    assert import_cycles(PACKAGES) == []
+    assert import_cycles({**PACKAGES, "experiments": "experiments"}) == []
+
+
+def test_the_cycle_check_finds_a_lazy_cycle() -> None:
+    """The checker itself: a cycle closed by an import inside a function is found."""
+    probe = ROOT / "hf_l3rs" / "optim" / "_cycle_probe_for_test.py"
+    probe.write_text("def f():\n    from hf_l3rs.optim.l3rs import L3RS\n")
+    target = ROOT / "hf_l3rs" / "optim" / "rule.py"
+    original = target.read_text()
+    target.write_text(original + "\n\ndef _g():\n    from hf_l3rs.optim import _cycle_probe_for_test\n")
+    try:
+        cycles = import_cycles(PACKAGES)
+    finally:
+        target.write_text(original)
+        probe.unlink()
+    assert any("hf_l3rs.optim._cycle_probe_for_test" in c and "hf_l3rs.optim.rule" in c for c in cycles)
+
+
+def test_the_product_never_imports_the_experiments() -> None:
+    known = {**_modules(PACKAGES), **_modules({"experiments": "experiments"})}
+    product = {m: p for m, p in known.items() if not m.startswith("experiments")}
+    offending = {m for m, p in product.items() if any(i.startswith("experiments") for i in _imports(m, p, known))}
+    assert not offending
+
+
+def test_the_wheel_holds_no_research(tmp_path) -> None:
+    pytest.importorskip("setuptools")  # the build backend, present in the project's venv
+    build = [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q"]
+    subprocess.run([*build, "-w", str(tmp_path)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("hf_l3rs-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "hf_l3rs/optim/l3rs.py" in names and "hf_l3rs/meta/trainer.py" in names
+    assert not [n for n in names if n.startswith("experiments/") or "/velo" in n or "/analysis/" in n]
+    bundled = {n.split("/")[2] for n in names if n.startswith("hf_l3rs/pretrained/")}
+    # one default, the demo's shipped comparison and the tiny rule quick configs use
+    assert bundled == {"l3rs-general", "l3rs-kanji-whiten", "l3rs-kanji-tiny"}
+
+
+def _class_lines(path: Path, name: str) -> int:
+    node = next(n for n in ast.parse(path.read_text()).body if isinstance(n, ast.ClassDef) and n.name == name)
+    return node.end_lineno - node.lineno + 1
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "hf_l3rs" / "optim").rglob("*.py")), ids=lambda p: p.name)
+def test_optim_files_stay_readable(path: Path) -> None:
+    assert len(path.read_text().splitlines()) <= 400
+
+
+def test_the_optimizer_class_stays_thin() -> None:
+    assert _class_lines(ROOT / "hf_l3rs" / "optim" / "l3rs.py", "L3RS") <= 300
