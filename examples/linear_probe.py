@@ -1,4 +1,4 @@
-"""Linear probes: only the classifier trains, the backbone is frozen (docs/decisions.md "Frozen
+"""Linear probes: only the classifier trains, the backbone is frozen (docs/adr/0006 "Frozen
 tensors count for depth").
 
 L3RS with no learning rate against head-only Adam at the rate the tuned benchmark chose on

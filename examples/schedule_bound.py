@@ -1,4 +1,4 @@
-"""How far can the rate alone take a meta-trained rule? (docs/decisions.md, "Speed on the kanji
+"""How far can the rate alone take a meta-trained rule? (docs/adr/0006, "Speed on the kanji
 domain: what bounds evaluation A's speedup")
 
 Runs the rule with two param groups, the backbone and the fresh head, whose ``lr`` multipliers

@@ -1,6 +1,6 @@
 """Linear probing with L3RS: train only a model's head, its body frozen in inference mode.
 
-Why a helper: the measured probe (docs/decisions.md "L3RS as a linear probe") keeps the frozen
+Why a helper: the measured probe (docs/adr/0006 "L3RS as a linear probe") keeps the frozen
 body in inference mode, and two things undo that silently. ``requires_grad_(False)`` alone
 leaves BatchNorm normalising with each batch's statistics and updating its running ones in
 training mode (on A's validation tasks that costs a probe 1.4 points at ten steps), and

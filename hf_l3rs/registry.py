@@ -212,7 +212,7 @@ PAPER_BASELINES = [
 ] + ["momentum-const-1e-2"]
 
 #: The tuned benchmark's families (issue 10): each tuned per horizon on validation tasks. The two
-#: whitened linear probes are the strongest short-horizon baselines measured (docs/decisions.md,
+#: whitened linear probes are the strongest short-horizon baselines measured (docs/adr/0006,
 #: "FOOF: a stronger linear probe").
 TUNED_FAMILIES = [
     "adam-const",

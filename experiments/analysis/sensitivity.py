@@ -1,7 +1,7 @@
 """`hf-l3rs sensitivity`: would these meta-weights do better with the backbone's or the head's
 learned rates scaled? A converged outer search sits at a local optimum of every direction it
 can express; the head/backbone split is one it moves along slowly (docs/design.md §6,
-docs/decisions.md "The head/backbone split as a search direction"). This measures the
+docs/adr/0006 "The head/backbone split as a search direction"). This measures the
 validation tasks of each member of a meta-training mixture along that direction.
 
 The scaling uses the public interface: parameter groups (backbone, head, and with ``roles``
@@ -190,7 +190,7 @@ def harmed(cell: SensitivityCell, base: SensitivityCell) -> bool:
 
 
 def select_factor(cells: Sequence[SensitivityCell]) -> float:
-    """The prior's rule (docs/decisions.md "The head/backbone split as a search direction"):
+    """The prior's rule (docs/adr/0006 "The head/backbone split as a search direction"):
     over backbone factors ≥ 1 with the head at ×1, ascending, the largest one up to which no
     member at any horizon is significantly worse than ×1; 1.0 when the first already is."""
     base = {(c.member, c.horizon): c for c in cells if (c.backbone, c.head) == (1.0, 1.0)}

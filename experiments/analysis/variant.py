@@ -1,6 +1,6 @@
 """`hf-l3rs sensitivity --set FIELD=JSON`: would these meta-weights be better with a config
 field changed (a signal, a floor, a prior)? The members' check that decided the tangential
-adaptation signal and refused the convolution floor (docs/decisions.md "The tangential
+adaptation signal and refused the convolution floor (docs/adr/0006 "The tangential
 adaptation signal"): every member's validation tasks, trained with the rule as shipped and
 with the variant on the same tasks, data and initial weights, so the differences are paired;
 the variant is refused where any member at any horizon is significantly worse, by the role

@@ -44,7 +44,7 @@ class MetaTrainConfig:
     #: Meta-network parameter name -> multiple of σ and of the meta-step at which NES searches
     #: it (names as in ``L3RSNet.named_parameters()``: ``hyper_raw`` holds the base directions'
     #: β/ε/λ, ``biases.2`` the output bias of the default 2-hidden-layer MLP). Empty = the paper's
-    #: uniform search. For the few coordinates with a global effect; see docs/decisions.md
+    #: uniform search. For the few coordinates with a global effect; see docs/adr/0006
     #: ("Search scales").
     search_scales: dict[str, float] = field(default_factory=dict)
     val_every: int = 10

@@ -131,7 +131,7 @@ def stand_in_roles(roles: Tensor, trained_roles: Tensor) -> Tensor:
     """``roles`` with every role absent from ``trained_roles`` replaced by its first trained
     stand-in (:data:`STAND_INS`; kept when none was trained). A role one-hot the meta-network
     never saw in meta-training is an input it was not trained on: its output is arbitrary
-    (SmolLM2's tied embedding: docs/decisions.md "Unseen roles"). Meta-weights whose trained
+    (SmolLM2's tied embedding: docs/adr/0006 "Unseen roles"). Meta-weights whose trained
     roles are the placeholder (all ``other``, an untrained network) keep every role."""
     seen = {ROLES[int(r)] for r in trained_roles}
     if seen == {"other"}:

@@ -147,14 +147,14 @@ class L3RSConfig:
     hypergradient_rate: float = 0.05
     adaptation_min: float = 1 / 30
     #: 1 makes the adaptation a brake: it only lowers the learned rates where they overshoot
-    #: (the shipped adaptive weights; docs/decisions.md "No learning rate").
+    #: (the shipped adaptive weights; docs/adr/0006 "No learning rate").
     adaptation_max: float = 30.0
     #: The agreement the adaptation steers to: log a += β·(cos − target). 0 is the greedy
     #: optimum of the last step (Adam-HD); a positive target keeps steps below it.
     adaptation_target: float = 0.0
     #: ``model``: one multiplier for every learned rate (cosine over all tensors concatenated);
     #: ``component``: one per tensor from its own cosine, so an oscillating head cannot hold
-    #: back adapters that want a larger step (docs/decisions.md "Per-tensor adaptation").
+    #: back adapters that want a larger step (docs/adr/0006 "Per-tensor adaptation").
     adaptation_scope: str = "model"
     #: What sets the size of a step (docs/adr/0003-distance-scale.md): ``base_lr`` (the paper's:
     #: the network's rate is an absolute step size), ``distance`` (Prodigy's estimate d of the

@@ -2,7 +2,7 @@
 
 Why: a direction L3RS mixes must also be a baseline a user could tune on its own (the
 tuned benchmark's ``shampoo`` kind), so that a learned rule that uses it is compared with
-it, not only with Adam and SGD (docs/decisions.md, "A whitened head direction"). It reuses
+it, not only with Adam and SGD (docs/adr/0006, "A whitened head direction"). It reuses
 the direction's single-tensor formula, the one the tests check by hand.
 """
 

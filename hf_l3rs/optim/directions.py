@@ -257,7 +257,7 @@ class Shampoo(BaseDirection):
     Why: a classifier head trained on pooled post-ReLU features gets gradients dominated by
     the features' shared mean; Adam's per-coordinate scaling keeps that component, while the
     fan-in whitening removes it and one step lands near the class centroids (measured on the
-    kanji tasks: docs/decisions.md "A whitened head direction"). Only linear layers' weights
+    kanji tasks: docs/adr/0006 "A whitened head direction"). Only linear layers' weights
     (2-D) up to ``max_fan_in`` inputs are preconditioned (one eigendecomposition each per
     step); convolutions (measured: no significant gain for twice the step time), vectors and
     wider layers get Adam's diagonal direction with the same hyper-parameters.

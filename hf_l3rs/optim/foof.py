@@ -2,7 +2,7 @@
 times the inverse of the damped second moment of the layer's inputs.
 
 Why it is here: it is the strongest hand-designed linear probe found on the kanji tasks
-(docs/decisions.md "FOOF: a stronger linear probe"), so the tuned benchmark must have it as a
+(docs/adr/0006 "FOOF: a stronger linear probe"), so the tuned benchmark must have it as a
 baseline family (registry kind ``foof``) before a learned rule claims a win on short runs. It
 is K-FAC with the output factor left out, and it needs the layers' *inputs*, which an
 optimizer handed only parameters never sees: it takes the model and hooks its linear layers.

@@ -264,7 +264,7 @@ def with_directions(net: L3RSNet, directions: tuple[str, ...]) -> L3RSNet:
     them (``BaseDirection.extends``: ``shampoo`` extends ``adam``): the network is unchanged,
     the replaced direction's hyper-parameters carry over by name and new ones start at their
     defaults. Why: a rule meta-trained with Adam can continue with a better-preconditioned
-    Adam without starting over (docs/decisions.md, "A whitened head direction")."""
+    Adam without starting over (docs/adr/0006, "A whitened head direction")."""
     from hf_l3rs.optim.directions import get_direction
 
     old = net.config.directions

@@ -1,4 +1,4 @@
-"""Task augmentations for meta-training (docs/design.md §3, docs/decisions.md "Models whose
+"""Task augmentations for meta-training (docs/design.md §3, docs/adr/0006 "Models whose
 good rates differ"): a hidden rate multiplier, a hidden horizon and a shifted input domain.
 
 **Rate jitter.** For directions that are invariant to the gradient's scale (Adam, Lion, LAMB,
@@ -18,7 +18,7 @@ trained for the horizon-free time features it then reads.
 seeded photometric transform: a gamma curve, inversion (dark backgrounds, as photographs of
 objects have where the rendered domains are white), a permutation of the colour channels and
 a contrast change, so a checkpoint meets inputs unlike its pretraining. Measured as a member
-(docs/decisions.md "Photograph-like tasks in the mixture"): it lowers the held-out losses on
+(docs/adr/0006 "Photograph-like tasks in the mixture"): it lowers the held-out losses on
 unseen images but does not carry their accuracy gap, which easy tasks on a checkpoint from
 another domain do.
 """

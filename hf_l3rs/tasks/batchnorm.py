@@ -3,7 +3,7 @@
 After a few fine-tuning steps a BatchNorm model evaluated in ``eval()`` mode still normalises
 with running statistics that are mostly the pretraining data's (momentum 0.1: 35 % of them
 are left after 10 steps), so its held-out accuracy measures how little the backbone moved as
-much as how well it was trained (docs/decisions.md "BatchNorm statistics at short horizons").
+much as how well it was trained (docs/adr/0006 "BatchNorm statistics at short horizons").
 Re-estimating them on the training images at the evaluated weights ("precise BN", as
 ``torch.optim.swa_utils.update_bn`` does after weight averaging) removes that lag for every
 optimizer alike.

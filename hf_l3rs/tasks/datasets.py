@@ -43,7 +43,7 @@ class DatasetEntry:
         return {**self.task, "split_fractions": self.split_fractions, **overrides}
 
 
-# Calibrated on this CPU (docs/decisions.md): the best tuned Adam reaches roughly 60-85 % at
+# Calibrated on this CPU (docs/adr/0006): the best tuned Adam reaches roughly 60-85 % at
 # the meta-training horizons (20-50 steps) on meta-test tasks, so optimizers can differ.
 DATASETS: dict[str, DatasetEntry] = {
     entry.name: entry

@@ -48,7 +48,7 @@ try:
     @register_model
     def l3rs_resnet_narrow(pretrained: bool = False, **kwargs: Any) -> ResNet:
         """The tiny ResNet with its stages at 3/4 width, 12-96 channels (~190k parameters): a
-        second architecture for meta-training mixtures (docs/decisions.md "Photograph-like
+        second architecture for meta-training mixtures (docs/adr/0006 "Photograph-like
         tasks in the mixture")."""
         _no_weights("l3rs_resnet_narrow", pretrained)
         return _small(12, **kwargs)
@@ -57,7 +57,7 @@ try:
     def l3rs_vit_tiny(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
         """A tiny vision transformer (no convolution but the patch embedding; layer norms,
         attention and MLP linear layers): an architecture family no shipped rule was
-        meta-trained on, for transfer checks (docs/decisions.md "A vision transformer held out")."""
+        meta-trained on, for transfer checks (docs/adr/0006 "A vision transformer held out")."""
         _no_weights("l3rs_vit_tiny", pretrained)
         return _tiny_vit(**kwargs)
 

@@ -1,6 +1,6 @@
 """Causal-LM fine-tuning of a small pretrained decoder (issue 11): a transformer in the
 meta-training mixture, so the learned rule meets tensors that want much smaller steps than
-a CNN's (docs/decisions.md "A decoder in the mixture").
+a CNN's (docs/adr/0006 "A decoder in the mixture").
 
 Both corpora ship with every CPython, so nothing is downloaded: the language reference
 (``pydoc_data.topics``) to pretrain on (tasks/text_pretrain.py), and the standard library's

@@ -31,7 +31,7 @@ def test_registry_names_one_meaning_each() -> None:
 def test_registry_runs_a_base_direction_as_a_baseline() -> None:
     """``shampoo`` (the whitened base direction L3RS can mix) is also a kind a user can tune:
     p -= lr·d with d the direction's own formula, so a learned rule that uses it is compared
-    with it (docs/decisions.md, "A whitened head direction")."""
+    with it (docs/adr/0006, "A whitened head direction")."""
     import torch
 
     from hf_l3rs.optim.directions import get_direction

@@ -4,6 +4,7 @@ optimizer core small enough to read."""
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -110,7 +111,15 @@ def test_the_product_never_imports_the_experiments() -> None:
 
 def test_the_wheel_holds_no_research(tmp_path) -> None:
     pytest.importorskip("setuptools")  # the build backend, present in the project's venv
-    build = [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q"]
+    source = tmp_path / "src"  # a copy: a stale build/ folder in the checkout cannot leak into the wheel
+    for name in ("pyproject.toml", "README.md", "hf_l3rs", "trainer_plugins", "hub_cards"):
+        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy2
+        copy(
+            ROOT / name,
+            source / name,
+            **({"ignore": shutil.ignore_patterns("__pycache__")} if copy is shutil.copytree else {}),
+        )
+    build = [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q"]
     subprocess.run([*build, "-w", str(tmp_path)], check=True, capture_output=True)
     (wheel,) = tmp_path.glob("hf_l3rs-*.whl")
     names = zipfile.ZipFile(wheel).namelist()

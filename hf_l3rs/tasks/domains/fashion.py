@@ -1,7 +1,7 @@
 """D3 "fashion": Fashion-MNIST photographs (Debian ``dataset-fashion-mnist``, MIT), an
 evaluation-only domain: real greyscale product photos, unlike the two rendered ones, and never
 part of any meta-training or pretraining run here, so it tests transfer to a dataset that
-neither the meta-weights nor the checkpoints have seen (docs/decisions.md "A held-out vision
+neither the meta-weights nor the checkpoints have seen (docs/adr/0006 "A held-out vision
 domain")."""
 
 from __future__ import annotations
