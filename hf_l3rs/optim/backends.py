@@ -15,13 +15,14 @@ own commit is in its subclass, so no untyped dictionary crosses the interface.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
-from hf_l3rs.optim.directions import get_direction
+from hf_l3rs.optim.directions import compute_dtype, get_direction
 from hf_l3rs.optim.fused import FUSED_DIRECTIONS, fused_unavailable_reason, load_fused
 
 
@@ -36,21 +37,34 @@ class Stepped(Protocol):
 
 
 def _dense(t: Tensor) -> bool:
-    """Contiguous in some dimension order (plain or channels-last), no overlap, no gaps."""
-    return t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last)
+    """Contiguous in some dimension order (plain, channels-last, transposed): no overlap, no gaps."""
+    expected = 1
+    for stride, size in sorted((st, sz) for st, sz in zip(t.stride(), t.shape) if sz != 1):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
 
 
-def fused_blocker(directions: tuple[str, ...], params: list[Tensor], check_grads: bool) -> str | None:
-    """Why the fused kernels cannot run on these tensors now (``None`` when they can)."""
+def fused_blocker(
+    directions: tuple[str, ...], params: list[Tensor], check_grads: bool, states: list[dict] | None = None
+) -> str | None:
+    """Why the fused kernels cannot run on these tensors now (``None`` when they can). The
+    kernels walk memory, so a parameter, its gradient and its state must share one layout
+    (with ``check_grads`` / ``states``: checked at the step)."""
     if not set(directions) <= FUSED_DIRECTIONS:
         return f"directions {directions} are not all in {sorted(FUSED_DIRECTIONS)}"
-    for p in params:
+    for i, p in enumerate(params):
         if p.device.type != "cpu" or p.dtype != torch.float32:
             return "fused kernels need float32 parameters on the CPU"
         if not _dense(p):
-            return "fused kernels need dense parameters"
+            return "fused kernels need dense parameters (no gaps between elements)"
         if check_grads and p.grad is not None and p.grad.stride() != p.stride():
             return "a gradient's memory layout differs from its parameter's"
+        if states is not None and any(
+            isinstance(v, Tensor) and v.shape == p.shape and v.stride() != p.stride() for v in states[i].values()
+        ):
+            return "an optimizer state's memory layout differs from its parameter's"
     if load_fused() is None:
         return f"the C++ kernels could not be built ({fused_unavailable_reason()})"
     return None
@@ -160,16 +174,17 @@ class ForeachBackend:
         for step, positions in by_step.items():
             params = [opt._params[active[i]] for i in positions]
             grads = [p.grad for p in params]
+            wide_params, wide_grads = _widened(params), _widened(grads)
             for kk, dname in enumerate(opt.config.directions):
                 direction = get_direction(dname)
                 states = {key: [opt.state[p][f"{dname}.{key}"] for p in params] for key in direction.state_keys}
-                d, new = direction.compute(params, grads, states, hyper[dname], step)
+                d, new = direction.compute(wide_params, wide_grads, states, hyper[dname], step)
                 for i, pos in enumerate(positions):
                     dirs[kk][pos] = d[i]
                     for key, lst in new.items():
                         new_states[pos][f"{dname}.{key}"] = lst[i]
         grads_all = [opt._params[j].grad for j in active]
-        gnorm = torch.stack(torch._foreach_norm(grads_all)).to("cpu", torch.float64)
+        gnorm = torch.stack(torch._foreach_norm(_widened(grads_all))).to("cpu", torch.float64)
         cols = [torch.stack(torch._foreach_norm(d)).to("cpu", torch.float64) for d in dirs]
         return ForeachProbe(torch.stack(cols, dim=1), gnorm, dirs, new_states)  # type: ignore[arg-type]
 
@@ -191,15 +206,30 @@ class ForeachBackend:
                 torch._foreach_add_(update, scaled)
         if float(decay.abs().max()) > 0:
             torch._foreach_mul_(params, [1.0 - float(decay[pos]) for pos in ok])
+        if any(p.dtype != u.dtype for p, u in zip(params, update)):  # float16 weights, float32 math
+            update = [u.to(p.dtype) for p, u in zip(params, update)]
         torch._foreach_sub_(params, update)
         for pos in ok:
             p = opt._params[active[pos]]
             for key, value in probe.new_states[pos].items():
                 opt.state[p][key].copy_(value)
             opt.state[p]["step"] += 1
-        norms = torch._foreach_norm(params)
+        norms = torch._foreach_norm(_widened(params))
         for pos, nrm in zip(ok, norms):
             opt._pnorm[active[pos]] = float(nrm)
+
+
+def fill_missing_norms(pnorm: Tensor, params: list[Tensor], idx: list[int]) -> None:
+    """‖p‖ of the tensors ``idx`` not yet measured (NaN in ``pnorm``): the commit keeps the rest."""
+    missing = [j for j in idx if math.isnan(float(pnorm[j]))]
+    if missing:
+        for j, nrm in zip(missing, torch._foreach_norm(_widened([params[j] for j in missing]))):
+            pnorm[j] = float(nrm)
+
+
+def _widened(tensors: list[Tensor]) -> list[Tensor]:
+    """The tensors in the dtype their directions are computed in (float16 as float32)."""
+    return [t.to(compute_dtype(t)) if compute_dtype(t) != t.dtype else t for t in tensors]
 
 
 FUSED: Backend = FusedBackend()

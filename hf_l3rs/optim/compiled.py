@@ -166,14 +166,17 @@ def implementation_blocker(implementation: str, directions: tuple[str, ...], par
     return None
 
 
-def choose_backend(implementation: str, steps: set[int], directions: tuple[str, ...], params: list[Tensor]) -> Backend:
+def choose_backend(
+    implementation: str, steps: set[int], directions: tuple[str, ...], params: list[Tensor], states: list[dict]
+) -> Backend:
     """The backend of one step: the two-pass ones need every component at the same step
-    (tensors without gradients on some steps fall back to foreach for those steps); ``auto``
-    is fused where it can run, else foreach."""
+    (tensors without gradients on some steps fall back to foreach for those steps); the C++
+    kernels need a parameter, its gradient and its state in one memory layout (a step where
+    they differ, e.g. after ``model.to(memory_format=...)``, runs on foreach: same math)."""
     if implementation == "foreach" or len(steps) != 1:
         return FOREACH
     if implementation == "compiled":
         return COMPILED
-    if implementation == "fused" or fused_blocker(directions, params, check_grads=True) is None:
+    if fused_blocker(directions, params, check_grads=True, states=states) is None:
         return FUSED
     return FOREACH

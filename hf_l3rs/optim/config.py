@@ -340,14 +340,30 @@ class L3RSConfig:
     @classmethod
     def from_saved(cls, raw: Any, source: str | Path) -> L3RSConfig:
         """The config of an already parsed ``config.json`` (``source`` names it in errors);
-        the same rules as :meth:`from_json_file`."""
+        the same rules as :meth:`from_json_file`, except that fields this version does not know
+        (a newer hf_l3rs wrote them) load with a warning naming them: if they changed the
+        network's shape, the tensors will not fit and loading fails there."""
         data = raw.get("l3rs", raw) if isinstance(raw, dict) else raw
-        if isinstance(data, dict):
-            data = drop_removed_fields({**ADDED_FIELDS, **data}, str(source))
-            missing = sorted({f.name for f in dataclasses.fields(cls)} - set(data))
-            if missing:
-                raise ConfigError(f"{source}: missing field(s) {missing} in the L3RS config")
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: the L3RS config must be a JSON object, got {type(data).__name__}")
+        data = drop_removed_fields({**ADDED_FIELDS, **data}, str(source))
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            from hf_l3rs._version import __version__
+
+            writer = raw.get("library_version", "another version") if isinstance(raw, dict) else "another version"
+            warnings.warn(
+                f"{source}: L3RS config field(s) {unknown} are unknown to hf_l3rs {__version__} (written by "
+                f"hf_l3rs {writer}) and are ignored; upgrade hf_l3rs to use them",
+                UserWarning,
+                stacklevel=3,
+            )
+            data = {k: v for k, v in data.items() if k in names}
+        missing = sorted(names - set(data))
+        if missing:
+            raise ConfigError(f"{source}: missing field(s) {missing} in the L3RS config")
         try:
-            return cls.from_dict(data)
+            return cls(**data)
         except TypeError as exc:
             raise ConfigError(f"{source}: {exc}") from exc

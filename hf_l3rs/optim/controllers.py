@@ -112,7 +112,8 @@ class RateAdaptation:
         else:
             params = [view.params[view.active[pos]] for pos in ok]
             moms = [view.state[p][f"{cfg.momentum_direction}.exp_avg"] for p in params]
-            dots = torch.stack([torch.vdot(p.grad.reshape(-1), m.reshape(-1)) for p, m in zip(params, moms)])
+            grads = [p.grad.reshape(-1).to(m.dtype) for p, m in zip(params, moms)]  # float16 grads, float32 state
+            dots = torch.stack([torch.vdot(g, m.reshape(-1)) for g, m in zip(grads, moms)])
             dots = dots.to("cpu", torch.float64)
             mm = torch.stack(torch._foreach_norm(moms)).to("cpu", torch.float64) ** 2
         dot, g_all, m_all = float(dots.sum()), float(gg.sum()), float(mm.sum())

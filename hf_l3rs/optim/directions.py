@@ -111,14 +111,21 @@ class WeightDecay(BaseDirection):
         return list(params), {}
 
 
+def compute_dtype(t: Tensor) -> torch.dtype:
+    """float16 tensors are computed in float32, as torch's fused AdamW does: Adam's ε (1e-8)
+    and a squared gradient underflow in half precision and every step would be skipped."""
+    return torch.float32 if t.dtype == torch.float16 else t.dtype
+
+
 def init_direction_state(state: dict, p: Tensor, directions: tuple[str, ...]) -> None:
     """Fill torch's per-tensor ``state`` with each direction's buffers (``"adam.exp_avg"``, …)
-    and ``step`` 0, once: a tensor seen before keeps its state."""
+    and ``step`` 0, once: a tensor seen before keeps its state (float32 for a float16 tensor)."""
     if "step" in state:
         return
     state["step"] = 0
+    wide = p.detach().to(compute_dtype(p)) if compute_dtype(p) != p.dtype else p
     for dname in directions:
-        for key, value in get_direction(dname).init_state(p).items():
+        for key, value in get_direction(dname).init_state(wide).items():
             state[f"{dname}.{key}"] = value
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from hf_l3rs.optim.backends import fill_missing_norms
 from hf_l3rs.optim.compiled import choose_backend, implementation_blocker
 from hf_l3rs.optim.components import (
     bind_components,
@@ -30,7 +31,14 @@ from hf_l3rs.optim.loss_source import LossSource
 from hf_l3rs.optim.network import L3RSNet
 from hf_l3rs.optim.pretrained import PretrainedMixin
 from hf_l3rs.optim.rule import coefficients, direction_log_norms, norm_statistics
-from hf_l3rs.optim.validation import active_components, check_group_rates, check_rate, check_state_shapes
+from hf_l3rs.optim.validation import (
+    active_components,
+    align_state_layouts,
+    check_group_rates,
+    check_rate,
+    check_state_shapes,
+    check_tensors,
+)
 
 IMPLEMENTATIONS = ("auto", "fused", "foreach", "compiled")
 
@@ -105,6 +113,7 @@ class L3RS(PretrainedMixin, torch.optim.Optimizer):
         self.components = describe([(n, p) for _, n, p in entries], model)
         net = network_for(net, self.components, seed)
         self.config: L3RSConfig = net.config
+        check_tensors([(n, p) for _, n, p in entries], self.config.step_scale)
         self.device = self._params[0].device
         self.net = net.to(self.device)
         mapping, presented = bind_components(
@@ -247,6 +256,7 @@ class L3RS(PretrainedMixin, torch.optim.Optimizer):
         names = {id(p): c.name for p, c in zip(self._params, self.components)}
         check_state_shapes(state_dict, [p for g in self.param_groups for p in g["params"]], names)
         super().load_state_dict(state_dict)
+        align_state_layouts(self.state, self._params)
         self.net.load_state_dict(extra["net"], strict=True)
         self._step = int(extra["step"])
         if extra["total_steps"] is not None:
@@ -280,21 +290,15 @@ class L3RS(PretrainedMixin, torch.optim.Optimizer):
         self._update(active, loss_t.to(self.device), loss_finite)
         return returned
 
-    def _missing_pnorms(self, idx: list[int]) -> None:
-        missing = [j for j in idx if math.isnan(float(self._pnorm[j]))]
-        if missing:
-            norms = torch._foreach_norm([self._params[j] for j in missing])
-            for j, nrm in zip(missing, norms):
-                self._pnorm[j] = float(nrm)
-
     def _update(self, active: list[int], loss: Tensor, loss_finite: bool) -> None:
         """Probe the base directions, run the features and the network once for all
         components, scale the rates through the controllers, commit the coefficients."""
         cfg, dev = self.config, self.device
         hyper = self.net.hyper_values()
-        self._missing_pnorms(active)
-        steps = {self.state[self._params[j]]["step"] + 1 for j in active}
-        backend = choose_backend(self.implementation, steps, self.config.directions, self._params)
+        fill_missing_norms(self._pnorm, self._params, active)
+        states = [self.state[p] for p in self._params]
+        steps = {states[j]["step"] + 1 for j in active}
+        backend = choose_backend(self.implementation, steps, self.config.directions, self._params, states)
         probe = backend.probe(self, active, hyper)
         finite = torch.isfinite(probe.gnorm) & torch.isfinite(probe.dnorm).all(dim=1) & loss_finite
         act = torch.tensor(active, dtype=torch.long)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from hf_l3rs import L3RS
+from hf_l3rs import L3RS, L3RSConfig
 
 
 def _trained_state(classes: int) -> dict:
@@ -109,4 +109,92 @@ def test_a_config_json_asking_for_terabytes_is_refused(tmp_path):
 
     folder = _corrupted(tmp_path, huge)
     with pytest.raises(ConfigError, match="hidden_sizes"):
+        L3RS.from_pretrained(str(folder), nn.Linear(3, 2))
+
+
+def _mlp(dtype: torch.dtype) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4)).to(dtype)
+
+
+def _displacement(dtype: torch.dtype, implementation: str = "auto") -> tuple[float, L3RS]:
+    model = _mlp(dtype)
+    gen = torch.Generator().manual_seed(1)
+    x, y = torch.randn(64, 16, generator=gen).to(dtype), torch.randint(0, 4, (64,), generator=gen)
+    opt = L3RS(model, total_steps=5, implementation=implementation)
+    start = [p.detach().float().clone() for p in model.parameters()]
+    for _ in range(5):
+        loss = nn.functional.cross_entropy(model(x).float(), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step(loss=loss)
+    return sum(float((p.detach().float() - s).norm()) for p, s in zip(model.parameters(), start)), opt
+
+
+def test_float16_weights_train_like_float32():
+    """Half-precision weights are stepped with float32 math and float32 state (as torch's fused
+    AdamW does): before, Adam's ε underflowed and every step was skipped (the model never moved)."""
+    reference, _ = _displacement(torch.float32)
+    half, opt = _displacement(torch.float16)
+    assert opt.nonfinite_skips["components"].sum() == 0
+    assert half == pytest.approx(reference, rel=0.02)
+    assert all(t.dtype == torch.float32 for s in opt.state.values() for t in s.values() if isinstance(t, torch.Tensor))
+    assert all(p.dtype == torch.float16 for p in opt.param_groups[0]["params"])
+
+
+def test_float16_with_rate_adaptation():
+    """Rate adaptation reads float16 gradients against float32 momentum."""
+    model = _mlp(torch.float16)
+    opt = L3RS(model, L3RSConfig(rate_adaptation="hypergradient", adaptation_scope="component"), total_steps=4)
+    gen = torch.Generator().manual_seed(1)
+    x, y = torch.randn(32, 16, generator=gen).half(), torch.randint(0, 4, (32,), generator=gen)
+    for _ in range(4):
+        loss = nn.functional.cross_entropy(model(x).float(), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step(loss=loss)
+    assert opt.nonfinite_skips["components"].sum() == 0
+    assert torch.isfinite(opt.rate_multipliers).all() and bool((opt.rate_multipliers != 1).any())
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_the_distance_scale_refuses_half_precision_weights(dtype):
+    """d starts at 1e-6: in half precision such steps round away and d would never grow."""
+    with pytest.raises(ValueError, match=r"step_scale='distance_per_tensor'.*round away"):
+        L3RS(_mlp(dtype), L3RSConfig(step_scale="distance_per_tensor"), total_steps=3)
+
+
+def test_complex_parameters_are_refused_by_name():
+    weight = nn.Parameter(torch.randn(4, dtype=torch.complex64))
+    with pytest.raises(ValueError, match=r"'phase' is complex .*view_as_complex"):
+        L3RS([("phase", weight)], total_steps=3)
+
+
+def test_unknown_fields_of_a_newer_version_load_with_a_warning(tmp_path):
+    def newer(folder, json, load_file, save_file):
+        config = json.loads((folder / "config.json").read_text())
+        config["l3rs"]["field_of_the_future"] = 3
+        config["library_version"] = "9.0.0"
+        (folder / "config.json").write_text(json.dumps(config))
+
+    folder = _corrupted(tmp_path, newer)
+    with pytest.warns(UserWarning, match=r"\['field_of_the_future'\].*hf_l3rs 9\.0\.0"):
+        opt = L3RS.from_pretrained(str(folder), nn.Linear(3, 2))
+    assert opt.config == L3RS.from_pretrained("l3rs-general", nn.Linear(3, 2)).config
+
+
+def test_unknown_fields_that_change_the_network_do_not_load(tmp_path):
+    """A newer field that changed the network's shape shows up as tensors that do not fit."""
+    from hf_l3rs.optim.hub import CheckpointError
+
+    def newer_and_wider(folder, json, load_file, save_file):
+        config = json.loads((folder / "config.json").read_text())
+        config["l3rs"]["extra_output_heads"] = 2
+        (folder / "config.json").write_text(json.dumps(config))
+        tensors = load_file(str(folder / "model.safetensors"))
+        tensors["extra_head.weight"] = torch.zeros(2, 32)
+        save_file(tensors, str(folder / "model.safetensors"))
+
+    folder = _corrupted(tmp_path, newer_and_wider)
+    with pytest.warns(UserWarning, match="extra_output_heads"), pytest.raises(CheckpointError):
         L3RS.from_pretrained(str(folder), nn.Linear(3, 2))

@@ -7,6 +7,7 @@ missing) leaves non-finite numbers out of the weights and the counts say what wa
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import random
@@ -92,3 +93,112 @@ def test_a_non_finite_network_output_is_skipped() -> None:
     for p, q in zip(model.parameters(), before):
         assert torch.equal(p, q)
     assert opt.nonfinite_skips["components"].tolist() == [1] * len(before)
+
+
+def _odd_tensors(kind: str) -> list[tuple[str, torch.nn.Parameter]]:
+    """Parameters laid out as users' models sometimes have them."""
+    gen = torch.Generator().manual_seed(3)
+    if kind == "transposed":  # dense, not contiguous
+        weight = torch.nn.Parameter(torch.randn(6, 5, generator=gen).t())
+        return [("w", weight), ("b", torch.nn.Parameter(torch.randn(5, generator=gen)))]
+    if kind == "channels_last":
+        conv = torch.randn(4, 3, 3, 3, generator=gen).to(memory_format=torch.channels_last)
+        return [("conv", torch.nn.Parameter(conv)), ("b", torch.nn.Parameter(torch.randn(4, generator=gen)))]
+    if kind == "zero_size":
+        empty = torch.nn.Parameter(torch.zeros(0, 7))
+        return [("empty", empty), ("w", torch.nn.Parameter(torch.randn(5, generator=gen)))]
+    if kind == "strided_view":  # a view with gaps: not dense in any order
+        base = torch.randn(6, 10, generator=gen)
+        return [("view", torch.nn.Parameter(base[:, ::2])), ("b", torch.nn.Parameter(torch.randn(3, generator=gen)))]
+    raise ValueError(kind)
+
+
+def _run_odd(kind: str, implementation: str) -> list[torch.Tensor] | str:
+    named = _odd_tensors(kind)
+    try:
+        opt = L3RS(named, total_steps=3, implementation=implementation)
+    except ValueError as exc:
+        assert "not possible here" in str(exc), exc
+        return "refused"
+    gen = torch.Generator().manual_seed(4)
+    targets = [torch.randn(p.shape, generator=gen) for _, p in named]
+    for _ in range(3):
+        loss = sum(((p - t) ** 2).sum() for (_, p), t in zip(named, targets))
+        opt.zero_grad()
+        loss.backward()
+        opt.step(loss=loss)
+    return [p.detach().clone() for _, p in named]
+
+
+@pytest.mark.parametrize("kind", ["transposed", "channels_last", "zero_size", "strided_view"])
+@pytest.mark.parametrize("implementation", ["auto", "fused", "compiled"])
+def test_odd_layouts_step_like_foreach_or_are_refused(kind: str, implementation: str) -> None:
+    """Fused and compiled backends on non-contiguous, channels-last, zero-size and gapped
+    tensors: the same weights as the foreach backend, or a refusal at construction that says
+    why. Never a crash of the process, never a silently truncated tensor."""
+    if implementation == "compiled":
+        from hf_l3rs.optim.compiled import compiled_unavailable_reason
+
+        if compiled_unavailable_reason() is not None:
+            pytest.skip("torch.compile unavailable")
+    expected = _run_odd(kind, "foreach")
+    got = _run_odd(kind, implementation)
+    if got == "refused":
+        assert implementation == "fused" and kind == "strided_view"  # the only layout the kernels cannot take
+        return
+    for e, g in zip(expected, got):
+        assert e.shape == g.shape and torch.isfinite(g).all()
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-6)
+    if kind == "zero_size":
+        assert expected[0].numel() == 0
+
+
+def _conv_model(channels_last: bool) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 2))
+    if channels_last:
+        model[0].weight.data = model[0].weight.data.contiguous(memory_format=torch.channels_last)
+    return model
+
+
+def _conv_steps(model: torch.nn.Module, opt: L3RS, n: int) -> None:
+    x = torch.randn(5, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    for _ in range(n):
+        loss = model(x).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step(loss=loss)
+
+
+def test_a_state_saved_in_another_memory_layout_steps_like_foreach() -> None:
+    """A state saved from a contiguous model and loaded into a channels-last one: the fused
+    kernels walk memory, so the state takes its parameter's layout on load (before, the kernels
+    paired the wrong elements silently: 3.6e-3 off foreach)."""
+    source = _conv_model(False)
+    opt = L3RS(source, total_steps=6, implementation="foreach")
+    _conv_steps(source, opt, 3)
+    saved = opt.state_dict()
+    weights = {}
+    for implementation in ("foreach", "fused"):
+        model = _conv_model(True)
+        model.load_state_dict(source.state_dict())
+        model[0].weight.data = model[0].weight.data.contiguous(memory_format=torch.channels_last)
+        resumed = L3RS(model, total_steps=6, implementation=implementation)
+        resumed.load_state_dict(copy.deepcopy(saved))  # torch shares loaded tensors with the dict
+        _conv_steps(model, resumed, 2)
+        weights[implementation] = model[0].weight.detach().clone()
+    torch.testing.assert_close(weights["fused"], weights["foreach"], rtol=1e-5, atol=1e-6)
+
+
+def test_a_layout_change_during_training_steps_like_foreach() -> None:
+    """``model.to(memory_format=torch.channels_last)`` between steps leaves the state in the
+    old layout: that step runs on foreach instead of the kernels (same math)."""
+    weights = {}
+    for implementation in ("foreach", "fused"):
+        model = _conv_model(False)
+        opt = L3RS(model, total_steps=6, implementation=implementation)
+        _conv_steps(model, opt, 2)
+        model.to(memory_format=torch.channels_last)
+        _conv_steps(model, opt, 2)
+        weights[implementation] = model[0].weight.detach().clone()
+    torch.testing.assert_close(weights["fused"], weights["foreach"], rtol=1e-5, atol=1e-6)
