@@ -39,12 +39,14 @@ def test_decoupled_weight_decay_scales_with_the_group_lr() -> None:
         {"params": [(n, p) for n, p in names.items() if p.dim() <= 1], "lr": 2.0, "weight_decay": 0.1},
     ]
     opt = L3RS(groups, L3RSConfig(base_lr=0.05), total_steps=10)
-    before = [p.detach().clone() for p in opt._params]
-    for p in opt._params:
+    group_of = {id(p): g for g in opt.param_groups for p in g["params"]}
+    params = [names[c.name] for c in opt.components]  # component order, as last_rate is
+    before = [p.detach().clone() for p in params]
+    for p in params:
         p.grad = torch.zeros_like(p)
     opt.step(loss=1.0)
-    for j, (p, old) in enumerate(zip(opt._params, before)):
-        group = opt.param_groups[opt._group_index[j]]
+    for j, (p, old) in enumerate(zip(params, before)):
+        group = group_of[id(p)]
         factor = 1 - group["lr"] * float(opt.last_rate[j]) * group["weight_decay"]
         torch.testing.assert_close(p.detach(), old * factor, rtol=1e-6, atol=1e-9)
 
@@ -101,8 +103,9 @@ def test_copies_of_model_and_optimizer_step_identically(how: str) -> None:
         opt.step(loss=train_step(model, t))
     pair = copy.deepcopy((model, opt)) if how == "deepcopy" else pickle.loads(pickle.dumps((model, opt)))
     model2, opt2 = pair
-    assert opt2.total_steps == 10 and opt2._step == 3
-    assert all(a is b for a, b in zip(opt2._params, model2.parameters()))  # bound to the copy's tensors
+    assert opt2.total_steps == 10 and opt2.state_dict()["l3rs"]["step"] == 3
+    bound = [p for g in opt2.param_groups for p in g["params"]]
+    assert {id(p) for p in bound} == {id(p) for p in model2.parameters()}  # bound to the copy's tensors
     for t in range(3, 6):
         opt.step(loss=train_step(model, t))
         opt2.step(loss=train_step(model2, t))

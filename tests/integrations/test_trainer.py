@@ -123,7 +123,7 @@ def test_plain_trainer_as_written(tmp_path, caplog) -> None:
     )
     with caplog.at_level(logging.WARNING):
         trainer.train()
-    assert opt.total_steps == 6 and opt._step == 6
+    assert opt.total_steps == 6 and opt.state_dict()["l3rs"]["step"] == 6
     assert "taken from the attached learning-rate scheduler" in caplog.text
 
 
@@ -177,7 +177,7 @@ def test_optimizer_cls_and_kwargs(tmp_path) -> None:
     from hf_l3rs.trainer_plugins import find_l3rs
 
     opt = find_l3rs(trainer.optimizer)
-    assert opt is not None and opt._step == 6
+    assert opt is not None and opt.state_dict()["l3rs"]["step"] == 6
 
 
 def test_timm_registry() -> None:
@@ -254,9 +254,11 @@ def test_timm_with_weight_decay_keeps_names_roles_and_order() -> None:
     )
     assert [(c.name, c.role, c.depth) for c in opt.components] == [(c.name, c.role, c.depth) for c in direct.components]
     assert opt.component_map.tolist() == list(range(len(direct.components)))
-    decay = {opt.components[j].name: opt.param_groups[g]["weight_decay"] for j, g in enumerate(opt._group_index)}
+    weight_decay = {id(p): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
+    params = dict(model.named_parameters())
+    decay = {c.name: weight_decay[id(params[c.name])] for c in opt.components}
     assert decay["conv1.0.weight"] == 0.05 and decay["bn1.weight"] == 0.0 and decay["fc.bias"] == 0.0
-    assert len(opt.param_groups) == 2 and [id(p) for p in opt._params] == [id(p) for p in model.parameters()]
+    assert len(opt.param_groups) == 2 and [c.name for c in opt.components] == list(params)  # the model's order
     with pytest.raises(ValueError, match="do not belong to the model"):
         L3RS([torch.zeros(2, requires_grad=True)], model=model, total_steps=5)
 
@@ -273,7 +275,7 @@ def test_optimizer_cls_and_kwargs_with_model_gets_names(tmp_path) -> None:
     from hf_l3rs.trainer_plugins import find_l3rs
 
     opt = find_l3rs(trainer.optimizer)
-    assert opt._step == 6
+    assert opt.state_dict()["l3rs"]["step"] == 6
     direct = L3RS(tiny_bert(), CONFIG, total_steps=6)
     assert [(c.name, c.role, c.depth) for c in opt.components] == [(c.name, c.role, c.depth) for c in direct.components]
 
@@ -311,7 +313,7 @@ def test_the_one_liner_runs_with_any_scheduler_and_no_horizon(tmp_path, schedule
         model=model, args=args(tmp_path, lr_scheduler_type=schedule), train_dataset=dataset(), optimizers=(opt, None)
     )
     trainer.train()
-    assert opt._step == 6
+    assert opt.state_dict()["l3rs"]["step"] == 6
     assert opt.total_steps == (None if schedule == "constant" else 6)
     assert any(not torch.equal(p, q) for p, q in zip(model.parameters(), before))
 
@@ -375,7 +377,8 @@ def test_a_frozen_body_stays_frozen_and_in_inference_mode_under_trainer(tmp_path
     opt = L3RS.from_pretrained("l3rs-general", model)
     trainer = InOrderTrainer(model=model, args=args(tmp_path), train_dataset=dataset(), optimizers=(opt, None))
     trainer.train()
-    assert [c.name for c in opt.components] == ["classifier.weight", "classifier.bias"] and opt._step == 6
+    assert [c.name for c in opt.components] == ["classifier.weight", "classifier.bias"]
+    assert opt.state_dict()["l3rs"]["step"] == 6
     assert all(torch.equal(p, body[n]) for n, p in model.named_parameters() if n in body)
     assert not torch.equal(model.classifier.weight, head)
     model.train()

@@ -28,11 +28,19 @@ def test_resume_from_state_dict_is_bitwise(tmp_path, impl) -> None:
     resume_matches_straight_run(tmp_path, L3RSConfig(init_output_scale=1.0), impl, steps=40)
 
 
-def test_state_dict_round_trip_before_any_step(model) -> None:
-    """accelerate.prepare round-trips the state right after construction."""
-    opt = L3RS(model, total_steps=5)
+def test_state_dict_round_trip_before_any_step() -> None:
+    """accelerate.prepare round-trips the state right after construction: the first step is
+    then exactly the one a fresh optimizer takes."""
+    round_tripped, fresh = small_cnn(), small_cnn()
+    opt = L3RS(round_tripped, total_steps=5)
     opt.load_state_dict(opt.state_dict())
-    opt.step(loss=train_step(model, 0))
+    reference = L3RS(fresh, total_steps=5)
+    opt.step(loss=train_step(round_tripped, 0))
+    reference.step(loss=train_step(fresh, 0))
+    assert opt.state_dict()["l3rs"]["step"] == 1
+    for (name, p), q in zip(round_tripped.named_parameters(), fresh.parameters()):
+        assert torch.equal(p, q), name
+    assert not torch.equal(next(round_tripped.parameters()), next(small_cnn().parameters()))  # it moved
 
 
 def test_save_and_from_pretrained_give_identical_updates(tmp_path) -> None:
