@@ -14,18 +14,30 @@ def paired_bootstrap(
     a: Sequence[float], b: Sequence[float], confidence: float = 0.95, resamples: int = 2000, seed: int = 0
 ) -> tuple[float, float, float]:
     """(mean of a − b, low, high): the percentile interval of the mean difference when the
-    seeds are resampled *jointly* (a[i] stays with b[i]). NaN where a run diverged."""
+    seeds are resampled *jointly* (a[i] stays with b[i]; ``scipy.stats.bootstrap`` with
+    ``paired=True``). NaN where a run diverged."""
+    from scipy.stats import bootstrap
+
     a, b = np.asarray(a, float), np.asarray(b, float)
     if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
         raise ValueError(f"paired_bootstrap needs two equal-length sequences of >= 2 seeds, got {a.shape}, {b.shape}")
     diff = a - b
     if not np.isfinite(diff).all():
         return math.nan, math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(diff), size=(resamples, len(diff)))
-    means = diff[idx].mean(axis=1)
-    alpha = (1 - confidence) / 2
-    return float(diff.mean()), float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+    if np.all(diff == diff[0]):  # nothing varies: scipy warns and the interval is the point
+        return float(diff[0]), float(diff[0]), float(diff[0])
+    result = bootstrap(
+        (a, b),
+        lambda x, y, axis=-1: np.mean(x - y, axis=axis),
+        paired=True,
+        vectorized=True,
+        n_resamples=resamples,
+        confidence_level=confidence,
+        method="percentile",
+        random_state=np.random.default_rng(seed),
+    )
+    interval = result.confidence_interval
+    return float(diff.mean()), float(interval.low), float(interval.high)
 
 
 def paired_p(a: Sequence[float], b: Sequence[float]) -> float:

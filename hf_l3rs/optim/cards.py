@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from string import Template
 from typing import Any
 
 from hf_l3rs.optim.network import L3RSNet
@@ -40,8 +39,8 @@ def eval_results(model_index: list[dict[str, Any]]) -> list[Any]:
     return out
 
 
-def card_metadata(info: dict[str, Any]) -> str:
-    """The card's YAML header through ``huggingface_hub.ModelCardData`` (model-index from
+def card_data(info: dict[str, Any]) -> Any:
+    """The card's metadata as ``huggingface_hub.ModelCardData`` (model-index from
     ``EvalResult``s), so the Hub and ``ModelCard.load`` read it as they read any model's."""
     from huggingface_hub import ModelCardData
 
@@ -54,11 +53,17 @@ def card_metadata(info: dict[str, Any]) -> str:
         model_name=index[0].get("name") if index else None,
         eval_results=eval_results(index) or None,
     )
-    return data.to_yaml().strip()
+    return data
+
+
+def card_metadata(info: dict[str, Any]) -> str:
+    """:func:`card_data` as the YAML between a card's ``---`` lines."""
+    return card_data(info).to_yaml().strip()
 
 
 def render_card(net: L3RSNet, info: dict[str, Any]) -> str:
-    """Fill ``hub_cards/l3rs_card.md``. ``info`` keys: title, repo_id, training (Markdown),
+    """Render ``hub_cards/l3rs_card.md`` with ``huggingface_hub.ModelCard.from_template``. ``info``
+    keys: title, repo_id, training (Markdown),
     evaluation (Markdown), datasets, tags, license, model_index (HF model-index list)."""
     if not isinstance(net, L3RSNet):
         import hf_l3rs.optim.learned as learned
@@ -67,11 +72,12 @@ def render_card(net: L3RSNet, info: dict[str, Any]) -> str:
         if other is None:
             raise TypeError(f"no model card for {type(net).__name__} meta-weights: not a registered learned optimizer")
         return other.render_card(net, info)
+    from huggingface_hub import ModelCard
+
     from hf_l3rs.hub_cards import template
 
     cfg = net.config
     values = {
-        "metadata": card_metadata(info),
         "title": info.get("title", "L3RS meta-weights"),
         "repo_id": info.get("repo_id", "path/to/this/folder"),
         "directions": ", ".join(cfg.directions),
@@ -85,4 +91,6 @@ def render_card(net: L3RSNet, info: dict[str, Any]) -> str:
         "training": info.get("training", "Not recorded (untrained or trained outside `hf-l3rs metatrain`)."),
         "evaluation": info.get("evaluation", "No evaluation recorded."),
     }
-    return Template(template()).safe_substitute(values)
+    # huggingface_hub renders the Jinja template with the metadata as ``card_data``
+    card = ModelCard.from_template(card_data(info), template_str=template(), **values)
+    return str(card).rstrip("\n") + "\n"

@@ -112,13 +112,11 @@ def test_the_product_never_imports_the_experiments() -> None:
 def test_the_wheel_holds_no_research(tmp_path) -> None:
     pytest.importorskip("setuptools")  # the build backend, present in the project's venv
     source = tmp_path / "src"  # a copy: a stale build/ folder in the checkout cannot leak into the wheel
-    for name in ("pyproject.toml", "README.md", "hf_l3rs", "trainer_plugins", "hub_cards"):
-        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy2
-        copy(
-            ROOT / name,
-            source / name,
-            **({"ignore": shutil.ignore_patterns("__pycache__")} if copy is shutil.copytree else {}),
-        )
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
+    for name in ("hf_l3rs", "trainer_plugins", "hub_cards"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
     build = [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q"]
     subprocess.run([*build, "-w", str(tmp_path)], check=True, capture_output=True)
     (wheel,) = tmp_path.glob("hf_l3rs-*.whl")
