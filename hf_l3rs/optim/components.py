@@ -287,3 +287,26 @@ def network_for(net: L3RSNet | L3RSConfig | None, components: list[Component], s
     if not isinstance(net, L3RSNet):
         raise TypeError(f"L3RS: net must be an L3RSNet or L3RSConfig, got {type(net).__name__}")
     return net
+
+
+def trained_components(listed: Any, num_components: int | None, where: Any) -> list[dict[str, Any]] | None:
+    """The components a meta-weights folder says it was trained on (kept by a re-save, read by
+    nothing else): one {name, role, depth, numel} per component, or dropped with a warning."""
+    if listed is None:
+        return None
+    keys = {"name", "role", "depth", "numel"}
+    if (
+        isinstance(listed, list)
+        and len(listed) == num_components
+        and all(isinstance(c, dict) and keys <= set(c) for c in listed)
+    ):
+        return listed
+    import warnings
+
+    warnings.warn(
+        f"{where}: 'trained_components' is malformed (one {{name, role, depth, numel}} per component "
+        f"expected, {num_components} components); it is dropped",
+        UserWarning,
+        stacklevel=3,
+    )
+    return None

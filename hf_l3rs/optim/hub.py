@@ -16,7 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 import hf_l3rs.optim.learned as learned
-from hf_l3rs.optim.components import Component
+from hf_l3rs.optim.components import Component, trained_components
 from hf_l3rs.optim.config import ConfigError, L3RSConfig
 from hf_l3rs.optim.network import L3RSNet
 
@@ -168,6 +168,8 @@ def load_config(folder: Path, saved: dict[str, Any] | None = None) -> L3RSConfig
     try:
         return L3RSConfig.from_saved(read_saved_config(folder) if saved is None else saved, path)
     except ConfigError as exc:
+        if str(exc).startswith(str(path)):  # from_saved named the file already
+            raise
         raise ConfigError(f"{path}: {exc}") from exc
 
 
@@ -181,6 +183,8 @@ def read_saved_config(folder: Path) -> dict[str, Any]:
         raw = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path}: not valid JSON ({exc})") from exc
+    except RecursionError:
+        raise CheckpointError(f"{path}: JSON nested too deeply to be an hf_l3rs config") from None
     if not isinstance(raw, dict) or "l3rs" not in raw:
         raise CheckpointError(f"{path}: no 'l3rs' object (not an hf_l3rs config)")
     if raw.get("format") != FORMAT:
@@ -234,7 +238,8 @@ def load_net(
     tensors = load_tensors(folder)
     net = L3RSNet(config, tensors.get("trained_roles"), tensors.get("trained_depths"))
     net.card_info = read_card(folder)  # kept by a re-save (save_net), as is the list below
-    net.trained_components = saved.get("trained_components")
+    listed = saved.get("trained_components")
+    net.trained_components = trained_components(listed, config.num_components, folder / CONFIG_NAME)
     expected = net.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -296,7 +301,7 @@ def _raw_config(folder: Path) -> Any:
     """``config.json`` as JSON, or ``None`` when it cannot be read (``load_config`` names the problem)."""
     try:
         return json.loads((folder / CONFIG_NAME).read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         return None
 
 

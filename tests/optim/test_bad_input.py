@@ -198,3 +198,48 @@ def test_unknown_fields_that_change_the_network_do_not_load(tmp_path):
     folder = _corrupted(tmp_path, newer_and_wider)
     with pytest.warns(UserWarning, match="extra_output_heads"), pytest.raises(CheckpointError):
         L3RS.from_pretrained(str(folder), nn.Linear(3, 2))
+
+
+def test_a_config_json_nested_too_deeply_is_a_checkpoint_error(tmp_path):
+    """Before: a bare RecursionError from the JSON decoder."""
+    from hf_l3rs.optim.hub import CheckpointError
+
+    def deep(folder, json, load_file, save_file):
+        (folder / "config.json").write_text('{"l3rs": ' + "[" * 100_000 + "]" * 100_000 + "}")
+
+    folder = _corrupted(tmp_path, deep)
+    with pytest.raises(CheckpointError, match="nested too deeply"):
+        L3RS.from_pretrained(str(folder), nn.Linear(3, 2))
+
+
+@pytest.mark.parametrize("listed", [[1, 2], "x", [{"name": "w"}]])
+def test_a_malformed_list_of_trained_components_is_dropped_by_name(tmp_path, listed):
+    """It is only carried to re-saves: dropped with a warning, never written back as it was."""
+
+    def garbage(folder, json, load_file, save_file):
+        config = json.loads((folder / "config.json").read_text())
+        config["trained_components"] = listed
+        (folder / "config.json").write_text(json.dumps(config))
+
+    folder = _corrupted(tmp_path, garbage)
+    with pytest.warns(UserWarning, match="'trained_components' is malformed"):
+        opt = L3RS.from_pretrained(str(folder), nn.Linear(3, 2))
+    opt.save_pretrained(tmp_path / "again")
+    import json
+
+    resaved = json.loads((tmp_path / "again" / "config.json").read_text())["trained_components"]
+    assert [c["name"] for c in resaved] == ["weight", "bias"]  # this model's, not the garbage
+
+
+def test_a_config_that_is_not_an_object_is_named_once(tmp_path):
+    from hf_l3rs.optim.config import ConfigError
+
+    def listed(folder, json, load_file, save_file):
+        config = json.loads((folder / "config.json").read_text())
+        config["l3rs"] = [1]
+        (folder / "config.json").write_text(json.dumps(config))
+
+    folder = _corrupted(tmp_path, listed)
+    with pytest.raises(ConfigError, match="must be a JSON object") as info:
+        L3RS.from_pretrained(str(folder), nn.Linear(3, 2))
+    assert str(info.value).count("config.json") == 1

@@ -1,0 +1,125 @@
+"""The update rule's pure functions and the rate controllers, checked by hand (docs/design.md §1
+"Update", "Controllers")."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from hf_l3rs.optim.config import L3RSConfig
+from hf_l3rs.optim.controllers import DistanceScale, RateAdaptation, StepView, controllers_for
+from hf_l3rs.optim.rule import NORM_EPS, coefficients, direction_log_norms, norm_statistics
+
+f64 = torch.float64
+
+
+def test_coefficients_by_hand() -> None:
+    rate = torch.tensor([0.1, 0.2], dtype=f64)
+    mix = torch.tensor([[0.25, 0.75], [1.0, 0.0]], dtype=f64)
+    dnorm = torch.tensor([[2.0, 4.0], [1.0, 0.5]], dtype=f64)
+    lr = torch.tensor([1.0, 3.0], dtype=f64)
+    wd = torch.tensor([0.5, 0.0], dtype=f64)
+    finite = torch.tensor([True, True])
+    coef, decay = coefficients(rate, mix, dnorm, lr, wd, finite)
+    expected = torch.tensor(
+        [[0.1 * 0.25 / (2 + NORM_EPS), 0.1 * 0.75 / (4 + NORM_EPS)], [0.6 * 1.0 / (1 + NORM_EPS), 0.0]], dtype=f64
+    )
+    torch.testing.assert_close(coef, expected)
+    torch.testing.assert_close(decay, torch.tensor([0.1 * 0.5, 0.0], dtype=f64))
+
+
+def test_coefficients_rms_divides_the_norm_by_the_root_of_the_size() -> None:
+    ones = torch.ones(1, 1, dtype=f64)
+    coef, _ = coefficients(
+        torch.ones(1, dtype=f64), ones, torch.full((1, 1), 6.0, dtype=f64), torch.ones(1, dtype=f64),
+        torch.zeros(1, dtype=f64), torch.tensor([True]), numel=torch.tensor([9.0], dtype=f64),
+    )  # fmt: skip
+    torch.testing.assert_close(coef, torch.full((1, 1), 1 / (2.0 + NORM_EPS), dtype=f64))  # RMS = 6 / √9
+
+
+def test_coefficients_are_zero_where_not_finite() -> None:
+    coef, decay = coefficients(
+        torch.tensor([1.0, 1.0], dtype=f64), torch.ones(2, 1, dtype=f64), torch.ones(2, 1, dtype=f64),
+        torch.ones(2, dtype=f64), torch.ones(2, dtype=f64), torch.tensor([True, False]),
+    )  # fmt: skip
+    assert coef[1].abs().sum() == 0 and decay[1] == 0 and coef[0, 0] > 0 and decay[0] > 0
+
+
+def test_norm_statistics_by_hand() -> None:
+    pnorm = torch.tensor([1.0, math.e, 5.0], dtype=f64)
+    gnorm = torch.tensor([math.e**2, math.nan], dtype=f64)
+    active = torch.tensor([0, 1])
+    stats = norm_statistics(pnorm, gnorm, 0.7, active, 3, eps=0.0)
+    torch.testing.assert_close(stats[0], torch.tensor([0.0, 2.0, 0.7], dtype=f64))
+    assert stats[1, 0] == pytest.approx(1.0) and stats[1, 1] == -math.inf  # a NaN gradient norm reads as 0
+    assert stats[2, 0] == 0 and stats[2, 1] == 0 and stats[2, 2] == pytest.approx(0.7)  # inactive: loss only
+    assert (norm_statistics(pnorm, gnorm, None, active, 3, eps=1.0)[:, 2] == 0).all()  # no finite loss
+
+
+def test_direction_log_norms_read_non_finite_as_zero() -> None:
+    out = direction_log_norms(torch.tensor([[math.e, math.inf, math.nan]], dtype=f64), eps=0.0)
+    assert out[0, 0] == pytest.approx(1.0) and out[0, 1] == -math.inf and out[0, 2] == -math.inf
+
+
+def _view(grads: list[torch.Tensor], moms: list[torch.Tensor], finite: list[bool]) -> StepView:
+    params = [torch.nn.Parameter(torch.zeros_like(g)) for g in grads]
+    for p, g in zip(params, grads):
+        p.grad = g
+    state = {p: {"adam.exp_avg": m} for p, m in zip(params, moms)}
+    gnorm = torch.stack([g.norm() for g in grads]).to(f64)
+    return StepView(params, state, list(range(len(params))), torch.tensor(finite), gnorm, None, {})
+
+
+def test_rate_adaptation_per_model_follows_the_concatenated_cosine() -> None:
+    config = L3RSConfig(rate_adaptation="hypergradient", hypergradient_rate=0.5, adaptation_target=0.1)
+    adapt = RateAdaptation(config, 2)
+    g = [torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])]
+    m = [torch.tensor([1.0, 0.0]), torch.tensor([0.0, -3.0])]
+    adapt.observe_probe(_view(g, m, [True, True]))
+    cos = (1.0 - 3.0) / math.sqrt(2.0 * 10.0)
+    expected = 0.5 * (cos - 0.1)
+    torch.testing.assert_close(adapt.log_multiplier, torch.full((2,), expected, dtype=f64))
+    rate = torch.tensor([1.0, 2.0])
+    torch.testing.assert_close(adapt.modulate(rate, [0, 1]), rate * math.exp(expected))
+
+
+def test_rate_adaptation_per_tensor_and_its_bounds() -> None:
+    config = L3RSConfig(
+        rate_adaptation="hypergradient", adaptation_scope="component", hypergradient_rate=10.0,
+        adaptation_min=0.5, adaptation_max=2.0,
+    )  # fmt: skip
+    adapt = RateAdaptation(config, 3)
+    g = [torch.tensor([1.0, 0.0]), torch.tensor([1.0, 0.0]), torch.tensor([1.0, 0.0])]
+    m = [torch.tensor([2.0, 0.0]), torch.tensor([-1.0, 0.0]), torch.zeros(2)]  # agree, oppose, no momentum yet
+    adapt.observe_probe(_view(g, m, [True, True, True]))
+    torch.testing.assert_close(adapt.log_multiplier, torch.tensor([math.log(2.0), math.log(0.5), 0.0], dtype=f64))
+    adapt.observe_probe(_view(g, m, [False, False, False]))  # nothing finite: nothing moves
+    torch.testing.assert_close(adapt.log_multiplier, torch.tensor([math.log(2.0), math.log(0.5), 0.0], dtype=f64))
+
+
+def test_rate_adaptation_state_round_trip_and_old_scalar_states() -> None:
+    config = L3RSConfig(rate_adaptation="hypergradient")
+    adapt = RateAdaptation(config, 3)
+    adapt.log_multiplier = torch.tensor([0.1, -0.2, 0.3], dtype=f64)
+    other = RateAdaptation(config, 3)
+    other.load(adapt.state(), [torch.zeros(1)] * 3)
+    torch.testing.assert_close(other.log_multiplier, adapt.log_multiplier)
+    other.load(0.25, [torch.zeros(1)] * 3)  # saved before per-tensor adaptation: one float
+    torch.testing.assert_close(other.log_multiplier, torch.full((3,), 0.25, dtype=f64))
+
+
+def test_distance_scale_modulates_relative_to_the_first_step() -> None:
+    scale = DistanceScale(L3RSConfig(step_scale="distance_per_tensor"), 2)
+    first = scale.modulate(torch.tensor([2.0, 8.0]), [0, 1])
+    torch.testing.assert_close(first, torch.tensor([2.0, 8.0]) * 1e-6 / 4.0)  # geometric mean 4 is d's unit
+    scale.estimate.d = torch.tensor([1e-3, 1e-2], dtype=f64)
+    later = scale.modulate(torch.tensor([4.0, 4.0]), [0, 1])
+    torch.testing.assert_close(later, torch.tensor([4.0 * 1e-3 / 4.0, 4.0 * 1e-2 / 4.0]))
+
+
+def test_controllers_for_switch_on_what_the_config_says() -> None:
+    assert controllers_for(L3RSConfig(), 3) == []
+    kinds = [type(c) for c in controllers_for(L3RSConfig(step_scale="distance", rate_adaptation="hypergradient"), 3)]
+    assert kinds == [DistanceScale, RateAdaptation]  # the order the rate is scaled in
