@@ -259,3 +259,14 @@ def test_sensitivity_set_writes_the_variant_report(tmp_path) -> None:
         main(["sensitivity", source, "--config", str(config), "--set", "variant=global", "--output", str(out)])
     with pytest.raises(SystemExit, match="base_lr"):
         main(["sensitivity", source, "--config", str(config), "--set", "base_lr=-1", "--output", str(out)])
+
+
+def test_research_verbs_outside_a_checkout_say_where_the_code_is(tmp_path) -> None:
+    """`experiments/` is not installed: from any other folder the verb says so instead of an ImportError."""
+    import subprocess
+    import sys
+
+    code = "from hf_l3rs.cli import main; main(['analyze', 'l3rs-general', 'adam', '--no-classic'])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode != 0
+    assert "experiments.analysis.report" in out.stderr and "source checkout" in out.stderr
