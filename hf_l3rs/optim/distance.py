@@ -87,6 +87,8 @@ def observe(
 
     ``weight`` [len(idx)] is w_k = d_k²·λ_k per tensor. Tensors seen for the first time record
     x₀ (their numerator term is 0 that step)."""
+    if scope not in SCOPES:
+        raise ValueError(f"distance scale: scope must be one of {SCOPES}, got {scope!r}")
     if not idx:
         return
     for j, p in zip(idx, params):

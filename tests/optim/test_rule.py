@@ -123,3 +123,63 @@ def test_controllers_for_switch_on_what_the_config_says() -> None:
     assert controllers_for(L3RSConfig(), 3) == []
     kinds = [type(c) for c in controllers_for(L3RSConfig(step_scale="distance", rate_adaptation="hypergradient"), 3)]
     assert kinds == [DistanceScale, RateAdaptation]  # the order the rate is scaled in
+
+
+def test_norm_statistics_read_an_infinite_gradient_norm_as_zero() -> None:
+    inf = torch.tensor([math.inf], dtype=f64)
+    stats = norm_statistics(torch.ones(1, dtype=f64), inf, 1.0, torch.tensor([0]), 1, 1e-8)
+    assert stats[0, 1] == pytest.approx(math.log(1e-8))
+
+
+def test_a_zero_direction_norm_keeps_a_finite_positive_coefficient() -> None:
+    coef, _ = coefficients(
+        torch.ones(1, dtype=f64), torch.ones(1, 1, dtype=f64), torch.zeros(1, 1, dtype=f64), torch.ones(1, dtype=f64),
+        torch.zeros(1, dtype=f64), torch.tensor([True]),
+    )  # fmt: skip
+    assert coef[0, 0] == pytest.approx(1 / NORM_EPS)
+
+
+def test_rate_adaptation_per_tensor_skips_tensors_without_gradient_or_momentum() -> None:
+    config = L3RSConfig(
+        rate_adaptation="hypergradient", adaptation_scope="component", hypergradient_rate=0.5, adaptation_target=0.1
+    )
+    adapt = RateAdaptation(config, 4)
+    g = [torch.tensor([1.0, 0.0]), torch.tensor([1.0, 0.0]), torch.tensor([1.0, 0.0]), torch.zeros(2)]
+    m = [torch.tensor([1.0, 1.0]), torch.tensor([-1.0, 0.0]), torch.zeros(2), torch.tensor([1.0, 0.0])]
+    adapt.observe_probe(_view(g, m, [True] * 4))
+    expected = [0.5 * (1 / math.sqrt(2) - 0.1), 0.5 * (-1.0 - 0.1), 0.0, 0.0]
+    torch.testing.assert_close(adapt.log_multiplier, torch.tensor(expected, dtype=f64))
+
+
+def test_rate_adaptation_per_model_stays_in_its_bounds_and_waits_for_gradients() -> None:
+    config = L3RSConfig(rate_adaptation="hypergradient", hypergradient_rate=5.0, adaptation_min=0.5, adaptation_max=2.0)
+    adapt = RateAdaptation(config, 2)
+    m = [torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])]
+    adapt.observe_probe(_view([torch.zeros(2), torch.zeros(2)], m, [True, True]))  # no gradient: nothing to compare
+    assert (adapt.log_multiplier == 0).all()
+    adapt.observe_probe(_view([torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])], m, [True, True]))
+    torch.testing.assert_close(adapt.log_multiplier, torch.full((2,), math.log(2.0), dtype=f64))
+    adapt.observe_probe(_view([torch.tensor([-1.0, 0.0]), torch.tensor([0.0, -1.0])], m, [True, True]))
+    adapt.observe_probe(_view([torch.tensor([-1.0, 0.0]), torch.tensor([0.0, -1.0])], m, [True, True]))
+    torch.testing.assert_close(adapt.log_multiplier, torch.full((2,), math.log(0.5), dtype=f64))
+
+
+def test_distance_scale_folds_steps_with_beta3_the_root_of_adams_beta2() -> None:
+    from hf_l3rs.optim.distance import DistanceState, observe
+
+    scale = DistanceScale(L3RSConfig(step_scale="distance_per_tensor"), 1)
+    by_hand = DistanceState.fresh(1)
+    p = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
+    for step, g in enumerate((torch.tensor([0.5, -1.0]), torch.tensor([0.25, 0.5]))):
+        p.grad = g
+        hyper = {"adam": {"beta2": 0.81}}
+        view = StepView([p], {}, [0], torch.tensor([True]), g.norm().reshape(1).double(), None, hyper)
+        d = by_hand.d[[0]].clone()
+        scale.observe_update(view, torch.tensor([2.0], dtype=f64))
+        observe(by_hand, [0], [p], [g], d * d * 2.0, 0.9, "component")
+        with torch.no_grad():
+            p -= 0.1 * (step + 1)
+    torch.testing.assert_close(scale.estimate.numerator, by_hand.numerator)
+    assert scale.estimate.numerator[0] != 0
+    with pytest.raises(ValueError, match="scope"):
+        observe(DistanceState.fresh(1), [0], [p], [p.grad], torch.ones(1, dtype=f64), 0.9, "Component")
