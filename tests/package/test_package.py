@@ -51,7 +51,7 @@ def test_plugins_and_card_templates_install_under_the_package() -> None:
     from hf_l3rs.trainer_plugins import L3RSCallback, L3RSTrainer, register_timm
 
     assert callable(register_timm) and L3RSCallback and L3RSTrainer
-    assert "$metadata" in template()
+    assert "{{ card_data }}" in template()  # huggingface_hub.ModelCard.from_template fills it
 
 
 def test_set_verbosity_controls_hf_l3rs_messages() -> None:
