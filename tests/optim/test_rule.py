@@ -164,42 +164,35 @@ def test_rate_adaptation_per_model_stays_in_its_bounds_and_waits_for_gradients()
     torch.testing.assert_close(adapt.log_multiplier, torch.full((2,), math.log(0.5), dtype=f64))
 
 
-def test_distance_scale_folds_steps_with_beta3_the_root_of_adams_beta2() -> None:
+@pytest.mark.parametrize(
+    ("step_scale", "scope", "hyper", "beta3", "multiplier"),
+    [
+        ("distance_per_tensor", "component", {"adam": {"beta2": 0.81}}, 0.9, 2.0),  # β3 = √β2 of Adam
+        ("distance", "model", {"sgd": {}}, math.sqrt(0.999), 1.0),  # no Adam: Prodigy's default
+    ],
+)
+def test_distance_scale_folds_steps_with_beta3_the_root_of_beta2(step_scale, scope, hyper, beta3, multiplier) -> None:
     from hf_l3rs.optim.distance import DistanceState, observe
 
-    scale = DistanceScale(L3RSConfig(step_scale="distance_per_tensor"), 1)
+    scale = DistanceScale(L3RSConfig(step_scale=step_scale), 1)
     by_hand = DistanceState.fresh(1)
     p = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
     for step, g in enumerate((torch.tensor([0.5, -1.0]), torch.tensor([0.25, 0.5]), torch.tensor([-1.0, 0.5]))):
         p.grad = g
-        hyper = {"adam": {"beta2": 0.81}}
         view = StepView([p], {}, [0], torch.tensor([True]), g.norm().reshape(1).double(), None, hyper)
         d = by_hand.d[[0]].clone()
-        scale.observe_update(view, torch.tensor([2.0], dtype=f64))
-        observe(by_hand, [0], [p], [g], d * d * 2.0, 0.9, "component")
+        scale.observe_update(view, torch.tensor([multiplier], dtype=f64))
+        observe(by_hand, [0], [p], [g], d * d * multiplier, beta3, scope)
         with torch.no_grad():
             p -= 0.1 * (step + 1)
     torch.testing.assert_close(scale.estimate.numerator, by_hand.numerator)
     torch.testing.assert_close(scale.estimate.s[0], by_hand.s[0])
     assert scale.estimate.numerator[0] != 0
-    with pytest.raises(ValueError, match="scope"):
-        observe(DistanceState.fresh(1), [0], [p], [p.grad], torch.ones(1, dtype=f64), 0.9, "Component")
 
 
-def test_distance_scale_without_adam_folds_with_prodigys_default_beta3() -> None:
-    """Directions without Adam (no β2 to read): β3 = √0.999, Prodigy's default."""
+def test_the_distance_estimate_refuses_an_unknown_scope() -> None:
     from hf_l3rs.optim.distance import DistanceState, observe
 
-    scale = DistanceScale(L3RSConfig(step_scale="distance"), 1)
-    by_hand = DistanceState.fresh(1)
-    p = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
-    for step, g in enumerate((torch.tensor([0.5, -1.0]), torch.tensor([0.25, 0.5]), torch.tensor([-1.0, 0.5]))):
-        p.grad = g
-        view = StepView([p], {}, [0], torch.tensor([True]), g.norm().reshape(1).double(), None, {"sgd": {}})
-        d = by_hand.d[[0]].clone()
-        scale.observe_update(view, torch.tensor([1.0], dtype=f64))
-        observe(by_hand, [0], [p], [g], d * d, math.sqrt(0.999), "model")
-        with torch.no_grad():
-            p -= 0.1 * (step + 1)
-    torch.testing.assert_close(scale.estimate.s[0], by_hand.s[0])
-    torch.testing.assert_close(scale.estimate.numerator, by_hand.numerator)
+    p = torch.nn.Parameter(torch.ones(2))
+    with pytest.raises(ValueError, match="scope"):
+        observe(DistanceState.fresh(1), [0], [p], [torch.ones(2)], torch.ones(1, dtype=f64), 0.9, "Component")
