@@ -86,8 +86,17 @@ def measure(name: str, rounds: int) -> dict[str, float]:
         "adamw_fused_ms": round(med["adamw_fused"], 2),
         "l3rs_default_ms": round(med["l3rs_default"], 2),
         "ratio": round(med["l3rs_default"] / med["adamw_fused"], 2),
-        "backend": opts["l3rs_default"]._backend({1}).name,
+        "backend": _backend_name(opts["l3rs_default"]),
     }
+
+
+def _backend_name(opt: torch.optim.Optimizer) -> str:
+    """The backend a step of ``opt`` takes now (the fused kernels, or foreach where they cannot run)."""
+    from hf_l3rs.optim.compiled import choose_backend
+
+    params = [p for g in opt.param_groups for p in g["params"]]
+    states = [opt.state[p] for p in params]
+    return choose_backend(opt.implementation, {1}, opt.config.directions, params, states).name
 
 
 def main() -> None:

@@ -38,8 +38,11 @@ def main() -> None:
 
     import timm
 
-    from experiments.velo import VeLOLite
     from hf_l3rs import FOOF, L3RS, L3RSConfig
+    from hf_l3rs.optim.learned import import_plugins
+
+    import_plugins(["experiments.velo"])  # research, not installed: from the repository root
+    from experiments.velo import VeLOLite
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", default="resnet34")
