@@ -122,10 +122,13 @@ def test_foof_needs_its_model_and_removes_its_hooks() -> None:
         FOOF(layer.parameters(), model=None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="damping"):
         FOOF(layer.parameters(), model=layer, damping=0.0)
-    opt = FOOF(layer.parameters(), model=layer)
+    opt = FOOF(layer.parameters(), model=layer, lr=0.1)
     opt.remove_hooks()
     layer(torch.ones(2, 4, dtype=torch.float64)).sum().backward()
-    assert not opt._pending
+    expected = [(p - 0.1 * p.grad).detach().clone() for p in layer.parameters()]
+    opt.step()  # nothing was recorded: every tensor takes SGD's step
+    for p, e in zip(layer.parameters(), expected):
+        torch.testing.assert_close(p.detach(), e)
 
 
 def test_registry_builds_foof_with_the_model() -> None:
