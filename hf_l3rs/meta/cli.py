@@ -26,6 +26,14 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         help="build everything and run ONE generation at stand-in sizes (2 candidates, 1 task, 2 steps)",
     )
     p.add_argument("--dataset", default=None, help="override family_kwargs.dataset (e.g. a stand-in folder)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, nested keys with dots, the value as YAML (repeatable): "
+        "--set nes.sigma=0.02 --set family_kwargs.k_max=50",
+    )
     return p
 
 
@@ -37,7 +45,7 @@ def run(args: argparse.Namespace) -> None:
     overrides = {"generations": args.generations, "threads": args.threads, "expect_processes": args.expect_processes}
     if args.no_trackers:
         overrides["trackers"] = []
-    config = MetaTrainConfig.from_yaml(args.config, **overrides)
+    config = MetaTrainConfig.from_yaml(args.config, args.set, **overrides)
     if args.dataset is not None:
         config.family_kwargs = {**config.family_kwargs, "dataset": args.dataset}
     if args.dry_run:

@@ -159,7 +159,9 @@ class MetaTrainConfig:
         return cls(**data)
 
     @classmethod
-    def from_yaml(cls, path: str | Path, **overrides: Any) -> MetaTrainConfig:
+    def from_yaml(cls, path: str | Path, settings: list[str] | None = None, **overrides: Any) -> MetaTrainConfig:
+        """A YAML config; ``settings`` are command-line overrides ``KEY.PATH=VALUE`` (the value read
+        as YAML) merged into it, e.g. ``nes.sigma=0.02`` or ``family_kwargs.k_max=50``."""
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"meta-training config {path} does not exist")
@@ -167,8 +169,36 @@ class MetaTrainConfig:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: invalid YAML ({exc})") from exc
+        for setting in settings or []:
+            apply_setting(data, setting)
         data.update({k: v for k, v in overrides.items() if v is not None})
         try:
             return cls.from_dict(data)
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
+
+
+def apply_setting(data: dict[str, Any], setting: str) -> None:
+    """Merge one ``KEY.PATH=VALUE`` into a config's nested mapping (the value read as YAML), so
+    that ``nes.sigma=0.02`` changes sigma and keeps the rest of the ``nes`` block."""
+    key, sep, raw = setting.partition("=")
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set {setting!r}: expected KEY=VALUE or KEY.SUBKEY=VALUE, e.g. nes.sigma=0.02")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {setting!r}: the value is not valid YAML ({exc})") from exc
+    if isinstance(value, str):  # YAML 1.1 reads 3e-3 (no dot) as a string: a number was meant
+        try:
+            value = float(raw)
+        except ValueError:
+            pass
+    *parents, last = key.split(".")
+    node = data
+    for depth, part in enumerate(parents):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            where = ".".join(parents[: depth + 1])
+            raise ConfigError(f"--set {setting!r}: {where} is {type(child).__name__}, not a block of settings")
+        node = child
+    node[last] = value
