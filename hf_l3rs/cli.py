@@ -334,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_push)
 
     p = sub.add_parser("download", help="fetch meta-weights from the Hub into the cache (or a folder) and check them")
-    p.add_argument("repo_id", help="Hub repository or bundled name, e.g. org/l3rs-resnet34 or l3rs-kanji-tiny")
+    p.add_argument("repo_id", help="Hub repository or bundled name, e.g. org/l3rs-resnet34 or l3rs-general")
     p.add_argument("--revision", default=None, help="branch, tag or commit")
     p.add_argument("--cache-dir", default=None, help="Hugging Face cache folder")
     p.add_argument("--local-dir", default=None, help="also copy the files into this folder")

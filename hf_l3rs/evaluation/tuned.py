@@ -71,7 +71,7 @@ class TunedConfig:
     max_extensions: int = 4
     val_tasks: int = 8
     test_tasks: int = 20
-    l3rs: dict[str, str | None] = field(default_factory=lambda: {"L3RS": "l3rs-kanji-tiny"})
+    l3rs: dict[str, str | None] = field(default_factory=lambda: {"L3RS": "l3rs-general"})
     l3rs_probes: dict[str, str | None] = field(default_factory=dict)
     bootstrap_samples: int = 2000
     seed: int = 0

@@ -41,7 +41,7 @@ SHAPE_FIELDS = {
 }
 
 
-#: Meta-weights shipped inside the package (``L3RS.from_pretrained("l3rs-kanji-tiny", model)``).
+#: Meta-weights shipped inside the package (``L3RS.from_pretrained("l3rs-general", model)``).
 BUNDLED_DIR = Path(__file__).parent.parent / "pretrained"  # hf_l3rs/pretrained
 
 

@@ -7,6 +7,7 @@ import dataclasses
 import itertools
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,9 @@ from hf_l3rs.evaluation.stats import bootstrap_speedup, paired, speedup_at, step
 from hf_l3rs.evaluation.tuned import TunedBenchmark, TunedConfig, choose
 from hf_l3rs.optim import ConfigError
 from hf_l3rs.registry import OptimizerSpec, parse_family, parse_optimizer
+
+#: a small lineage rule (experiments/weights), by path as the config takes it
+TINY = str(Path(__file__).resolve().parents[2] / "experiments" / "weights" / "l3rs-kanji-tiny")
 
 
 def test_registry_names_one_meaning_each() -> None:
@@ -251,7 +255,7 @@ def test_tiny_end_to_end_run_writes_strict_json_and_tables(tmp_path, tiny_kanji)
     assert data["comparisons"]["L3RS probe"]["accuracy"]["2"]["paired"]["n"] == 2
     assert again["evaluations"]["E"]["comparisons"] == data["comparisons"]
     # the same label with other meta-weights is run again
-    other = dataclasses.replace(cfg, l3rs={"L3RS (untrained)": "l3rs-kanji-tiny"})
+    other = dataclasses.replace(cfg, l3rs={"L3RS (untrained)": TINY})
     rerun = TunedBenchmark(other, progress=False).run(previous=json.loads(paths["json"].read_text()))
     assert rerun["reused_l3rs"] == {"E": ["L3RS probe"]}
     assert rerun["evaluations"]["E"]["test"]["L3RS (untrained)"] != data["test"]["L3RS (untrained)"]
@@ -274,7 +278,7 @@ def test_net_fingerprint_names_the_weights_not_the_source() -> None:
     from hf_l3rs.evaluation.tuned import net_fingerprint
     from hf_l3rs.optim.hub import load_net
 
-    a, b = load_net("l3rs-kanji-tiny"), load_net("l3rs-kanji-tiny")
+    a, b = load_net(TINY), load_net(TINY)
     assert net_fingerprint(a) == net_fingerprint(b) != net_fingerprint(load_net("l3rs-kanji-whiten"))
     with torch.no_grad():
         next(b.parameters()).view(-1)[0] += 1e-6

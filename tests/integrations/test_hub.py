@@ -21,9 +21,9 @@ def lineage(name: str) -> str:
 
 
 def test_bundled_weights_load_offline() -> None:
-    assert "l3rs-kanji-tiny" in bundled_weights()
+    assert bundled_weights() == ["l3rs-general", "l3rs-kanji-whiten"]
     model = small_cnn()
-    opt = L3RS.from_pretrained("l3rs-kanji-tiny", model, total_steps=5)
+    opt = L3RS.from_pretrained("l3rs-general", model, total_steps=5)
     assert opt.config.num_components == 41  # meta-trained on l3rs_resnet_tiny
     opt.step(loss=train_step(model, 0))
     assert all(torch.isfinite(p).all() for p in model.parameters())
@@ -34,7 +34,7 @@ def test_bundled_weights_fit_their_architecture() -> None:
     import hf_l3rs.tasks.models  # noqa: F401
 
     model = timm.create_model("l3rs_resnet_tiny", num_classes=25)
-    opt = L3RS.from_pretrained("l3rs-kanji-tiny", model, total_steps=5, map_embeddings=False)
+    opt = L3RS.from_pretrained("l3rs-general", model, total_steps=5, map_embeddings=False)
     assert torch.equal(opt.component_map, torch.arange(41))
 
 
@@ -86,7 +86,7 @@ def test_card_carries_model_index(tmp_path) -> None:
     two entries because their dataset config differs (the Hub merges by type, config, split)."""
     from huggingface_hub import ModelCard
 
-    net = load_net("l3rs-kanji-tiny")
+    net = load_net(lineage("l3rs-kanji-tiny"))
     index = [
         {
             "name": "x",
@@ -151,7 +151,7 @@ def fake_hub(monkeypatch):
 
 
 def test_push_to_hub_sends_only_safe_files(tmp_path, fake_hub) -> None:
-    save_net(load_net("l3rs-kanji-tiny"), tmp_path / "w")
+    save_net(load_net(lineage("l3rs-kanji-tiny")), tmp_path / "w")
     (tmp_path / "w" / "evil.pkl").write_bytes(b"not uploaded")
     assert push_to_hub(tmp_path / "w", "org/x", token="t").endswith("/commit/1")
     assert fake_hub.calls["repo"][0] == "org/x" and fake_hub.calls["init"]["library_name"] == "hf_l3rs"
@@ -184,7 +184,7 @@ def test_unreachable_endpoint_names_repo_and_endpoint(tmp_path, monkeypatch) -> 
         port = s.getsockname()[1]
     endpoint = f"http://127.0.0.1:{port}"
     monkeypatch.setenv("HF_ENDPOINT", endpoint)
-    save_net(load_net("l3rs-kanji-tiny"), tmp_path / "w")
+    save_net(load_net(lineage("l3rs-kanji-tiny")), tmp_path / "w")
     with pytest.raises(HubError, match=rf"'org/x' at {endpoint}"):
         push_to_hub(tmp_path / "w", "org/x", token="hf_fake")
 
@@ -192,18 +192,16 @@ def test_unreachable_endpoint_names_repo_and_endpoint(tmp_path, monkeypatch) -> 
 def test_misspelled_bundled_name_lists_the_bundled_ones() -> None:
     from hf_l3rs.optim.hub import CheckpointError
 
-    with pytest.raises(CheckpointError, match=r"bundled: .*l3rs-kanji-tiny"):
+    with pytest.raises(CheckpointError, match=r"bundled: l3rs-general, l3rs-kanji-whiten"):
         load_net("l3rs-kanji-tny")
 
 
 def test_resave_keeps_the_card_history_and_it_parses(tmp_path) -> None:
     from huggingface_hub import ModelCard
 
-    from hf_l3rs.optim.hub import BUNDLED_DIR
-
-    original = (BUNDLED_DIR / "l3rs-kanji-tiny" / "README.md").read_text()
+    original = (Path(lineage("l3rs-kanji-tiny")) / "README.md").read_text()
     model = small_cnn()
-    L3RS.from_pretrained("l3rs-kanji-tiny", model, total_steps=3).save_pretrained(tmp_path / "again")
+    L3RS.from_pretrained(lineage("l3rs-kanji-tiny"), model, total_steps=3).save_pretrained(tmp_path / "again")
     text = (tmp_path / "again" / "README.md").read_text()
     for section in ("## Meta-training", "## Evaluation"):
         kept = text.split(section, 1)[1].split("\n## ", 1)[0].strip()

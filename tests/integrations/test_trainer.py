@@ -307,7 +307,7 @@ def test_the_one_liner_runs_with_any_scheduler_and_no_horizon(tmp_path, schedule
     total_steps: a decaying scheduler gives the horizon, a constant one leaves L3RS
     horizon-free; both train."""
     model = tiny_bert()
-    opt = L3RS.from_pretrained("l3rs-kanji-tiny", model)
+    opt = L3RS.from_pretrained("l3rs-general", model)
     before = [p.detach().clone() for p in model.parameters()]
     trainer = transformers.Trainer(
         model=model, args=args(tmp_path, lr_scheduler_type=schedule), train_dataset=dataset(), optimizers=(opt, None)

@@ -124,8 +124,7 @@ def test_the_wheel_holds_no_research(tmp_path) -> None:
     assert "hf_l3rs/optim/l3rs.py" in names and "hf_l3rs/meta/trainer.py" in names
     assert not [n for n in names if n.startswith("experiments/") or "/velo" in n or "/analysis/" in n]
     bundled = {n.split("/")[2] for n in names if n.startswith("hf_l3rs/pretrained/")}
-    # one default, the demo's shipped comparison and the tiny rule quick configs use
-    assert bundled == {"l3rs-general", "l3rs-kanji-whiten", "l3rs-kanji-tiny"}
+    assert bundled == {"l3rs-general", "l3rs-kanji-whiten"}  # one default and the demo's comparison
 
 
 def _class_lines(path: Path, name: str) -> int:

@@ -110,8 +110,9 @@ def test_cli_download_and_push(tmp_path, monkeypatch) -> None:
 
     from hf_l3rs.cli import main
 
-    main(["download", "l3rs-kanji-tiny", "--local-dir", str(tmp_path / "w")])
-    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    main(["download", "l3rs-general", "--local-dir", str(tmp_path / "w")])
+    files = sorted(p.name for p in (tmp_path / "w").iterdir())
+    assert files == ["README.md", "config.json", "meta_training_curve.png", "model.safetensors"]
     sent = {}
 
     class Api:
