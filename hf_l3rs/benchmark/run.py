@@ -4,7 +4,6 @@ round; up to ``processes`` worker processes, one thread each."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import math
@@ -208,21 +207,13 @@ def run_path(output: Path, case: Case, config: PeerConfig, seed: int, role: str)
 
 def weights_version(weights: str) -> str:
     """First 10 hex digits of the SHA-256 of the weights' safetensors and config files: any
-    change of meta-weights or config is a new version. Hashed once per file state (a report
-    checks every stored run against it)."""
+    change of meta-weights or config is a new version."""
     from hf_l3rs.optim.hub import resolve
 
     folder = Path(resolve(weights))
-    files = tuple((folder / name) for name in ("model.safetensors", "config.json"))
-    stamp = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
-    return _hashed(stamp)
-
-
-@functools.lru_cache(maxsize=64)
-def _hashed(stamp: tuple[tuple[str, int, int], ...]) -> str:
     digest = hashlib.sha256()
-    for path, _, _ in stamp:
-        digest.update(Path(path).read_bytes())
+    for name in ("model.safetensors", "config.json"):
+        digest.update((folder / name).read_bytes())
     return digest.hexdigest()[:10]
 
 
