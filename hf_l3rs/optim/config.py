@@ -339,7 +339,7 @@ class L3RSConfig:
 
     @classmethod
     def from_saved(cls, raw: Any, source: str | Path) -> L3RSConfig:
-        """The config of an already parsed ``config.json`` (``source`` names it in errors);
+        """The config of an already parsed ``config.json`` (``source`` names it in every error);
         the same rules as :meth:`from_json_file`, except that fields this version does not know
         (a newer hf_l3rs wrote them) load with a warning naming them: if they changed the
         network's shape, the tensors will not fit and loading fails there."""
@@ -352,7 +352,7 @@ class L3RSConfig:
         if unknown:
             from hf_l3rs._version import __version__
 
-            writer = raw.get("library_version", "another version") if isinstance(raw, dict) else "another version"
+            writer = raw.get("library_version", "another version")  # raw is a dict: data came from it
             warnings.warn(
                 f"{source}: L3RS config field(s) {unknown} are unknown to hf_l3rs {__version__} (written by "
                 f"hf_l3rs {writer}) and are ignored; upgrade hf_l3rs to use them",
@@ -365,5 +365,5 @@ class L3RSConfig:
             raise ConfigError(f"{source}: missing field(s) {missing} in the L3RS config")
         try:
             return cls(**data)
-        except TypeError as exc:
+        except (TypeError, ConfigError) as exc:  # every error of a saved config names its file
             raise ConfigError(f"{source}: {exc}") from exc

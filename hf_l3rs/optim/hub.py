@@ -165,12 +165,7 @@ def resolve(
 def load_config(folder: Path, saved: dict[str, Any] | None = None) -> L3RSConfig:
     """The folder's L3RSConfig; ``saved``: its config.json already read (read_saved_config)."""
     path = folder / CONFIG_NAME
-    try:
-        return L3RSConfig.from_saved(read_saved_config(folder) if saved is None else saved, path)
-    except ConfigError as exc:
-        if str(exc).startswith(str(path)):  # from_saved named the file already
-            raise
-        raise ConfigError(f"{path}: {exc}") from exc
+    return L3RSConfig.from_saved(read_saved_config(folder) if saved is None else saved, path)
 
 
 def read_saved_config(folder: Path) -> dict[str, Any]:
@@ -218,12 +213,13 @@ def load_net(
     folder = resolve(
         name_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
     )
+    raw = _raw_config(folder)  # read once: which optimizer's weights, and that one's config
     try:
-        other = learned.for_saved_config(_raw_config(folder))
+        other = learned.for_saved_config(raw)
     except KeyError as exc:
         raise CheckpointError(f"{folder}: {exc.args[0]}") from None
     if other is not None:
-        return other.load(folder, _raw_config(folder), overrides)
+        return other.load(folder, raw, overrides)
     saved = read_saved_config(folder)
     config = load_config(folder, saved)
     directions = overrides.pop("directions", None)
