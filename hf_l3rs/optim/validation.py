@@ -19,9 +19,14 @@ logger = get_logger(__name__)
 PLAUSIBLE_MULTIPLIER = (0.05, 20.0)
 
 
+def _is_rate(value: Any) -> bool:
+    """A finite number >= 0: what ``lr`` and ``weight_decay`` must be, at construction and at every step."""
+    return isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
+
+
 def check_rate(name: str, value: Any) -> float:
     """A finite number >= 0 (``lr`` and ``weight_decay`` of the constructor)."""
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+    if not _is_rate(value):
         hint = " (a multiplier of the learned rate, 1.0 = as learned)" if name == "lr" else ""
         raise ValueError(f"L3RS: {name}{hint} must be finite and >= 0, got {value!r}")
     return float(value)
@@ -33,10 +38,9 @@ def check_group_rates(groups: list[dict[str, Any]], warn: bool = False) -> None:
     ``lr`` multiplier looks like a learning rate."""
     for i, g in enumerate(groups):
         for key in ("lr", "weight_decay"):
-            v = g[key]
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+            if not _is_rate(g[key]):
                 raise ValueError(
-                    f"L3RS: param group {i} has {key}={v!r}; it must be finite and >= 0 "
+                    f"L3RS: param group {i} has {key}={g[key]!r}; it must be finite and >= 0 "
                     f"(for lr: a multiplier of the learned rate, 1.0 = as learned)"
                 )
         lo, hi = PLAUSIBLE_MULTIPLIER
