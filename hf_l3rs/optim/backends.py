@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from hf_l3rs.optim.directions import compute_dtype, get_direction
+from hf_l3rs.optim.directions import get_direction, widened
 from hf_l3rs.optim.fused import FUSED_DIRECTIONS, fused_unavailable_reason, load_fused
 
 
@@ -171,10 +171,12 @@ class ForeachBackend:
         k = len(opt.config.directions)
         dirs: list[list[Tensor | None]] = [[None] * len(active) for _ in range(k)]
         new_states: list[dict[str, Tensor]] = [{} for _ in active]
+        wide_grads_all: list[Tensor | None] = [None] * len(active)  # float16 widened once a step
         for step, positions in by_step.items():
             params = [opt._params[active[i]] for i in positions]
-            grads = [p.grad for p in params]
-            wide_params, wide_grads = _widened(params), _widened(grads)
+            wide_params, wide_grads = _widened(params), _widened([p.grad for p in params])
+            for i, pos in enumerate(positions):
+                wide_grads_all[pos] = wide_grads[i]
             for kk, dname in enumerate(opt.config.directions):
                 direction = get_direction(dname)
                 states = {key: [opt.state[p][f"{dname}.{key}"] for p in params] for key in direction.state_keys}
@@ -183,8 +185,7 @@ class ForeachBackend:
                     dirs[kk][pos] = d[i]
                     for key, lst in new.items():
                         new_states[pos][f"{dname}.{key}"] = lst[i]
-        grads_all = [opt._params[j].grad for j in active]
-        gnorm = torch.stack(torch._foreach_norm(_widened(grads_all))).to("cpu", torch.float64)
+        gnorm = torch.stack(torch._foreach_norm(wide_grads_all)).to("cpu", torch.float64)  # type: ignore[arg-type]
         cols = [torch.stack(torch._foreach_norm(d)).to("cpu", torch.float64) for d in dirs]
         return ForeachProbe(torch.stack(cols, dim=1), gnorm, dirs, new_states)  # type: ignore[arg-type]
 
@@ -229,7 +230,7 @@ def fill_missing_norms(pnorm: Tensor, params: list[Tensor], idx: list[int]) -> N
 
 def _widened(tensors: list[Tensor]) -> list[Tensor]:
     """The tensors in the dtype their directions are computed in (float16 as float32)."""
-    return [t.to(compute_dtype(t)) if compute_dtype(t) != t.dtype else t for t in tensors]
+    return [widened(t) for t in tensors]
 
 
 FUSED: Backend = FusedBackend()

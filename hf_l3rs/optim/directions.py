@@ -111,10 +111,11 @@ class WeightDecay(BaseDirection):
         return list(params), {}
 
 
-def compute_dtype(t: Tensor) -> torch.dtype:
-    """float16 tensors are computed in float32, as torch's fused AdamW does: Adam's ε (1e-8)
-    and a squared gradient underflow in half precision and every step would be skipped."""
-    return torch.float32 if t.dtype == torch.float16 else t.dtype
+def widened(t: Tensor) -> Tensor:
+    """``t`` in the dtype its directions are computed in: float16 as float32, as torch's fused
+    AdamW does (Adam's ε, 1e-8, and a squared gradient underflow in half precision and every
+    step would be skipped); any other tensor as it is."""
+    return t.to(torch.float32) if t.dtype == torch.float16 else t
 
 
 def init_direction_state(state: dict, p: Tensor, directions: tuple[str, ...]) -> None:
@@ -123,9 +124,8 @@ def init_direction_state(state: dict, p: Tensor, directions: tuple[str, ...]) ->
     if "step" in state:
         return
     state["step"] = 0
-    wide = p.detach().to(compute_dtype(p)) if compute_dtype(p) != p.dtype else p
     for dname in directions:
-        for key, value in get_direction(dname).init_state(wide).items():
+        for key, value in get_direction(dname).init_state(widened(p)).items():
             state[f"{dname}.{key}"] = value
 
 
