@@ -121,13 +121,9 @@ class PretrainedMixin:
         """Save the meta-weights to a temporary folder and upload them to ``repo_id``
         (safetensors, JSON and card only). Returns the commit URL."""
         with tempfile.TemporaryDirectory() as tmp:
-            save_net(self.net, tmp, components=self.components, card=card)
-            return upload_folder(
-                tmp,
-                repo_id,
-                private=private,
-                token=token,
-                commit_message=commit_message,
-                create_pr=create_pr,
-                branch=branch,
-            )
+            url = self.save_pretrained(
+                tmp, card=card, push_to_hub=True, repo_id=repo_id, private=private, token=token,
+                commit_message=commit_message, create_pr=create_pr, branch=branch,
+            )  # fmt: skip
+        assert url is not None  # push_to_hub=True returns the commit URL
+        return url
