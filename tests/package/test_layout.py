@@ -102,6 +102,27 @@ def test_the_cycle_check_finds_a_lazy_cycle(tmp_path) -> None:
     assert sorted(cycles) == [["pkg.a", "pkg.b"], ["pkg.c", "pkg.d"]]
 
 
+#: modules outside ``hf_l3rs.optim`` that it may import: leaves that import nothing of hf_l3rs
+OPTIM_MAY_IMPORT = {"hf_l3rs.verbosity", "hf_l3rs._version", "hf_l3rs.hub_cards"}
+
+
+def test_optim_imports_nothing_above_it() -> None:
+    """docs/design.md "Layers": the optimizer (with its Hub I/O) is usable without the
+    meta-trainer, tasks or evaluation; the leaves it may use import nothing of the package."""
+    known = _modules(PACKAGES)
+    optim = {m: p for m, p in known.items() if m.startswith("hf_l3rs.optim")}
+    assert len(optim) >= 10
+    offending = {
+        f"{m} imports {i}"
+        for m, p in optim.items()
+        for i in _imports(m, p, known)
+        if not (i.startswith("hf_l3rs.optim") or i in OPTIM_MAY_IMPORT)
+    }
+    assert not offending, sorted(offending)
+    for leaf in OPTIM_MAY_IMPORT:
+        assert not _imports(leaf, known[leaf], known), leaf
+
+
 def test_the_product_never_imports_the_experiments() -> None:
     known = {**_modules(PACKAGES), **_modules({"experiments": "experiments"})}
     product = {m: p for m, p in known.items() if not m.startswith("experiments")}

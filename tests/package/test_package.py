@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
-from pathlib import Path
 
 import hf_l3rs
-
-_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_import_is_light() -> None:
@@ -136,50 +132,3 @@ def test_cli_download_and_push(tmp_path, monkeypatch) -> None:
     (tmp_path / "w" / "config.json").write_text("{}")
     with pytest.raises(SystemExit, match="hf-l3rs push: error"):
         main(["push", "org/x", str(tmp_path / "w")])
-
-
-#: modules outside ``hf_l3rs.optim`` that it may import: leaves that import nothing of hf_l3rs
-_OPTIM_MAY_IMPORT = {"hf_l3rs.verbosity", "hf_l3rs._version", "hf_l3rs.hub_cards"}
-
-
-def _hf_l3rs_imports(path: Path, root: Path = _ROOT) -> set[str]:
-    """Every hf_l3rs module a file imports, at any depth (functions, TYPE_CHECKING blocks)."""
-    package = ".".join(path.relative_to(root).with_suffix("").parts[:-1])
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:  # relative: resolve against the file's package
-                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join(parent + ([base] if base else []))
-            # `from hf_l3rs import x` may name a module: count both readings
-            found |= {base} | {f"{base}.{a.name}" for a in node.names if base == "hf_l3rs"}
-    return {m for m in found if m == "hf_l3rs" or m.startswith("hf_l3rs.")}
-
-
-def _allowed_for_optim(module: str) -> bool:
-    return module.startswith("hf_l3rs.optim") or module in _OPTIM_MAY_IMPORT
-
-
-def test_optim_imports_nothing_above_it() -> None:
-    """docs/design.md "Layers": the optimizer (with its Hub I/O) is usable without the
-    meta-trainer, tasks or evaluation, and nothing can form an import cycle through it."""
-    files = sorted((_ROOT / "hf_l3rs" / "optim").rglob("*.py"))
-    assert len(files) >= 10
-    offending = {
-        f"{f.relative_to(_ROOT)} imports {m}" for f in files for m in _hf_l3rs_imports(f) if not _allowed_for_optim(m)
-    }
-    assert not offending, sorted(offending)
-    for leaf in ("hf_l3rs/verbosity.py", "hf_l3rs/_version.py", "hub_cards/__init__.py"):
-        leaf = _ROOT / leaf
-        assert not _hf_l3rs_imports(leaf), leaf
-
-
-def test_the_import_check_sees_what_it_must(tmp_path) -> None:
-    """The checker itself: a lazy import inside a function and a relative one are found."""
-    probe = tmp_path / "hf_l3rs" / "optim" / "_probe_for_test.py"
-    probe.parent.mkdir(parents=True)
-    probe.write_text("def f():\n    from hf_l3rs.meta import trainer\n\nfrom ..tasks import images\n")
-    assert _hf_l3rs_imports(probe, root=tmp_path) == {"hf_l3rs.meta", "hf_l3rs.tasks"}
