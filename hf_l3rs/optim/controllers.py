@@ -78,7 +78,7 @@ class DistanceScale:
         ok = [pos for pos, f in enumerate(view.finite.tolist()) if f]
         idx = [view.active[pos] for pos in ok]
         params = [view.params[j] for j in idx]
-        d = self.estimate.d[idx] if idx else torch.zeros(0, dtype=torch.float64)
+        d = self.estimate.d[idx]  # empty when no tensor is finite: observe then returns at once
         beta3 = math.sqrt(view.hyper.get("adam", {}).get("beta2", 0.999))
         observe(self.estimate, idx, params, [p.grad for p in params], d * d * multiplier[ok], beta3, self.scope)
 
