@@ -206,14 +206,18 @@ def run_path(output: Path, case: Case, config: PeerConfig, seed: int, role: str)
 
 
 def weights_version(weights: str) -> str:
-    """First 10 hex digits of the SHA-256 of the weights' safetensors and config files: any
-    change of meta-weights or config is a new version."""
+    """First 10 hex digits of the SHA-256 of the weights' safetensors and config files and of
+    the update rule's version (``optim.rule.RULE_VERSION``): any change of meta-weights, config
+    or of the numbers a step computes is a new version, scored anew."""
     from hf_l3rs.optim.hub import resolve
+    from hf_l3rs.optim.rule import RULE_VERSION
 
     folder = Path(resolve(weights))
     digest = hashlib.sha256()
     for name in ("model.safetensors", "config.json"):
         digest.update((folder / name).read_bytes())
+    if RULE_VERSION > 1:  # rule 1 versions keep the identifiers they were scored under
+        digest.update(f"rule {RULE_VERSION}".encode())
     return digest.hexdigest()[:10]
 
 

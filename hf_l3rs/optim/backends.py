@@ -15,7 +15,6 @@ own commit is in its subclass, so no untyped dictionary crosses the interface.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -24,6 +23,7 @@ from torch import Tensor
 
 from hf_l3rs.optim.directions import get_direction, widened
 from hf_l3rs.optim.fused import FUSED_DIRECTIONS, fused_unavailable_reason, load_fused
+from hf_l3rs.optim.sampling import SAMPLE_EVERY, adam_sums, estimates, is_sampled
 
 
 class Stepped(Protocol):
@@ -32,8 +32,14 @@ class Stepped(Protocol):
 
     _params: list[Tensor]
     _pnorm: Tensor
+    _step: int
     state: Any
     config: Any
+
+
+def sample_offset(opt: Stepped) -> int:
+    """Which pages Adam's sums read on large tensors this step (optim/sampling.py)."""
+    return opt._step % SAMPLE_EVERY
 
 
 def _dense(t: Tensor) -> bool:
@@ -46,6 +52,19 @@ def _dense(t: Tensor) -> bool:
     return True
 
 
+def _all_plain(params: list[Tensor], check_grads: bool, states: list[dict] | None) -> bool:
+    """Every parameter a contiguous float32 CPU tensor, and so its gradient and state: the
+    common case, checked once a step in a few C calls per tensor instead of comparing strides."""
+    for i, p in enumerate(params):
+        if p.dtype != torch.float32 or p.device.type != "cpu" or not p.is_contiguous():
+            return False
+        if check_grads and p.grad is not None and not p.grad.is_contiguous():
+            return False
+        if states is not None and not all(v.is_contiguous() for v in states[i].values() if isinstance(v, Tensor)):
+            return False
+    return True
+
+
 def fused_blocker(
     directions: tuple[str, ...], params: list[Tensor], check_grads: bool, states: list[dict] | None = None
 ) -> str | None:
@@ -54,6 +73,16 @@ def fused_blocker(
     (with ``check_grads`` / ``states``: checked at the step)."""
     if not set(directions) <= FUSED_DIRECTIONS:
         return f"directions {directions} are not all in {sorted(FUSED_DIRECTIONS)}"
+    if not _all_plain(params, check_grads, states):
+        reason = _layout_blocker(params, check_grads, states)
+        if reason:
+            return reason
+    if load_fused() is None:
+        return f"the C++ kernels could not be built ({fused_unavailable_reason()})"
+    return None
+
+
+def _layout_blocker(params: list[Tensor], check_grads: bool, states: list[dict] | None) -> str | None:
     for i, p in enumerate(params):
         if p.device.type != "cpu" or p.dtype != torch.float32:
             return "fused kernels need float32 parameters on the CPU"
@@ -65,8 +94,6 @@ def fused_blocker(
             isinstance(v, Tensor) and v.shape == p.shape and v.stride() != p.stride() for v in states[i].values()
         ):
             return "an optimizer state's memory layout differs from its parameter's"
-    if load_fused() is None:
-        return f"the C++ kernels could not be built ({fused_unavailable_reason()})"
     return None
 
 
@@ -125,17 +152,18 @@ class FusedBackend:
         v = [opt.state[p]["adam.exp_avg_sq"] for p in params] if has_adam else []
         h = hyper.get("adam", {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8})
         adam_args = (has_adam, h["beta1"], h["beta2"], h["eps"], 1 - h["beta1"] ** step, 1 - h["beta2"] ** step)
-        sums = kernels.probe(grads, m, v, *adam_args)
+        sums = kernels.probe(grads, m, v, sample_offset(opt), *adam_args)
         gnorm = torch.sqrt(sums[:, 0])
+        numel = torch.tensor([p.numel() for p in params], dtype=torch.float64)
+        adam_norm, agreement = estimates(numel, sums[:, 0], sums[:, 1:]) if has_adam else (None, None)
         cols = []
         for dname in opt.config.directions:
             if dname == "sgd":
                 cols.append(gnorm)
             elif dname == "adam":
-                cols.append(torch.sqrt(sums[:, 1]))
+                cols.append(adam_norm)
             else:  # weight_decay: d = p
                 cols.append(opt._pnorm[active])
-        agreement = sums[:, 2:4] if has_adam else None
         return FusedProbe(torch.stack(cols, dim=1), gnorm, params, grads, m, v, adam_args, agreement=agreement)
 
     def commit(
@@ -187,6 +215,15 @@ class ForeachBackend:
                         new_states[pos][f"{dname}.{key}"] = lst[i]
         gnorm = torch.stack(torch._foreach_norm(wide_grads_all)).to("cpu", torch.float64)  # type: ignore[arg-type]
         cols = [torch.stack(torch._foreach_norm(d)).to("cpu", torch.float64) for d in dirs]
+        names = opt.config.directions
+        if "adam" in names:  # on large tensors Adam's norm follows the sampling rule (optim/sampling.py)
+            big = [pos for pos, j in enumerate(active) if is_sampled(opt._params[j].numel())]
+            adam = names.index("adam")
+            for pos in big:
+                p = opt._params[active[pos]]
+                m = opt.state[p]["adam.exp_avg"]
+                sums = adam_sums(p, dirs[adam][pos], wide_grads_all[pos], m, sample_offset(opt))[None].cpu()
+                cols[adam][pos] = estimates(torch.tensor([float(p.numel())]), gnorm[pos : pos + 1] ** 2, sums)[0][0]
         return ForeachProbe(torch.stack(cols, dim=1), gnorm, dirs, new_states)  # type: ignore[arg-type]
 
     def commit(
@@ -222,7 +259,7 @@ class ForeachBackend:
 
 def fill_missing_norms(pnorm: Tensor, params: list[Tensor], idx: list[int]) -> None:
     """‖p‖ of the tensors ``idx`` not yet measured (NaN in ``pnorm``): the commit keeps the rest."""
-    missing = [j for j in idx if math.isnan(float(pnorm[j]))]
+    missing = [idx[i] for i in torch.isnan(pnorm[idx]).nonzero().flatten().tolist()]
     if missing:
         for j, nrm in zip(missing, torch._foreach_norm(_widened([params[j] for j in missing]))):
             pnorm[j] = float(nrm)

@@ -21,8 +21,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from hf_l3rs.optim.backends import FOREACH, FUSED, Backend, Probe, Stepped, fused_blocker
+from hf_l3rs.optim.backends import FOREACH, FUSED, Backend, Probe, Stepped, fused_blocker, sample_offset
 from hf_l3rs.optim.directions import get_direction
+from hf_l3rs.optim.sampling import adam_sums, estimates, is_sampled
 
 #: one direction's state tensors of one component, by key
 _State = dict[str, Tensor]
@@ -46,14 +47,22 @@ def probe_pass(
     states: list[list[_State]],
     hyper: list[dict[str, Tensor]],
     step: Tensor,
-) -> tuple[Tensor, Tensor]:
-    """Norms of every base direction [n, K] and of every gradient [n] (float64)."""
-    dnorm, gnorm = [], []
+    offset: Tensor,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Norms of every base direction [n, K] and of every gradient [n] (float64), and Adam's
+    sampled sums [n, 5] (optim/sampling.py; zeros without Adam): its column of the norms is
+    set from those by the caller."""
+    dnorm, gnorm, sums = [], [], []
+    adam = names.index("adam") if "adam" in names else None
     for p, g, st in zip(params, grads, states):
         dirs, _ = _directions(names, p, g, st, hyper, step)
         dnorm.append(torch.stack([torch.linalg.vector_norm(d).double() for d in dirs]))
         gnorm.append(torch.linalg.vector_norm(g).double())
-    return torch.stack(dnorm), torch.stack(gnorm)
+        if adam is not None:
+            sums.append(adam_sums(p, dirs[adam], g, st[adam]["exp_avg"], offset))
+        else:
+            sums.append(torch.zeros(5, dtype=torch.float64, device=p.device))
+    return torch.stack(dnorm), torch.stack(gnorm), torch.stack(sums)
 
 
 def commit_pass(
@@ -128,8 +137,14 @@ class CompiledBackend:
         ]
         # the compiled path runs only when every component is at the same step
         step = torch.tensor(float(opt.state[params[0]]["step"] + 1), dtype=torch.float64, device=device)
-        dnorm, gnorm = _compiled("probe")(names, params, grads, states, hp, step)
-        return CompiledProbe(dnorm.cpu(), gnorm.cpu(), params, grads, states, hp, step)
+        offset = torch.tensor(sample_offset(opt), device=device)
+        dnorm, gnorm, sums = (t.cpu() for t in _compiled("probe")(names, params, grads, states, hp, step, offset))
+        if "adam" in names:  # on large tensors Adam's norm follows the sampling rule
+            big = torch.tensor([is_sampled(p.numel()) for p in params])
+            numel = torch.tensor([p.numel() for p in params], dtype=torch.float64)
+            sampled = estimates(numel, gnorm**2, sums)[0]
+            dnorm[:, names.index("adam")] = torch.where(big, sampled, dnorm[:, names.index("adam")])
+        return CompiledProbe(dnorm, gnorm, params, grads, states, hp, step)
 
     def commit(
         self, opt: Stepped, active: list[int], coef: Tensor, decay: Tensor, finite: Tensor, probe: Probe

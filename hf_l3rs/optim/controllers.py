@@ -25,6 +25,7 @@ from torch import Tensor
 
 from hf_l3rs.optim.config import L3RSConfig
 from hf_l3rs.optim.distance import DistanceState, observe
+from hf_l3rs.optim.sampling import adam_sums, estimates, is_sampled
 
 
 @dataclass
@@ -37,8 +38,9 @@ class StepView:
     active: list[int]
     finite: Tensor  # bool [len(active)]
     gnorm: Tensor  # float64 [len(active)]
-    agreement: Tensor | None  # [len(active), 2]: g·m and |m|² where the backend computed them
+    agreement: Tensor | None  # [len(active), 2]: g·m and |m|² (Adam's momentum) where the backend computed them
     hyper: dict[str, dict[str, float]]
+    sample_offset: int = 0  # which pages the sums of large tensors read (optim/sampling.py)
 
 
 class RateController(Protocol):
@@ -103,20 +105,17 @@ class RateAdaptation:
 
     def observe_probe(self, view: StepView) -> None:
         cfg = self.config
-        ok = [pos for pos, f in enumerate(view.finite.tolist()) if f]
-        if not ok:
+        finite = view.finite
+        if not bool(finite.any()):
             return
-        gg = view.gnorm[ok].to(torch.float64) ** 2
-        if view.agreement is not None and cfg.momentum_direction == "adam":  # from the fused probe's pass
-            dots, mm = view.agreement[ok, 0], view.agreement[ok, 1]
+        gg = view.gnorm.to(torch.float64) ** 2
+        if view.agreement is not None and cfg.momentum_direction == "adam":  # from the backend's probe
+            dots, mm = view.agreement[:, 0].clone(), view.agreement[:, 1].clone()
         else:
-            params = [view.params[view.active[pos]] for pos in ok]
-            moms = [view.state[p][f"{cfg.momentum_direction}.exp_avg"] for p in params]
-            grads = [p.grad.reshape(-1).to(m.dtype) for p, m in zip(params, moms)]  # float16 grads, float32 state
-            dots = torch.stack([torch.vdot(g, m.reshape(-1)) for g, m in zip(grads, moms)])
-            dots = dots.to("cpu", torch.float64)
-            mm = torch.stack(torch._foreach_norm(moms)).to("cpu", torch.float64) ** 2
-        dot, g_all, m_all = float(dots.sum()), float(gg.sum()), float(mm.sum())
+            dots, mm = self._agreement(view)
+        # NaN: not finite, or a sampled tensor whose sample saw no gradient (optim/sampling.py)
+        known = finite & torch.isfinite(dots) & torch.isfinite(mm)
+        dot, g_all, m_all = float(dots[known].sum()), float(gg[known].sum()), float(mm[known].sum())
         if not (g_all > 0 and m_all > 0 and math.isfinite(dot)):
             return  # the first step (no momentum yet) or nothing to compare
         low, high = math.log(cfg.adaptation_min), math.log(cfg.adaptation_max)
@@ -125,11 +124,34 @@ class RateAdaptation:
             step = cfg.hypergradient_rate * (agreement - cfg.adaptation_target)
             self.log_multiplier = (self.log_multiplier + step).clamp(low, high)
             return
-        seen = (gg > 0) & (mm > 0) & torch.isfinite(dots)
-        cos = (dots / torch.sqrt(gg * mm).clamp_min(1e-300)).clamp(-1.0, 1.0)
-        idx = torch.tensor([view.active[pos] for pos in ok], dtype=torch.long)[seen]
-        change = cfg.hypergradient_rate * (cos[seen] - cfg.adaptation_target)
+        seen = known & (gg > 0) & (mm > 0)
+        cos = (dots[seen] / torch.sqrt(gg[seen] * mm[seen]).clamp_min(1e-300)).clamp(-1.0, 1.0)
+        idx = torch.tensor(view.active, dtype=torch.long)[seen]
+        change = cfg.hypergradient_rate * (cos - cfg.adaptation_target)
         self.log_multiplier[idx] = (self.log_multiplier[idx] + change).clamp(low, high)
+
+    def _agreement(self, view: StepView) -> tuple[Tensor, Tensor]:
+        """g·m and |m|² per active component (NaN where not finite), computed here: the sampling
+        rule on large tensors (optim/sampling.py), exact sums on the others."""
+        n = len(view.active)
+        dots = torch.full((n,), math.nan, dtype=torch.float64)
+        mm = torch.full((n,), math.nan, dtype=torch.float64)
+        ok = [pos for pos, f in enumerate(view.finite.tolist()) if f]
+        params = [view.params[view.active[pos]] for pos in ok]
+        moms = [view.state[p][f"{self.config.momentum_direction}.exp_avg"] for p in params]
+        grads = [p.grad.to(m.dtype) for p, m in zip(params, moms)]  # float16 grads, float32 state
+        if ok:
+            at = torch.tensor(ok, dtype=torch.long)
+            dots[at] = torch.stack([torch.vdot(g.reshape(-1), m.reshape(-1)) for g, m in zip(grads, moms)]).to(
+                "cpu", torch.float64
+            )
+            mm[at] = torch.stack(torch._foreach_norm(moms)).to("cpu", torch.float64) ** 2
+        for pos, p, g, m in zip(ok, params, grads, moms):
+            if is_sampled(p.numel()):
+                sums = adam_sums(p, None, g, m, view.sample_offset)[None].cpu()
+                gg = view.gnorm[pos : pos + 1].to(torch.float64) ** 2
+                dots[pos], mm[pos] = estimates(torch.tensor([float(p.numel())]), gg, sums)[1][0]
+        return dots, mm
 
     def modulate(self, rate: Tensor, active: list[int]) -> Tensor:
         return rate * torch.exp(self.log_multiplier).to(rate)

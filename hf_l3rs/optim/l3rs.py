@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from hf_l3rs.optim.backends import fill_missing_norms
+from hf_l3rs.optim.backends import fill_missing_norms, sample_offset
 from hf_l3rs.optim.compiled import choose_backend, implementation_blocker
 from hf_l3rs.optim.components import (
     bind_components,
@@ -303,7 +303,9 @@ class L3RS(PretrainedMixin, torch.optim.Optimizer):
         finite = torch.isfinite(probe.gnorm) & torch.isfinite(probe.dnorm).all(dim=1) & loss_finite
         act = torch.tensor(active, dtype=torch.long)
         self._nonfinite[act[~finite]] += 1
-        view = StepView(self._params, self.state, active, finite, probe.gnorm, probe.agreement, hyper)
+        view = StepView(
+            self._params, self.state, active, finite, probe.gnorm, probe.agreement, hyper, sample_offset(self)
+        )
         for controller in self._controllers:
             controller.observe_probe(view)
 

@@ -17,6 +17,15 @@ from hf_l3rs.optim.directions import get_direction
 from hf_l3rs.optim.network import L3RSNet
 
 
+def _sampled_mask(p: Tensor, t: int) -> Tensor:
+    """Which elements of a contiguous ``p`` Adam's sums read at step ``t``: on tensors of at
+    least 64 pages of 1024 elements, the pages whose index is t mod 8 (docs/adr/0012)."""
+    index = torch.arange(p.numel()).reshape(p.shape)
+    if p.numel() < 64 * 1024:
+        return torch.ones_like(index, dtype=torch.bool)
+    return (index // 1024) % 8 == t % 8
+
+
 class ReferenceL3RS:
     """Same constructor shape as L3RS: groups of (params, lr, weight_decay)."""
 
@@ -133,6 +142,11 @@ class ReferenceL3RS:
                 news.append(new)
             gnorm = float(torch.linalg.vector_norm(p.grad))
             dnorms = [float(torch.linalg.vector_norm(d)) for d in dirs]
+            mask = _sampled_mask(p, self.t)
+            if "adam" in cfg.directions and not bool(mask.all()):  # Adam's norm from the sampled pages
+                d = dirs[cfg.directions.index("adam")].double()
+                dd = float((d * d)[mask].sum())
+                dnorms[cfg.directions.index("adam")] = math.sqrt(dd * p.numel() / int(mask.sum()))
             finite = math.isfinite(gnorm) and all(math.isfinite(x) for x in dnorms) and math.isfinite(loss)
             if finite:
                 pnorm = float(torch.linalg.vector_norm(p))
@@ -143,9 +157,15 @@ class ReferenceL3RS:
                 self.ema_count[j] += 1
                 self.dirlog[j] = [math.log(x + eps) for x in dnorms]
                 pending[j] = (dirs, news, dnorms)
-                if cfg.rate_adaptation == "hypergradient":
+                if cfg.rate_adaptation == "hypergradient":  # the sample's own cosine, scaled to ‖g‖²
                     g, m_prev = p.grad.double(), st[cfg.momentum_direction]["exp_avg"].double()
-                    agreement[j] = (float((g * m_prev).sum()), float((g * g).sum()), float((m_prev * m_prev).sum()))
+                    gg, gs = float((g * g).sum()), float((g * g)[mask].sum())
+                    if bool(mask.all()):
+                        agreement[j] = (float((g * m_prev).sum()), gg, float((m_prev * m_prev).sum()))
+                    elif gs > 0 or gg == 0:
+                        w = gg / gs if gs > 0 else 0.0
+                        gm, mm = float((g * m_prev)[mask].sum()), float((m_prev * m_prev)[mask].sum())
+                        agreement[j] = (w * gm, gg, w * mm)
         self._adapt(agreement)
         feats = torch.tensor([self._features(j) for j in range(len(self.params))], dtype=torch.float32)
         rate, mix = self.net(feats, self.component_map)

@@ -10,6 +10,12 @@ from torch import Tensor
 #: keeps a zero-norm direction's coefficient finite
 NORM_EPS = 1e-12
 
+#: The numbers a step computes from the same weights, gradients and state. Scored results belong
+#: to a weights version *and* this (benchmark.run.weights_version hashes both): bump it with any
+#: change that moves a step's numbers. 1: every sum exact; 2: Adam's sums on large tensors from
+#: one page in eight (docs/adr/0012).
+RULE_VERSION = 2
+
 
 def norm_statistics(pnorm: Tensor, gnorm: Tensor, loss: float | None, active: Tensor, n: int, eps: float) -> Tensor:
     """[n, 3] float64: log ‖p‖, log ‖g‖ of the active rows (a non-finite gradient norm as 0)
