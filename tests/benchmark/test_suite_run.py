@@ -49,6 +49,22 @@ def test_changed_weights_rerun_l3rs_instead_of_reusing_its_runs(toy_case, toy_pr
     assert {r["weights_version"] for r in again if r["config"]["peer"] == "l3rs"} == {run.weights_version(str(weights))}
 
 
+def test_costs_are_measured_again_for_a_new_weights_version(toy_case, toy_profile, tmp_path, monkeypatch):
+    """The step-time and memory ratios kept beside the runs belong to one weights version: a
+    report of a new version (new weights, config or rule) never shows the old version's step time."""
+    path = tmp_path / "costs" / f"{toy_case.name}.json"
+    measured = []
+    monkeypatch.setattr(main.report, "measure_costs", lambda case, configs: measured.append(1) or {"l3rs": {"x": 1.0}})
+    monkeypatch.setattr(main.plan, "scoring", lambda *a: [])
+    monkeypatch.setattr(main.plan, "tune_results", lambda runs: {})
+    assert main._costs(path, "v1", toy_case, toy_profile, [], "w") == {"l3rs": {"x": 1.0}}
+    main._costs(path, "v1", toy_case, toy_profile, [], "w")
+    assert len(measured) == 1  # kept for the same version
+    main._costs(path, "v2", toy_case, toy_profile, [], "w")
+    assert len(measured) == 2
+    assert json.loads(path.read_text())["weights_version"] == "v2"
+
+
 def test_l3rs_runs_with_no_learning_rate_and_no_horizon(toy_case):
     record = run.run_one(toy_case, PeerConfig("l3rs"), 0, "score")
     assert record["declared"] == {"weights": "l3rs-general", "lr": 1.0}
