@@ -28,6 +28,9 @@ from hf_l3rs.benchmark.suite import cases
 #: (docs/results/dev/ablation-l3rs-general@83524d4905.md); what is left of the default is here.
 ABLATIONS: dict[str, dict[str, Any]] = {
     "rate adaptation (hypergradient controller, 6 fields)": {"rate_adaptation": "none"},
+    # its hand-set parts, one at a time (issue 37: each earns its place or goes)
+    "adaptation target (drift at cos = 0: 0.1 -> 0, the plain hypergradient)": {"adaptation_target": 0.0},
+    "adaptation clamps ([1/30, 30] -> [1e-4, 1e4])": {"adaptation_min": 1e-4, "adaptation_max": 1e4},
 }
 ALL_OFF = "all of the above off (the meta-network alone)"
 #: Variants of the meta-network alone: the principled scale of issue 37 (docs/adr/0003),
@@ -151,6 +154,20 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def missing_runs(output: Path, case, weights: list[str], seeds, profile: plan.Profile) -> list[tuple]:
+    """The extra-seed jobs still to run: a stored run of another weights version (the same
+    files under an older rule, or before their config changed) is run again, not counted."""
+    from hf_l3rs.benchmark.run import run_path
+
+    jobs = []
+    for w in weights:
+        for s in seeds:
+            path = run_path(output, case, PeerConfig("l3rs", weights=w), s, "score")
+            if not (path.is_file() and is_current(json.loads(path.read_text()), case)):
+                jobs.append((case, PeerConfig("l3rs", weights=w), s, "score", profile.curve_points, str(path)))
+    return jobs
+
+
 def main() -> None:
     from hf_l3rs.benchmark.run import run_case, weights_version
 
@@ -179,18 +196,13 @@ def main() -> None:
         for case in cases("dev"):
             run_case(case, profile, output, args.processes, str(folder))
     if args.extra_seeds:
-        from hf_l3rs.benchmark.run import execute, run_path
+        from hf_l3rs.benchmark.run import execute
 
         start = max(profile.score_seeds) + 1
         seeds = range(start, start + args.extra_seeds)
         chosen = [DEFAULT_WEIGHTS] + [str(f) for f in variants.values() if f.name in args.rows]
         for case in cases("dev"):
-            jobs = [
-                (case, PeerConfig("l3rs", weights=w), s, "score", profile.curve_points, str(path))
-                for w in chosen
-                for s in seeds
-                if not (path := run_path(output, case, PeerConfig("l3rs", weights=w), s, "score")).is_file()
-            ]
+            jobs = missing_runs(output, case, chosen, seeds, profile)
             execute(jobs, args.processes, f"{case.name}: extra seeds")
     result = table(output, variants, profile)
     stem = f"ablation-{DEFAULT_WEIGHTS}@{weights_version(DEFAULT_WEIGHTS)}"
