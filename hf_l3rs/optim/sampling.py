@@ -75,8 +75,10 @@ def estimates(numel: Tensor, gg: Tensor, sums: Tensor) -> tuple[Tensor, Tensor]:
     ‖g‖² as the known total, so that a tensor's cosine is the sample's own. NaN where the sample
     saw no gradient on a tensor that has one (nothing to estimate the agreement from)."""
     dd, gm, mm, gs, count = sums.unbind(dim=1)
-    dnorm = torch.sqrt(dd * numel.to(dd) / count.clamp_min(1))
     exact = count >= numel.to(count)
+    if bool(exact.all()):  # nothing sampled (a small model): the sums themselves, a few ops fewer
+        return torch.sqrt(dd), torch.stack([gm, mm], dim=1)
+    dnorm = torch.sqrt(dd * numel.to(dd) / count.clamp_min(1))
     ratio = torch.where(gs > 0, gg / gs, torch.where(gg > 0, torch.nan, 0.0))
     ratio = torch.where(exact, torch.ones_like(gg), ratio)
     return dnorm, torch.stack([gm * ratio, mm * ratio], dim=1)
