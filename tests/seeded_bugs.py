@@ -52,6 +52,21 @@ BUGS = [
         "if best is None or s.mean > best.mean:",
         "tests/test_seeded.py tests/benchmark/test_classic.py",
     ),
+    # ---- the sampled Adam sums (docs/adr/0012)
+    (
+        "sampled sums: the kernel reads every page but the sampled one",
+        "hf_l3rs/optim/csrc/fused_l3rs.cpp",
+        "if (page % kSampleEvery != offset) continue;",
+        "if (page % kSampleEvery == offset) continue;",
+        "tests/optim/test_sampling.py",
+    ),
+    (
+        "sampled sums: the cosine scaled by element count, not the sample's own",
+        "hf_l3rs/optim/sampling.py",
+        "ratio = torch.where(exact, torch.ones_like(gg), ratio)",
+        "ratio = torch.where(exact, torch.ones_like(gg), numel.to(dd) / count.clamp_min(1))",
+        "tests/optim/test_sampling.py",
+    ),
     # ---- the benchmark suite (hf_l3rs/benchmark): each of these would publish a dishonest number
     (
         "suite: baselines selected on the test split",
