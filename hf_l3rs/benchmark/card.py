@@ -99,7 +99,9 @@ optimization-state features gives every parameter tensor a rate and a mix of bas
 from hf_l3rs import L3RS
 
 opt = L3RS.from_pretrained("{report["weights"]}", model)  # no lr, no schedule, no horizon
-loss.backward(); opt.step(loss=loss); opt.zero_grad()      # L3RS reads each step's loss
+loss.backward()
+opt.step(loss=loss)
+opt.zero_grad()  # L3RS reads each step's loss
 ```
 
 ## Intended use
