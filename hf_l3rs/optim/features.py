@@ -7,6 +7,8 @@ embedding is appended by the network.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -15,13 +17,19 @@ from hf_l3rs.optim.config import L3RSConfig
 
 def time_features(config: L3RSConfig, step: int, total_steps: int | None) -> Tensor:
     """Relative (VeLO-style) and absolute time features, float32 [R + A]. Horizon-free
-    (``total_steps=None``): the features of an unbounded run, t/T = 0 and T = ∞."""
-    r = config.relative_time_points
-    refs = torch.linspace(0.0, 1.0, r, dtype=torch.float64) if r > 1 else torch.zeros(r, dtype=torch.float64)
+    (``total_steps=None``): the features of an unbounded run, t/T = 0 and T = ∞ (the same every
+    step, so kept rather than recomputed)."""
     progress = step / total_steps if total_steps else 0.0
-    rel = torch.tanh(config.relative_time_sharpness * (progress - refs))
-    scales = torch.tensor(config.absolute_time_scales, dtype=torch.float64)
-    absolute = torch.tanh(total_steps / scales) if total_steps else torch.ones_like(scales)
+    key = (config.relative_time_points, config.relative_time_sharpness, tuple(config.absolute_time_scales))
+    return _time_features(*key, progress, total_steps).clone()
+
+
+@functools.lru_cache(maxsize=8)
+def _time_features(r: int, sharpness: float, scales: tuple[float, ...], progress: float, total: int | None) -> Tensor:
+    refs = torch.linspace(0.0, 1.0, r, dtype=torch.float64) if r > 1 else torch.zeros(r, dtype=torch.float64)
+    rel = torch.tanh(sharpness * (progress - refs))
+    scale = torch.tensor(scales, dtype=torch.float64)
+    absolute = torch.tanh(total / scale) if total else torch.ones_like(scale)
     return torch.cat([rel, absolute]).to(torch.float32)
 
 

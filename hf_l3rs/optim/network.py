@@ -106,7 +106,17 @@ class L3RSNet(FlatMetaParameters):
 
     # ------------------------------------------------------ hyper-parameters
     def hyper_values(self) -> dict[str, dict[str, float]]:
-        """Base-direction hyper-parameters, constrained: {"adam": {"beta1": 0.9, ...}}."""
+        """Base-direction hyper-parameters, constrained: {"adam": {"beta1": 0.9, ...}}. Computed
+        again only when ``hyper_raw`` changed (its storage or torch's version counter): a step
+        reads them every time, meta-training writes them between candidates."""
+        key = (self.hyper_raw.data_ptr(), self.hyper_raw._version)
+        cached = self.__dict__.get("_hyper_cache")
+        if cached is None or cached[0] != key:
+            cached = (key, self._compute_hyper_values())
+            self.__dict__["_hyper_cache"] = cached
+        return {d: dict(h) for d, h in cached[1].items()}
+
+    def _compute_hyper_values(self) -> dict[str, dict[str, float]]:
         out: dict[str, dict[str, float]] = {d: {} for d in self.config.directions}
         raw = self.hyper_raw.detach().cpu().tolist()
         for key, r in zip(self.hyper_names, raw):
