@@ -110,7 +110,7 @@ class RateAdaptation:
             return
         gg = view.gnorm.to(torch.float64) ** 2
         if view.agreement is not None and cfg.momentum_direction == "adam":  # from the backend's probe
-            dots, mm = view.agreement[:, 0].clone(), view.agreement[:, 1].clone()
+            dots, mm = view.agreement[:, 0], view.agreement[:, 1]
         else:
             dots, mm = self._agreement(view)
         # NaN: not finite, or a sampled tensor whose sample saw no gradient (optim/sampling.py)
