@@ -100,6 +100,29 @@ def test_a_sample_without_gradient_gives_no_agreement() -> None:
     assert torch.isfinite(seen).all() and torch.isnan(unseen).all()
 
 
+
+def test_the_estimates_corner_cases() -> None:
+    """Rows of [Σd², Σg·m, Σm², Σg², count] beside a sampled tensor: a one-element tensor is its
+    own sum; a tensor with no gradient at all has agreement (0, 0), not NaN; a sample that saw
+    no gradient of a tensor that has even a small one gives NaN."""
+    numel = torch.tensor([1.0, 65536.0, 65536.0, 65536.0])
+    gg = torch.tensor([4.0, 0.0, 0.5, 8.0], dtype=torch.float64)
+    sums = torch.tensor(
+        [
+            [9.0, 2.0, 1.0, 4.0, 1.0],  # exact, one element
+            [3.0, 0.0, 5.0, 0.0, 8192.0],  # no gradient anywhere, momentum left
+            [3.0, 0.0, 5.0, 0.0, 8192.0],  # gradient off the sampled pages
+            [3.0, 1.0, 5.0, 2.0, 8192.0],  # sampled: ratio 8 / 2
+        ],
+        dtype=torch.float64,
+    )
+    dnorm, agreement = estimates(numel, gg, sums)
+    assert dnorm.tolist() == pytest.approx([3.0, math.sqrt(24.0), math.sqrt(24.0), math.sqrt(24.0)])
+    assert agreement[0].tolist() == [2.0, 1.0]
+    assert agreement[1].tolist() == [0.0, 0.0]
+    assert torch.isnan(agreement[2]).all()
+    assert agreement[3].tolist() == [4.0, 20.0]
+
 class _Wide(nn.Module):
     """A model with one tensor over the sampling threshold (300 x 300 = 87.9 pages)."""
 
