@@ -100,7 +100,6 @@ def test_a_sample_without_gradient_gives_no_agreement() -> None:
     assert torch.isfinite(seen).all() and torch.isnan(unseen).all()
 
 
-
 def test_the_estimates_corner_cases() -> None:
     """Rows of [Σd², Σg·m, Σm², Σg², count] beside a sampled tensor: a one-element tensor is its
     own sum; a tensor with no gradient at all has agreement (0, 0), not NaN; a sample that saw
@@ -122,6 +121,7 @@ def test_the_estimates_corner_cases() -> None:
     assert agreement[1].tolist() == [0.0, 0.0]
     assert torch.isnan(agreement[2]).all()
     assert agreement[3].tolist() == [4.0, 20.0]
+
 
 class _Wide(nn.Module):
     """A model with one tensor over the sampling threshold (300 x 300 = 87.9 pages)."""
