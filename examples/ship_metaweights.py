@@ -3,7 +3,7 @@ its meta-training curve, and a model card carrying the curve and the tuned-bench
 
     python examples/ship_metaweights.py --run runs/cpu-kanji-long \
         --benchmark outputs/benchmark-new/tuned.json --label "L3RS (l3rs-kanji-cosine)" \
-        --name l3rs-kanji-cosine [--set rate_adaptation='"hypergradient"' --note "..."]
+        --name l3rs-kanji-cosine [--set hypergradient_rate=0.4 --note "..."]
 
 Several ``--benchmark`` files (each holding ``--label``) give one table per evaluation;
 ``--extra`` appends a markdown file (e.g. language-model results) to the card's evaluation.
@@ -102,7 +102,7 @@ def main() -> None:
         nargs="*",
         default=[],
         metavar="FIELD=JSON",
-        help="config fields that do not change the network, e.g. rate_adaptation='\"hypergradient\"'",
+        help="config fields that do not change the network, e.g. hypergradient_rate=0.4",
     )
     ap.add_argument("--note", default="", help="a paragraph for the card (what --set changes and why)")
     args = ap.parse_args()

@@ -152,18 +152,37 @@ def toy_profile() -> Profile:
     return dataclasses.replace(TOY_PROFILE)
 
 
-def resume_matches_straight_run(tmp_path, config, implementation: str, steps: int = 20):
+def lively(opt, output_scale: float = 1.0, adam_mix: float = 0.5, seed: int = 0):
+    """``opt`` with a fresh network initialised so that its rate and mixing differ per
+    component and per step and every direction contributes (the default initialisation makes
+    them all ≈ normalised Adam, which would make many comparisons vacuous)."""
+    from hf_l3rs.optim.network import L3RSNet
+
+    net = opt.net
+    fresh = L3RSNet(
+        net.config, net.trained_roles, net.trained_depths, seed=seed, output_scale=output_scale, adam_mix=adam_mix
+    )
+    net.load_state_dict(fresh.state_dict())
+    return opt
+
+
+def resume_matches_straight_run(tmp_path, config, implementation: str, steps: int = 20, live: bool = False):
     """Train ``steps`` steps straight, and again stopped half-way, saved with ``torch.save``,
     loaded ``weights_only`` into fresh objects and continued: returns the two optimizers after
-    asserting that every weight of the two models is bitwise equal."""
+    asserting that every weight of the two models is bitwise equal (``live``: both networks
+    made :func:`lively`)."""
     from hf_l3rs import L3RS
 
+    def made(model, **kw):
+        opt = L3RS(grouped(model), config, total_steps=steps, implementation=implementation, **kw)
+        return lively(opt) if live else opt
+
     straight = small_cnn()
-    opt = L3RS(grouped(straight), config, total_steps=steps, implementation=implementation)
+    opt = made(straight)
     for t in range(steps):
         opt.step(loss=train_step(straight, t))
     first = small_cnn()
-    opt1 = L3RS(grouped(first), config, total_steps=steps, implementation=implementation)
+    opt1 = made(first)
     for t in range(steps // 2):
         opt1.step(loss=train_step(first, t))
     torch.save({"model": first.state_dict(), "opt": opt1.state_dict()}, tmp_path / "ckpt.pt")

@@ -10,7 +10,7 @@ import pickle
 
 import pytest
 import torch
-from conftest import small_cnn, train_step
+from conftest import lively, small_cnn, train_step
 
 from hf_l3rs import L3RS, L3RSConfig
 from hf_l3rs.meta.strategy import NES, NESParams, NESState
@@ -59,7 +59,7 @@ def test_parity_when_some_gradients_are_missing(implementation: str) -> None:
 
     if implementation == "fused" and load_fused() is None:
         pytest.skip("no C++ toolchain")
-    config = L3RSConfig(init_output_scale=1.0, init_adam_mix=0.5)
+    config = L3RSConfig()
 
     def drop(model, t):
         if t % 3 == 1:
@@ -67,7 +67,7 @@ def test_parity_when_some_gradients_are_missing(implementation: str) -> None:
             model.conv2.bias.grad = None
 
     fast_model, ref_model = small_cnn(), small_cnn()
-    fast = L3RS(fast_model, config, total_steps=30, implementation=implementation, seed=3)
+    fast = lively(L3RS(fast_model, config, total_steps=30, implementation=implementation, seed=3))
     ref = ReferenceL3RS(
         [{"params": list(ref_model.parameters()), "lr": 1.0, "weight_decay": 0.0}], fast.net, fast.components, 30
     )

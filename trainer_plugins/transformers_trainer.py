@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from transformers import Trainer, TrainerCallback
 
 from hf_l3rs.optim import L3RS
@@ -35,8 +34,7 @@ def learned_rate_stats(opt: L3RS) -> dict[str, float]:
     """The last step's learned rate η (mean/min/max over tensors) and mean mixing α per base
     direction, as flat log entries (``l3rs/rate_mean``, ``l3rs/mix_adam``, ...), and the
     rate-adaptation multiplier (``l3rs/rate_multiplier``; per tensor also its min and max)
-    when it is on, and the distance scale d (``l3rs/distance_scale``, its geometric
-    mean over tensors) when it sets the step size."""
+    when it is on."""
     if opt.last_rate is None or opt.last_mix is None:
         return {}
     rate = opt.last_rate.detach().float().cpu()
@@ -44,14 +42,11 @@ def learned_rate_stats(opt: L3RS) -> dict[str, float]:
     stats = {"l3rs/rate_mean": float(rate.mean()), "l3rs/rate_min": float(rate.min())}
     stats["l3rs/rate_max"] = float(rate.max())
     stats.update({f"l3rs/mix_{name}": float(a) for name, a in zip(opt.direction_names, mix)})
-    if opt.config.rate_adaptation != "none":
+    if opt.config.adapts:
         stats["l3rs/rate_multiplier"] = opt.rate_multiplier
-        if opt.config.adaptation_scope == "component":
-            multipliers = opt.rate_multipliers
-            stats["l3rs/rate_multiplier_min"] = float(multipliers.min())
-            stats["l3rs/rate_multiplier_max"] = float(multipliers.max())
-    if opt.config.step_scale != "base_lr":
-        stats["l3rs/distance_scale"] = float(torch.exp(torch.log(opt.distance_scale).mean()))
+        multipliers = opt.rate_multipliers
+        stats["l3rs/rate_multiplier_min"] = float(multipliers.min())
+        stats["l3rs/rate_multiplier_max"] = float(multipliers.max())
     return stats
 
 

@@ -27,18 +27,15 @@ from hf_l3rs.benchmark.suite import cases
 #: removed was judged by this module's earlier rows against l3rs-general@83524d4905
 #: (docs/results/dev/ablation-l3rs-general@83524d4905.md); what is left of the default is here.
 ABLATIONS: dict[str, dict[str, Any]] = {
-    "rate adaptation (hypergradient controller, 6 fields)": {"rate_adaptation": "none"},
+    "rate adaptation (hypergradient controller, 4 fields)": {"hypergradient_rate": 0.0},
     # its hand-set parts, one at a time (issue 37: each earns its place or goes)
     "adaptation target (drift at cos = 0: 0.1 -> 0, the plain hypergradient)": {"adaptation_target": 0.0},
     "adaptation clamps ([1/30, 30] -> [1e-4, 1e4])": {"adaptation_min": 1e-4, "adaptation_max": 1e4},
 }
 ALL_OFF = "all of the above off (the meta-network alone)"
-#: Variants of the meta-network alone: the principled scale of issue 37 (docs/adr/0003),
-#: Prodigy's distance estimate, in place of base_lr.
-ALL_OFF_PLUS: dict[str, dict[str, Any]] = {
-    "distance scale, one d (the meta-network alone)": {"step_scale": "distance"},
-    "distance scale, d per tensor (the meta-network alone)": {"step_scale": "distance_per_tensor"},
-}
+#: Variants of the meta-network alone (none left: the distance scale of docs/adr/0003 lost on
+#: the dev split and went with ADR 0014; its rows are in the ablation of l3rs-general@a28265c962).
+ALL_OFF_PLUS: dict[str, dict[str, Any]] = {}
 
 
 def make_variants(root: Path, base: str = DEFAULT_WEIGHTS) -> dict[str, Path]:

@@ -87,7 +87,6 @@ def render(report: dict[str, Any], folder: Path, meta_training: str) -> str:
         model_name=f"{report['weights']}@{report['weights_version']}",
         eval_results=eval_results(report),
     )
-    adaptation = config.get("rate_adaptation", "none")
     body = f"""
 # {report["weights"]} — L3RS meta-weights (version `{report["weights_version"]}`)
 
@@ -107,8 +106,10 @@ opt.zero_grad()  # L3RS reads each step's loss
 ## Intended use
 Fine-tuning pretrained vision models and language models (full or LoRA) and short runs from
 random init, on a CPU or a GPU, where you would otherwise pick a learning-rate-free optimizer.
-Rate adaptation: `{adaptation}` (scope `{config.get("adaptation_scope")}`), base rate
-{config["base_lr"]:g}; no other hand-set option (docs/adr/0004).
+Per-tensor rate adaptation at rate {config.get("hypergradient_rate", 0.0):g} (target
+{config.get("adaptation_target", 0.0):g}, multipliers in [{config.get("adaptation_min", 1 / 30):.3g},
+{config.get("adaptation_max", 30.0):g}]), base rate {config["base_lr"]:g}; every other number is
+meta-learned or the paper's (docs/adr/0004, 0014).
 
 ## Results: benchmark suite {report["suite"]}, test split, scored once for this version
 `{report["command"]}` — five cases these weights never saw (other data and models than the

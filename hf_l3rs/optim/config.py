@@ -12,24 +12,28 @@ from typing import Any
 
 VARIANTS = ("shared", "global", "per_layer_mlp")
 NORMS = ("rms", "l2")
-RATE_ADAPTATIONS = ("none", "hypergradient")
-ADAPTATION_SCOPES = ("model", "component")
-STEP_SCALES = ("base_lr", "distance", "distance_per_tensor")
 #: Fields added after the first release, with the value that reproduces older checkpoints
 #: (a saved config without them loads with these, any other missing field is an error).
 ADDED_FIELDS = {
-    "rate_adaptation": "none",
-    "hypergradient_rate": 0.05,
+    "hypergradient_rate": 0.0,
     "adaptation_min": 1 / 30,
     "adaptation_max": 30.0,
     "adaptation_target": 0.0,
-    "adaptation_scope": "model",
-    "step_scale": "base_lr",
 }
 #: Fields removed by ADR 0004 (hand-set options that earned no place on the dev split), with the
 #: value that means "off": a saved config that has one at that value loads as before; at another
 #: value it loads with a warning naming the field (the checkpoint's steps will differ).
 REMOVED_FIELDS = {
+    # ADR 0014: the rate adaptation's on/off switch is its rate (0 = off; "none" saved beside a
+    # rate is read as rate 0 by migrate_rate_adaptation), its scope per tensor, the distance
+    # scale gone (it lost on the dev split), the features' epsilon a constant, the network's
+    # initialisation an argument of a fresh network (a loaded checkpoint never used it).
+    "rate_adaptation": "hypergradient",
+    "adaptation_scope": "component",
+    "step_scale": "base_lr",
+    "feature_eps": 1e-12,
+    "init_output_scale": 0.01,
+    "init_adam_mix": 0.9,
     "rate_schedule": "constant",
     "adaptation_signal": "gradient",
     "role_adaptation_min": {},
@@ -69,19 +73,32 @@ REMOVED_SWITCHES = (
     "gradient_share_reference",
     "adapter_steps",
     "head_calibration_growth",
+    "adaptation_scope",
+    "step_scale",
+    "feature_eps",
 )
 ROLES = ("conv", "linear", "norm", "bias", "embedding", "other")
 
 
+def migrate_rate_adaptation(data: dict[str, Any]) -> dict[str, Any]:
+    """Configs saved before ADR 0014 switched rate adaptation with ``rate_adaptation``; now a
+    rate of 0 is off. ``"none"`` becomes rate 0 (and its unused scope goes with it)."""
+    if data.get("rate_adaptation") != "none":
+        return data
+    data = {k: v for k, v in data.items() if k not in ("rate_adaptation", "adaptation_scope")}
+    return {**data, "hypergradient_rate": 0.0}
+
+
 def drop_removed_fields(data: dict[str, Any], where: str) -> dict[str, Any]:
-    """``data`` without the fields ADR 0004 removed; a warning names each removed group that
-    was switched on (loading without it changes the checkpoint's steps)."""
+    """``data`` without the fields ADR 0004 and 0014 removed; a warning names each removed
+    group that was switched on (loading without it changes the checkpoint's steps)."""
+    data = migrate_rate_adaptation(data)
     acting = sorted(k for k in REMOVED_SWITCHES if k in data and data[k] != REMOVED_FIELDS[k])
     if acting:
         warnings.warn(
-            f"{where}: option(s) {acting} were removed in hf_l3rs 0.2 (docs/adr/0004-prune-hand-set-options.md: "
-            "they earned no place on the benchmark's dev split) and are ignored; this checkpoint now steps "
-            "without them",
+            f"{where}: option(s) {acting} were removed in hf_l3rs 0.2 (docs/adr/0004-prune-hand-set-options.md, "
+            "0014-config-to-twenty-fields.md: they earned no place on the benchmark's dev split) and are ignored; "
+            "this checkpoint now steps without them",
             UserWarning,
             stacklevel=3,
         )
@@ -132,35 +149,20 @@ class L3RSConfig:
     variant: str = "shared"
     base_lr: float = 1e-3
     rate_clamp: float = 8.0
-    init_output_scale: float = 0.01
-    init_adam_mix: float = 0.9
-    feature_eps: float = 1e-12
     num_components: int | None = None
     hyper_init: dict[str, float] = field(default_factory=dict)
-    #: Online correction of the model's overall step size (docs/design.md §1 "Rate
-    #: adaptation"): ``none`` (the paper's) or ``hypergradient``, a multiplier a on every
-    #: learned rate, log a += ``hypergradient_rate``·(cos(g_t, m_{t-1}) − ``adaptation_target``)
-    #: each step (m the Adam momentum), a kept in [``adaptation_min``, ``adaptation_max``]: it grows
-    #: while successive gradients agree and shrinks when they stop agreeing (overshooting), so
-    #: weights meta-trained on one model find the step size of another without a learning rate.
-    rate_adaptation: str = "none"
-    hypergradient_rate: float = 0.05
+    #: Online correction of each tensor's step size (docs/design.md §1 "Rate adaptation"): a
+    #: multiplier a per tensor on its learned rate, log a += ``hypergradient_rate``·(cos(g_t,
+    #: m_{t-1}) − ``adaptation_target``) each step (m the Adam momentum, cos the tensor's own), a
+    #: kept in [``adaptation_min``, ``adaptation_max``]: it grows while successive gradients agree
+    #: and shrinks when they stop agreeing (overshooting), so weights meta-trained on one model find
+    #: the step size of another without a learning rate. 0 (the paper's L3RS) switches it off.
+    hypergradient_rate: float = 0.0
     adaptation_min: float = 1 / 30
-    #: 1 makes the adaptation a brake: it only lowers the learned rates where they overshoot
-    #: (the shipped adaptive weights; docs/adr/0006 "No learning rate").
     adaptation_max: float = 30.0
     #: The agreement the adaptation steers to: log a += β·(cos − target). 0 is the greedy
-    #: optimum of the last step (Adam-HD); a positive target keeps steps below it.
+    #: optimum of the last step (Adam-HD); a positive target keeps steps below it (ADR 0013).
     adaptation_target: float = 0.0
-    #: ``model``: one multiplier for every learned rate (cosine over all tensors concatenated);
-    #: ``component``: one per tensor from its own cosine, so an oscillating head cannot hold
-    #: back adapters that want a larger step (docs/adr/0006 "Per-tensor adaptation").
-    adaptation_scope: str = "model"
-    #: What sets the size of a step (docs/adr/0003-distance-scale.md): ``base_lr`` (the paper's:
-    #: the network's rate is an absolute step size), ``distance`` (Prodigy's estimate d of the
-    #: distance to the solution, one for the model, optim/distance.py; the network's rates,
-    #: relative to their level at the first step, modulate it) or ``distance_per_tensor``.
-    step_scale: str = "base_lr"
 
     def __post_init__(self) -> None:
         # Lists arrive from JSON/YAML: store tuples so the config stays hashable and frozen.
@@ -217,32 +219,22 @@ class L3RSConfig:
             raise ConfigError(f"L3RSConfig.directions has duplicates: {self.directions}")
         if self.norm not in NORMS:
             raise ConfigError(f"L3RSConfig.norm must be one of {NORMS}, got {self.norm!r}")
-        if self.rate_adaptation not in RATE_ADAPTATIONS:
+        if not self.hypergradient_rate >= 0:  # _check_types has made every float field a finite number
             raise ConfigError(
-                f"L3RSConfig.rate_adaptation must be one of {RATE_ADAPTATIONS}, got {self.rate_adaptation!r}"
+                f"L3RSConfig.hypergradient_rate must be >= 0 (0: no rate adaptation), got {self.hypergradient_rate!r}"
             )
-        if self.rate_adaptation == "hypergradient" and self.momentum_direction is None:
+        if self.adapts and self.momentum_direction is None:
             raise ConfigError(
-                "L3RSConfig.rate_adaptation='hypergradient' reads Adam's momentum: add 'adam' (or a direction "
-                "that extends it, e.g. 'shampoo') to directions"
-            )
-        if not self.hypergradient_rate > 0:  # _check_types has made every float field a finite number
-            raise ConfigError(
-                f"L3RSConfig.hypergradient_rate must be a positive number, got {self.hypergradient_rate!r}"
+                "L3RSConfig.hypergradient_rate > 0 (rate adaptation) reads Adam's momentum: add 'adam' (or a "
+                "direction that extends it, e.g. 'shampoo') to directions"
             )
         low, high = self.adaptation_min, self.adaptation_max
         if not 0 < low <= 1 <= high:
             raise ConfigError(
                 f"L3RSConfig needs 0 < adaptation_min <= 1 <= adaptation_max < inf, got {low!r} and {high!r}"
             )
-        if self.adaptation_scope not in ADAPTATION_SCOPES:
-            raise ConfigError(
-                f"L3RSConfig.adaptation_scope must be one of {ADAPTATION_SCOPES}, got {self.adaptation_scope!r}"
-            )
         if not -1 < self.adaptation_target < 1:
             raise ConfigError(f"L3RSConfig.adaptation_target must be in (-1, 1), got {self.adaptation_target!r}")
-        if self.step_scale not in STEP_SCALES:
-            raise ConfigError(f"L3RSConfig.step_scale must be one of {STEP_SCALES}, got {self.step_scale!r}")
         if self.variant not in VARIANTS:
             raise ConfigError(f"L3RSConfig.variant must be one of {VARIANTS}, got {self.variant!r}")
         for beta in self.ema_betas:
@@ -269,12 +261,8 @@ class L3RSConfig:
                 f"L3RSConfig.base_lr must be in (0, {MAX_BASE_LR:g}] (a per-element step size of normalised "
                 f"directions), got {self.base_lr!r}"
             )
-        if not self.feature_eps > 0:
-            raise ConfigError(f"L3RSConfig.feature_eps must be > 0 (features take its log), got {self.feature_eps!r}")
         if not self.rate_clamp > 0:
             raise ConfigError(f"L3RSConfig.rate_clamp must be > 0, got {self.rate_clamp!r}")
-        if not 0.0 < self.init_adam_mix < 1.0:
-            raise ConfigError("L3RSConfig.init_adam_mix must be in (0, 1)")
         if self.num_components is not None and not 0 < self.num_components <= MAX_COMPONENTS:
             raise ConfigError(f"L3RSConfig.num_components must be in [1, {MAX_COMPONENTS}] or None")
         known_hyper = {f"{d}.{h}" for d in self.directions for h in DIRECTIONS[d].hyper_defaults}
@@ -294,6 +282,11 @@ class L3RSConfig:
         if self.descriptor:
             n += len(ROLES) + 2
         return n
+
+    @property
+    def adapts(self) -> bool:
+        """Whether rate adaptation is on (a positive ``hypergradient_rate``)."""
+        return self.hypergradient_rate > 0
 
     @property
     def momentum_direction(self) -> str | None:

@@ -7,11 +7,9 @@ moved), ``modulate`` (the network's rates in, the rates the step uses out) and
 controller keeps its own explicit state and saves it under its ``key`` in the optimizer's
 ``state_dict``.
 
-- :class:`DistanceScale` (``step_scale="distance"|"distance_per_tensor"``): Prodigy's
-  distance estimate d as the step-size scale, the network's rates relative to their
-  first-step level modulating it.
-- :class:`RateAdaptation` (``rate_adaptation="hypergradient"``): log a += β·(cos(g_t, m_{t−1})
-  − target), per model or per tensor, clamped.
+- :class:`RateAdaptation` (``hypergradient_rate`` > 0): log a += β·(cos(g_t, m_{t−1}) − target)
+  per tensor, clamped. (Prodigy's distance estimate as a step-size scale was a second
+  controller; it lost on the dev split and went, docs/adr/0014.)
 """
 
 from __future__ import annotations
@@ -24,7 +22,6 @@ import torch
 from torch import Tensor
 
 from hf_l3rs.optim.config import L3RSConfig
-from hf_l3rs.optim.distance import DistanceState, observe
 from hf_l3rs.optim.sampling import adam_sums, estimates, is_sampled
 
 
@@ -57,45 +54,11 @@ class RateController(Protocol):
     def load(self, saved: Any, params: list[Tensor]) -> None: ...
 
 
-class DistanceScale:
-    """d × the network's modulation (docs/adr/0003-distance-scale.md)."""
-
-    key = "distance"
-
-    def __init__(self, config: L3RSConfig, n: int) -> None:
-        self.scope = "model" if config.step_scale == "distance" else "component"
-        self.estimate = DistanceState.fresh(n)
-
-    def observe_probe(self, view: StepView) -> None:
-        pass
-
-    def modulate(self, rate: Tensor, active: list[int]) -> Tensor:
-        est = self.estimate
-        if est.reference is None:  # the network's level at the first step is d's unit
-            est.reference = float(torch.exp(torch.log(rate.detach()[active]).mean()))
-        return rate * (est.d / est.reference).to(rate)
-
-    def observe_update(self, view: StepView, multiplier: Tensor) -> None:
-        """Fold this step into the estimate (weights not yet moved), finite tensors only."""
-        ok = [pos for pos, f in enumerate(view.finite.tolist()) if f]
-        idx = [view.active[pos] for pos in ok]
-        params = [view.params[j] for j in idx]
-        d = self.estimate.d[idx]  # empty when no tensor is finite: observe then returns at once
-        beta3 = math.sqrt(view.hyper.get("adam", {}).get("beta2", 0.999))
-        observe(self.estimate, idx, params, [p.grad for p in params], d * d * multiplier[ok], beta3, self.scope)
-
-    def state(self) -> dict[str, Any]:
-        return self.estimate.to_dict()
-
-    def load(self, saved: Any, params: list[Tensor]) -> None:
-        self.estimate = DistanceState.from_dict(saved, params)
-
-
 class RateAdaptation:
-    """log a += β·(cos(g_t, m_{t−1}) − target), the cosine over all finite components
-    concatenated (scope ``model``) or each component's own (scope ``component``; Adam's
-    momentum before this step's update), clamped to [min, max]. A component without momentum
-    yet (its first step) keeps its multiplier."""
+    """log a += β·(cos(g_t, m_{t−1}) − target) per component, each from its own cosine (Adam's
+    momentum before this step's update; one cosine for the whole model lost on the dev split,
+    docs/adr/0014), clamped to [min, max]. A component without momentum yet (its first step)
+    keeps its multiplier."""
 
     key = "log_adapt"
 
@@ -115,16 +78,10 @@ class RateAdaptation:
             dots, mm = self._agreement(view)
         # NaN: not finite, or a sampled tensor whose sample saw no gradient (optim/sampling.py)
         known = finite & torch.isfinite(dots) & torch.isfinite(mm)
-        dot, g_all, m_all = float(dots[known].sum()), float(gg[known].sum()), float(mm[known].sum())
-        if not (g_all > 0 and m_all > 0 and math.isfinite(dot)):
-            return  # the first step (no momentum yet) or nothing to compare
-        low, high = math.log(cfg.adaptation_min), math.log(cfg.adaptation_max)
-        if cfg.adaptation_scope == "model":
-            agreement = max(-1.0, min(1.0, dot / math.sqrt(g_all * m_all)))
-            step = cfg.hypergradient_rate * (agreement - cfg.adaptation_target)
-            self.log_multiplier = (self.log_multiplier + step).clamp(low, high)
+        seen = known & (gg > 0) & (mm > 0)  # not the first step (no momentum yet) nor a zero gradient
+        if not bool(seen.any()):
             return
-        seen = known & (gg > 0) & (mm > 0)
+        low, high = math.log(cfg.adaptation_min), math.log(cfg.adaptation_max)
         cos = (dots[seen] / torch.sqrt(gg[seen] * mm[seen]).clamp_min(1e-300)).clamp(-1.0, 1.0)
         idx = torch.tensor(view.active, dtype=torch.long)[seen]
         change = cfg.hypergradient_rate * (cos - cfg.adaptation_target)
@@ -170,8 +127,6 @@ class RateAdaptation:
 def controllers_for(config: L3RSConfig, n: int) -> list[RateController]:
     """The controllers a config switches on, in the order they scale the rate."""
     out: list[RateController] = []
-    if config.step_scale != "base_lr":
-        out.append(DistanceScale(config, n))
-    if config.rate_adaptation != "none":
+    if config.adapts:
         out.append(RateAdaptation(config, n))
     return out

@@ -23,14 +23,14 @@ from hf_l3rs.optim.components import (
     normalize_params,
 )
 from hf_l3rs.optim.config import ROLES, L3RSConfig
-from hf_l3rs.optim.controllers import DistanceScale, RateAdaptation, StepView, controllers_for
+from hf_l3rs.optim.controllers import RateAdaptation, StepView, controllers_for
 from hf_l3rs.optim.directions import init_direction_state
 from hf_l3rs.optim.features import EMAFeatures, assemble, time_features
 from hf_l3rs.optim.horizon import resolve_horizon
 from hf_l3rs.optim.loss_source import LossSource
 from hf_l3rs.optim.network import L3RSNet
 from hf_l3rs.optim.pretrained import PretrainedMixin
-from hf_l3rs.optim.rule import coefficients, direction_log_norms, norm_statistics
+from hf_l3rs.optim.rule import FEATURE_EPS, coefficients, direction_log_norms, norm_statistics
 from hf_l3rs.optim.validation import (
     active_components,
     align_state_layouts,
@@ -113,7 +113,7 @@ class L3RS(PretrainedMixin, torch.optim.Optimizer):
         self.components = describe([(n, p) for _, n, p in entries], model)
         net = network_for(net, self.components, seed)
         self.config: L3RSConfig = net.config
-        check_tensors([(n, p) for _, n, p in entries], self.config.step_scale)
+        check_tensors([(n, p) for _, n, p in entries])
         self.device = self._params[0].device
         self.net = net.to(self.device)
         mapping, presented = bind_components(
@@ -188,12 +188,6 @@ class L3RS(PretrainedMixin, torch.optim.Optimizer):
     @property
     def direction_names(self) -> tuple[str, ...]:
         return self.config.directions
-
-    @property
-    def distance_scale(self) -> Tensor:
-        """Each tensor's d, the step-size scale of ``step_scale="distance*"`` (docs/adr/0003)."""
-        scale = next((c for c in self._controllers if isinstance(c, DistanceScale)), None)
-        return scale.estimate.d.clone() if scale else torch.full((len(self._params),), math.nan, dtype=torch.float64)
 
     @property
     def rate_multipliers(self) -> Tensor:
@@ -312,10 +306,10 @@ class L3RS(PretrainedMixin, torch.optim.Optimizer):
         n = len(self._params)
         rows = torch.zeros(n, dtype=torch.bool)
         rows[act[finite]] = True
-        stats = norm_statistics(self._pnorm, probe.gnorm, float(loss) if loss_finite else None, act, n, cfg.feature_eps)
+        stats = norm_statistics(self._pnorm, probe.gnorm, float(loss) if loss_finite else None, act, n, FEATURE_EPS)
         self._ema.update(stats.to(dev, torch.float32), rows.to(dev))
         act_dev = act.to(dev)
-        dl = direction_log_norms(probe.dnorm, cfg.feature_eps).to(self._dirlog)
+        dl = direction_log_norms(probe.dnorm, FEATURE_EPS).to(self._dirlog)
         self._dirlog[act_dev] = torch.where(finite.to(dev)[:, None], dl.to(dev), self._dirlog[act_dev])
         feats = assemble(
             self._ema.read(), time_features(cfg, self._step, self.total_steps).to(dev), self._dirlog, self.descriptor

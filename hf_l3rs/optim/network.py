@@ -16,6 +16,12 @@ from hf_l3rs.optim.config import ROLES, L3RSConfig
 from hf_l3rs.optim.directions import get_direction
 from hf_l3rs.optim.flat import FlatMetaParameters
 
+#: A fresh network (meta-training's θ₀; a loaded checkpoint replaces it): the output layer's
+#: weights scaled down so every component starts at the rate logit 0 (η = base_lr), and the
+#: mixing logits giving the Adam direction this share (docs/adr/0014).
+INIT_OUTPUT_SCALE = 0.01
+INIT_ADAM_MIX = 0.9
+
 
 class L3RSNet(FlatMetaParameters):
     """Maps per-component features to a rate η and mixing α over the base directions."""
@@ -26,8 +32,12 @@ class L3RSNet(FlatMetaParameters):
         trained_roles: Tensor | None = None,
         trained_depths: Tensor | None = None,
         seed: int = 0,
+        output_scale: float = INIT_OUTPUT_SCALE,
+        adam_mix: float = INIT_ADAM_MIX,
     ) -> None:
         super().__init__()
+        if not 0.0 < adam_mix < 1.0:
+            raise ValueError(f"L3RSNet: adam_mix must be in (0, 1), got {adam_mix!r}")
         if config.num_components is None:
             raise ValueError("L3RSNet needs config.num_components (L3RS sets it from the model)")
         self.config = config
@@ -56,8 +66,8 @@ class L3RSNet(FlatMetaParameters):
             w = (torch.rand(copies, fan_out, fan_in, generator=gen) * 2 - 1) * bound
             b = (torch.rand(copies, fan_out, generator=gen) * 2 - 1) * bound
             if i == len(sizes) - 2:
-                w *= config.init_output_scale
-                b.copy_(self._output_bias(config).expand_as(b))
+                w *= output_scale
+                b.copy_(self._output_bias(config, adam_mix).expand_as(b))
             self.weights.append(nn.Parameter(w))
             self.biases.append(nn.Parameter(b))
 
@@ -71,12 +81,12 @@ class L3RSNet(FlatMetaParameters):
         self.hyper_raw = nn.Parameter(torch.tensor(raws, dtype=torch.float32))
 
     @staticmethod
-    def _output_bias(config: L3RSConfig) -> Tensor:
-        """Rate logit 0 (η = η₀); mixing logits giving α(adam) = init_adam_mix."""
+    def _output_bias(config: L3RSConfig, adam_mix: float) -> Tensor:
+        """Rate logit 0 (η = η₀); mixing logits giving α(adam) = adam_mix."""
         k = len(config.directions)
         bias = torch.zeros(1 + k)
         if "adam" in config.directions and k > 1:
-            a = config.init_adam_mix
+            a = adam_mix
             bias[1 + config.directions.index("adam")] = math.log(a * (k - 1) / (1 - a))
         return bias
 

@@ -15,6 +15,7 @@ from hf_l3rs.optim.components import Component
 from hf_l3rs.optim.config import ROLES
 from hf_l3rs.optim.directions import get_direction
 from hf_l3rs.optim.network import L3RSNet
+from hf_l3rs.optim.rule import FEATURE_EPS
 
 
 def _sampled_mask(p: Tensor, t: int) -> Tensor:
@@ -51,12 +52,6 @@ class ReferenceL3RS:
         self.ema_count = [0] * len(self.params)
         self.dirlog = [[0.0] * len(self.cfg.directions) for _ in self.params]
         self.log_adapt = [0.0] * len(self.params)
-        # docs/adr/0003 (step_scale="distance*"): x₀, s, r and d per tensor, the network's level at step 1
-        self.x0: list[Tensor | None] = [None] * len(self.params)
-        self.s: list[Tensor | None] = [None] * len(self.params)
-        self.r = [0.0] * len(self.params)
-        self.d = [1e-6] * len(self.params)
-        self.reference_rate: float | None = None
 
     def _features(self, j: int) -> list[float]:
         cfg = self.cfg
@@ -81,49 +76,21 @@ class ReferenceL3RS:
         return row
 
     def _adapt(self, agreement: dict[int, tuple[float, float, float]]) -> None:
-        """log a += β·(cos − target): one cosine over all components, or one per component."""
+        """log a += β·(cos − target), each component from its own cosine."""
         cfg = self.cfg
         low, high = math.log(cfg.adaptation_min), math.log(cfg.adaptation_max)
-        if cfg.adaptation_scope == "model":
-            dot, gg, mm = (sum(v[i] for v in agreement.values()) for i in range(3))
-            groups = {j: (dot, gg, mm) for j in range(len(self.params))} if gg > 0 and mm > 0 else {}
-        else:
-            groups = agreement
-        for j, (dot, gg, mm) in groups.items():
+        for j, (dot, gg, mm) in agreement.items():
             if gg > 0 and mm > 0:
                 cos = max(-1.0, min(1.0, dot / math.sqrt(gg * mm)))
                 change = cfg.hypergradient_rate * (cos - cfg.adaptation_target)
                 self.log_adapt[j] = max(low, min(high, self.log_adapt[j] + change))
-
-    def _distance(self, pending: dict, group_of: list[dict], hyper: dict) -> None:
-        """Prodigy's estimate, weights before they move: r ← β₃r + w⟨g, x₀ − x⟩, s ← β₃s + w·g,
-        d ← max(d, r/‖s‖₁) per tensor or with r and ‖s‖₁ summed over the model."""
-        beta3 = math.sqrt(hyper.get("adam", {}).get("beta2", 0.999))
-        for j in pending:
-            p = self.params[j]
-            if self.x0[j] is None:
-                self.x0[j], self.s[j] = p.detach().clone(), torch.zeros_like(p)
-            w = self.d[j] ** 2 * group_of[j]["lr"]
-            self.r[j] = beta3 * self.r[j] + w * float((p.grad * (self.x0[j] - p)).sum())
-            self.s[j] = beta3 * self.s[j] + w * p.grad
-        seen = [j for j in range(len(self.params)) if self.s[j] is not None]
-        if self.cfg.step_scale == "distance":
-            l1 = sum(float(self.s[j].abs().sum()) for j in seen)
-            if l1 > 0:
-                d = max(self.d[0], sum(self.r[j] for j in seen) / l1)
-                self.d = [d] * len(self.params)
-            return
-        for j in pending:
-            l1 = float(self.s[j].abs().sum())
-            if l1 > 0:
-                self.d[j] = max(self.d[j], self.r[j] / l1)
 
     @torch.no_grad()
     def step(self, loss: float) -> None:
         cfg = self.cfg
         self.t += 1
         hyper = self.net.hyper_values()
-        eps = cfg.feature_eps
+        eps = FEATURE_EPS
         pending = {}
         agreement = {}  # rate adaptation: j -> (g_t·m_{t-1}, |g_t|², |m_{t-1}|²) of the finite components
         for j, p in enumerate(self.params):
@@ -157,7 +124,7 @@ class ReferenceL3RS:
                 self.ema_count[j] += 1
                 self.dirlog[j] = [math.log(x + eps) for x in dnorms]
                 pending[j] = (dirs, news, dnorms)
-                if cfg.rate_adaptation == "hypergradient":  # the sample's own cosine, scaled to ‖g‖²
+                if cfg.adapts:  # the sample's own cosine, scaled to ‖g‖²
                     g, m_prev = p.grad.double(), st[cfg.momentum_direction]["exp_avg"].double()
                     gg, gs = float((g * g).sum()), float((g * g)[mask].sum())
                     if bool(mask.all()):
@@ -170,16 +137,9 @@ class ReferenceL3RS:
         feats = torch.tensor([self._features(j) for j in range(len(self.params))], dtype=torch.float32)
         rate, mix = self.net(feats, self.component_map)
         group_of = [g for g in self.groups for _ in g["params"]]
-        if cfg.step_scale != "base_lr" and pending:
-            if self.reference_rate is None:  # geometric mean of the first step's rates
-                self.reference_rate = math.exp(sum(math.log(float(rate[j])) for j in pending) / len(pending))
-            d_now = list(self.d)
-            self._distance(pending, group_of, hyper)
         for j, (dirs, news, dnorms) in pending.items():
             p, group = self.params[j], group_of[j]
             eta = group["lr"] * float(rate[j])
-            if cfg.step_scale != "base_lr":
-                eta *= d_now[j] / self.reference_rate
             eta *= math.exp(self.log_adapt[j])
             update = torch.zeros_like(p)
             for k, d in enumerate(dirs):

@@ -9,6 +9,8 @@ from torch import Tensor
 
 #: keeps a zero-norm direction's coefficient finite
 NORM_EPS = 1e-12
+#: inside the features' logs (log ‖p‖, log ‖g‖, log ‖d_k‖): a zero norm gives a finite feature
+FEATURE_EPS = 1e-12
 
 #: The numbers a step computes from the same weights, gradients and state. Scored results belong
 #: to a weights version *and* this (benchmark.run.weights_version hashes both): bump it with any

@@ -103,23 +103,14 @@ def active_components(params: list[Tensor], components: list[Any]) -> list[int]:
     return active
 
 
-def check_tensors(named: list[tuple[str, Tensor]], step_scale: str) -> None:
+def check_tensors(named: list[tuple[str, Tensor]]) -> None:
     """Complex tensors are refused by name: L3RS's norms, features and directions are
-    real-valued, and stepping a complex tensor with them would silently mix its parts. So are
-    half-precision tensors under the distance scale: it starts at d₀ = 1e-6, a step that rounds
-    away in float16 and bfloat16, so d would never grow and the weights never move (measured:
-    d stayed at 1e-6 for 30 steps where float32 reached 0.036)."""
+    real-valued, and stepping a complex tensor with them would silently mix its parts."""
     for name, p in named:
         if p.is_complex():
             raise ValueError(
                 f"L3RS: parameter {name!r} is complex ({p.dtype}); L3RS steps real tensors only. Keep it as a "
                 "real parameter of shape (..., 2) and use torch.view_as_complex(...) in the forward pass."
-            )
-        if step_scale != "base_lr" and p.dtype in (torch.float16, torch.bfloat16):
-            raise ValueError(
-                f"L3RS: step_scale={step_scale!r} cannot grow from d0=1e-6 on {p.dtype} weights ({name!r}): such "
-                "small steps round away in half precision. Keep float32 weights (autocast the forward pass) or "
-                "use step_scale='base_lr'."
             )
 
 

@@ -249,12 +249,12 @@ def test_sensitivity_set_writes_the_variant_report(tmp_path) -> None:
     config = tmp_path / "cfg.yaml"
     config.write_text("name: t\nfamily: two_moons_mlp\nfamily_kwargs: {}\n")
     source, out = _untrained(tmp_path), tmp_path / "out"
-    main(["sensitivity", source, "--config", str(config), "--set", "base_lr=0.1", "adaptation_scope=\"component\"",
+    main(["sensitivity", source, "--config", str(config), "--set", "base_lr=0.1", "adaptation_target=0.2",
           "--horizons", "4", "--tasks", "2", "--output", str(out)])  # fmt: skip
     report = json.loads((out / "variant.json").read_text())
-    assert report["overrides"] == {"base_lr": 0.1, "adaptation_scope": "component"}
+    assert report["overrides"] == {"base_lr": 0.1, "adaptation_target": 0.2}
     assert [c["horizon"] for c in report["cells"]] == [4] and isinstance(report["refused"], bool)
-    assert "`adaptation_scope='component'`" in (out / "variant.md").read_text()
+    assert "`adaptation_target=0.2`" in (out / "variant.md").read_text()
     with pytest.raises(SystemExit, match="is not JSON"):
         main(["sensitivity", source, "--config", str(config), "--set", "variant=global", "--output", str(out)])
     with pytest.raises(SystemExit, match="base_lr"):

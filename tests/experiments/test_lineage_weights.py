@@ -51,15 +51,10 @@ def test_lineage_adaptive_weights_are_the_cosine_rule_with_a_brake() -> None:
     learning rate on an unseen model whose steps overshoot, the multiplier drops below 1."""
     cosine, adaptive = load_net(lineage("l3rs-kanji-cosine")), load_net(lineage("l3rs-kanji-adaptive"))
     assert torch.equal(cosine.get_flat(), adaptive.get_flat())
-    assert cosine.config.rate_adaptation == "none"
-    assert adaptive.config.rate_adaptation == "hypergradient"
+    assert not cosine.config.adapts
+    assert adaptive.config.adapts
     assert adaptive.config.adaptation_max == 1.0
-    assert (
-        adaptive.config.replace(
-            rate_adaptation="none", hypergradient_rate=0.05, adaptation_min=1 / 30, adaptation_max=30.0
-        )
-        == cosine.config
-    )
+    assert adaptive.config.replace(hypergradient_rate=0.0, adaptation_min=1 / 30, adaptation_max=30.0) == cosine.config
     model = small_cnn()
     opt = L3RS.from_pretrained(lineage("l3rs-kanji-adaptive"), model, total_steps=30, lr=300.0)  # far too large
     for t in range(30):
@@ -76,8 +71,6 @@ def test_lineage_pertensor_weights_are_the_cosine_rule_with_per_tensor_adaptatio
     cosine, pertensor = load_net(lineage("l3rs-kanji-cosine")), load_net(lineage("l3rs-kanji-pertensor"))
     assert torch.equal(cosine.get_flat(), pertensor.get_flat())
     expected = cosine.config.replace(
-        rate_adaptation="hypergradient",
-        adaptation_scope="component",
         hypergradient_rate=0.4,
         adaptation_min=1 / 30,
         adaptation_max=30.0,

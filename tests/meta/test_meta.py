@@ -214,7 +214,7 @@ def test_divergent_candidates_get_worst_fitness_and_are_counted(tmp_path) -> Non
     from hf_l3rs.meta.trainer import MetaTrainer
 
     config = _tiny(
-        l3rs={"base_lr": 0.05, "init_output_scale": 1.0},
+        l3rs={"base_lr": 0.05},
         nes={"popsize": 8, "sigma": 2.0, "learning_rate": 0.05},
         generations=3,
     )
@@ -239,7 +239,7 @@ def test_blowup_factor_counts_finite_explosions_as_divergence(tmp_path, factor) 
     from hf_l3rs.meta.trainer import MetaTrainer
 
     config = _tiny(
-        l3rs={"base_lr": 0.05, "init_output_scale": 1.0},
+        l3rs={"base_lr": 0.05},
         nes={"popsize": 8, "sigma": 2.0, "learning_rate": 0.05},
         generations=3,
         blowup_factor=factor,
@@ -432,15 +432,13 @@ def test_init_from_starts_the_search_at_given_meta_weights(tmp_path) -> None:
     switched = _trainer(
         _tiny(
             generations=1,
-            l3rs={"rate_adaptation": "hypergradient", "adaptation_scope": "component"},
+            l3rs={"hypergradient_rate": 0.3},
             init_from=str(tmp_path / "a" / "final"),
         ),
         tmp_path / "c",
     )
     assert torch.equal(switched.theta0, second.theta0)
-    assert switched.net.config == first.net.config.replace(
-        rate_adaptation="hypergradient", adaptation_scope="component"
-    )
+    assert switched.net.config == first.net.config.replace(hypergradient_rate=0.3)
     with pytest.raises(ConfigError, match="hidden_sizes"):
         _tiny(l3rs={"hidden_sizes": [4]}, init_from=str(tmp_path / "a" / "final"))
     # a direction may be replaced by one that extends it (adam -> shampoo): same θ, new rule

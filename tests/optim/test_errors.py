@@ -112,6 +112,28 @@ def test_config_json_with_a_removed_option_on_warns_by_name(tmp_path, model) -> 
     assert opt.config == L3RS.from_pretrained(str(_saved(tmp_path / "plain", model)), model).config
 
 
+def test_config_json_saved_before_adr_0014_loads_with_the_same_steps(tmp_path, model, recwarn) -> None:
+    """The switch ``rate_adaptation`` became the rate itself (``"none"``: rate 0); the per-tensor
+    scope, the base-lr scale, the features' epsilon and the network's initialisation at the
+    values that are now fixed load silently; the distance scale or a one-model scope warn."""
+    folder = _saved(tmp_path, model)
+    data = json.loads((folder / "config.json").read_text())
+    old = {"feature_eps": 1e-12, "init_output_scale": 1.0, "init_adam_mix": 0.5, "step_scale": "base_lr"}
+    data["l3rs"].update(old, rate_adaptation="none", hypergradient_rate=0.05, adaptation_scope="model")
+    (folder / "config.json").write_text(json.dumps(data))
+    opt = L3RS.from_pretrained(str(folder), model, total_steps=3)
+    assert opt.config.hypergradient_rate == 0.0 and not opt.config.adapts
+    assert not [w for w in recwarn if "removed" in str(w.message)]
+    data["l3rs"].update(rate_adaptation="hypergradient", hypergradient_rate=0.4, adaptation_scope="component")
+    (folder / "config.json").write_text(json.dumps(data))
+    assert L3RS.from_pretrained(str(folder), model, total_steps=3).config.hypergradient_rate == 0.4
+    assert not [w for w in recwarn if "removed" in str(w.message)]
+    data["l3rs"].update(step_scale="distance", adaptation_scope="model")
+    (folder / "config.json").write_text(json.dumps(data))
+    with pytest.warns(UserWarning, match=r"\['adaptation_scope', 'step_scale'\] were removed"):
+        L3RS.from_pretrained(str(folder), model, total_steps=3)
+
+
 def test_config_json_unknown_field_is_named(tmp_path, model) -> None:
     """A field this version does not know (a newer version's, or a typo) is named in a warning
     and ignored (issue 39); in a run config's ``l3rs:`` block it stays an error."""

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 hypothesis = pytest.importorskip("hypothesis")
+from conftest import lively  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
@@ -32,14 +33,14 @@ def _grads(params, scale: float, seed: int) -> None:
         p.grad = torch.randn(p.shape, generator=g) * scale
 
 
-CONFIG = L3RSConfig(init_output_scale=1.0, rate_adaptation="hypergradient", adaptation_scope="component")
+CONFIG = L3RSConfig(hypergradient_rate=0.05)
 
 
 @settings(max_examples=15, deadline=None)
 @given(shape_list=shapes, scale=scales, seed=st.integers(0, 1000), backend=st.sampled_from(BACKENDS))
 def test_finite_gradients_give_finite_weights(shape_list, scale, seed, backend) -> None:
     params = _params(shape_list, seed)
-    opt = L3RS(params, CONFIG, total_steps=5, implementation=backend)
+    opt = lively(L3RS(params, CONFIG, total_steps=5, implementation=backend))
     for t in range(3):
         _grads(params, scale, seed + t)
         opt.step(loss=float(scale))
@@ -51,7 +52,7 @@ def test_finite_gradients_give_finite_weights(shape_list, scale, seed, backend) 
 def test_a_zero_gradient_moves_nothing(shape_list, seed, backend) -> None:
     params = _params(shape_list, seed)
     before = [p.detach().clone() for p in params]
-    opt = L3RS(params, CONFIG, total_steps=5, implementation=backend)
+    opt = lively(L3RS(params, CONFIG, total_steps=5, implementation=backend))
     for p in params:
         p.grad = torch.zeros_like(p)
     opt.step(loss=1.0)
@@ -65,7 +66,7 @@ def test_fused_and_foreach_agree(shape_list, scale, seed) -> None:
     runs = []
     for backend in ("foreach", "fused"):
         params = _params(shape_list, seed)
-        opt = L3RS(params, CONFIG, total_steps=5, implementation=backend, seed=2)
+        opt = lively(L3RS(params, CONFIG, total_steps=5, implementation=backend, seed=2))
         for t in range(3):
             _grads(params, scale, seed + t)
             opt.step(loss=1.0)
@@ -78,12 +79,12 @@ def test_fused_and_foreach_agree(shape_list, scale, seed) -> None:
 @given(shape_list=shapes, seed=st.integers(0, 1000), backend=st.sampled_from(BACKENDS))
 def test_a_state_round_trip_continues_bitwise(shape_list, seed, backend) -> None:
     params = _params(shape_list, seed)
-    opt = L3RS(params, CONFIG, total_steps=6, implementation=backend)
+    opt = lively(L3RS(params, CONFIG, total_steps=6, implementation=backend))
     for t in range(2):
         _grads(params, 1.0, seed + t)
         opt.step(loss=1.0)
     twin = [torch.nn.Parameter(p.detach().clone()) for p in params]
-    copy_opt = L3RS(twin, CONFIG, total_steps=6, implementation=backend, seed=9)
+    copy_opt = lively(L3RS(twin, CONFIG, total_steps=6, implementation=backend, seed=9))
     copy_opt.load_state_dict(copy.deepcopy(opt.state_dict()))
     for t in range(2, 4):
         _grads(params, 1.0, seed + t)

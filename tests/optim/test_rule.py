@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hf_l3rs.optim.config import L3RSConfig
-from hf_l3rs.optim.controllers import DistanceScale, RateAdaptation, StepView, controllers_for
+from hf_l3rs.optim.controllers import RateAdaptation, StepView, controllers_for
 from hf_l3rs.optim.rule import NORM_EPS, coefficients, direction_log_norms, norm_statistics
 
 f64 = torch.float64
@@ -72,23 +72,9 @@ def _view(grads: list[torch.Tensor], moms: list[torch.Tensor], finite: list[bool
     return StepView(params, state, list(range(len(params))), torch.tensor(finite), gnorm, None, {})
 
 
-def test_rate_adaptation_per_model_follows_the_concatenated_cosine() -> None:
-    config = L3RSConfig(rate_adaptation="hypergradient", hypergradient_rate=0.5, adaptation_target=0.1)
-    adapt = RateAdaptation(config, 2)
-    g = [torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])]
-    m = [torch.tensor([1.0, 0.0]), torch.tensor([0.0, -3.0])]
-    adapt.observe_probe(_view(g, m, [True, True]))
-    cos = (1.0 - 3.0) / math.sqrt(2.0 * 10.0)
-    expected = 0.5 * (cos - 0.1)
-    torch.testing.assert_close(adapt.log_multiplier, torch.full((2,), expected, dtype=f64))
-    rate = torch.tensor([1.0, 2.0])
-    torch.testing.assert_close(adapt.modulate(rate, [0, 1]), rate * math.exp(expected))
-
-
 def test_rate_adaptation_per_tensor_and_its_bounds() -> None:
     config = L3RSConfig(
-        rate_adaptation="hypergradient", adaptation_scope="component", hypergradient_rate=10.0,
-        adaptation_min=0.5, adaptation_max=2.0,
+        hypergradient_rate=10.0, adaptation_min=0.5, adaptation_max=2.0,
     )  # fmt: skip
     adapt = RateAdaptation(config, 3)
     g = [torch.tensor([1.0, 0.0]), torch.tensor([1.0, 0.0]), torch.tensor([1.0, 0.0])]
@@ -100,7 +86,7 @@ def test_rate_adaptation_per_tensor_and_its_bounds() -> None:
 
 
 def test_rate_adaptation_state_round_trip_and_old_scalar_states() -> None:
-    config = L3RSConfig(rate_adaptation="hypergradient")
+    config = L3RSConfig(hypergradient_rate=0.05)
     adapt = RateAdaptation(config, 3)
     adapt.log_multiplier = torch.tensor([0.1, -0.2, 0.3], dtype=f64)
     other = RateAdaptation(config, 3)
@@ -110,19 +96,9 @@ def test_rate_adaptation_state_round_trip_and_old_scalar_states() -> None:
     torch.testing.assert_close(other.log_multiplier, torch.full((3,), 0.25, dtype=f64))
 
 
-def test_distance_scale_modulates_relative_to_the_first_step() -> None:
-    scale = DistanceScale(L3RSConfig(step_scale="distance_per_tensor"), 2)
-    first = scale.modulate(torch.tensor([2.0, 8.0]), [0, 1])
-    torch.testing.assert_close(first, torch.tensor([2.0, 8.0]) * 1e-6 / 4.0)  # geometric mean 4 is d's unit
-    scale.estimate.d = torch.tensor([1e-3, 1e-2], dtype=f64)
-    later = scale.modulate(torch.tensor([4.0, 4.0]), [0, 1])
-    torch.testing.assert_close(later, torch.tensor([4.0 * 1e-3 / 4.0, 4.0 * 1e-2 / 4.0]))
-
-
 def test_controllers_for_switch_on_what_the_config_says() -> None:
-    assert controllers_for(L3RSConfig(), 3) == []
-    kinds = [type(c) for c in controllers_for(L3RSConfig(step_scale="distance", rate_adaptation="hypergradient"), 3)]
-    assert kinds == [DistanceScale, RateAdaptation]  # the order the rate is scaled in
+    assert controllers_for(L3RSConfig(), 3) == []  # rate 0: the paper's L3RS, no controller
+    assert [type(c) for c in controllers_for(L3RSConfig(hypergradient_rate=0.1), 3)] == [RateAdaptation]
 
 
 def test_norm_statistics_read_an_infinite_gradient_norm_as_zero() -> None:
@@ -140,9 +116,7 @@ def test_a_zero_direction_norm_keeps_a_finite_positive_coefficient() -> None:
 
 
 def test_rate_adaptation_per_tensor_skips_tensors_without_gradient_or_momentum() -> None:
-    config = L3RSConfig(
-        rate_adaptation="hypergradient", adaptation_scope="component", hypergradient_rate=0.5, adaptation_target=0.1
-    )
+    config = L3RSConfig(hypergradient_rate=0.5, adaptation_target=0.1)
     adapt = RateAdaptation(config, 4)
     g = [torch.tensor([1.0, 0.0]), torch.tensor([1.0, 0.0]), torch.tensor([1.0, 0.0]), torch.zeros(2)]
     m = [torch.tensor([1.0, 1.0]), torch.tensor([-1.0, 0.0]), torch.zeros(2), torch.tensor([1.0, 0.0])]
@@ -151,8 +125,8 @@ def test_rate_adaptation_per_tensor_skips_tensors_without_gradient_or_momentum()
     torch.testing.assert_close(adapt.log_multiplier, torch.tensor(expected, dtype=f64))
 
 
-def test_rate_adaptation_per_model_stays_in_its_bounds_and_waits_for_gradients() -> None:
-    config = L3RSConfig(rate_adaptation="hypergradient", hypergradient_rate=5.0, adaptation_min=0.5, adaptation_max=2.0)
+def test_rate_adaptation_stays_in_its_bounds_and_waits_for_gradients() -> None:
+    config = L3RSConfig(hypergradient_rate=5.0, adaptation_min=0.5, adaptation_max=2.0)
     adapt = RateAdaptation(config, 2)
     m = [torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])]
     adapt.observe_probe(_view([torch.zeros(2), torch.zeros(2)], m, [True, True]))  # no gradient: nothing to compare
@@ -162,37 +136,3 @@ def test_rate_adaptation_per_model_stays_in_its_bounds_and_waits_for_gradients()
     adapt.observe_probe(_view([torch.tensor([-1.0, 0.0]), torch.tensor([0.0, -1.0])], m, [True, True]))
     adapt.observe_probe(_view([torch.tensor([-1.0, 0.0]), torch.tensor([0.0, -1.0])], m, [True, True]))
     torch.testing.assert_close(adapt.log_multiplier, torch.full((2,), math.log(0.5), dtype=f64))
-
-
-@pytest.mark.parametrize(
-    ("step_scale", "scope", "hyper", "beta3", "multiplier"),
-    [
-        ("distance_per_tensor", "component", {"adam": {"beta2": 0.81}}, 0.9, 2.0),  # β3 = √β2 of Adam
-        ("distance", "model", {"sgd": {}}, math.sqrt(0.999), 1.0),  # no Adam: Prodigy's default
-    ],
-)
-def test_distance_scale_folds_steps_with_beta3_the_root_of_beta2(step_scale, scope, hyper, beta3, multiplier) -> None:
-    from hf_l3rs.optim.distance import DistanceState, observe
-
-    scale = DistanceScale(L3RSConfig(step_scale=step_scale), 1)
-    by_hand = DistanceState.fresh(1)
-    p = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
-    for step, g in enumerate((torch.tensor([0.5, -1.0]), torch.tensor([0.25, 0.5]), torch.tensor([-1.0, 0.5]))):
-        p.grad = g
-        view = StepView([p], {}, [0], torch.tensor([True]), g.norm().reshape(1).double(), None, hyper)
-        d = by_hand.d[[0]].clone()
-        scale.observe_update(view, torch.tensor([multiplier], dtype=f64))
-        observe(by_hand, [0], [p], [g], d * d * multiplier, beta3, scope)
-        with torch.no_grad():
-            p -= 0.1 * (step + 1)
-    torch.testing.assert_close(scale.estimate.numerator, by_hand.numerator)
-    torch.testing.assert_close(scale.estimate.s[0], by_hand.s[0])
-    assert scale.estimate.numerator[0] != 0
-
-
-def test_the_distance_estimate_refuses_an_unknown_scope() -> None:
-    from hf_l3rs.optim.distance import DistanceState, observe
-
-    p = torch.nn.Parameter(torch.ones(2))
-    with pytest.raises(ValueError, match="scope"):
-        observe(DistanceState.fresh(1), [0], [p], [torch.ones(2)], torch.ones(1, dtype=f64), 0.9, "Component")

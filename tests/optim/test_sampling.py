@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from conftest import lively
 from torch import nn
 
 from hf_l3rs import L3RS, L3RSConfig
@@ -145,10 +146,6 @@ def _wide_step(model: nn.Module, t: int) -> torch.Tensor:
 
 
 ADAPTIVE = {
-    "init_output_scale": 1.0,
-    "init_adam_mix": 0.5,
-    "rate_adaptation": "hypergradient",
-    "adaptation_scope": "component",
     "hypergradient_rate": 0.3,
     "adaptation_min": 0.2,
     "adaptation_max": 5.0,
@@ -159,6 +156,7 @@ def _run_wide(implementation: str | None, steps: int = 20) -> tuple[nn.Module, L
     model = _Wide()
     config = L3RSConfig(directions=("sgd", "adam", "weight_decay"), **ADAPTIVE)
     fast = L3RS(model.parameters(), config, total_steps=steps, implementation=implementation or "foreach", seed=3)
+    lively(fast)
     opt: L3RS | ReferenceL3RS = fast
     if implementation is None:
         opt = ReferenceL3RS([{"params": list(model.parameters())}], fast.net, fast.components, total_steps=steps)

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import resume_matches_straight_run, small_cnn, train_step
+from conftest import lively, resume_matches_straight_run, small_cnn, train_step
 
 from hf_l3rs import L3RS, L3RSConfig, load_net
 
@@ -25,7 +25,7 @@ def _fused_ok() -> bool:
 def test_resume_from_state_dict_is_bitwise(tmp_path, impl) -> None:
     if impl == "fused" and not _fused_ok():
         pytest.skip("fused kernels unavailable")
-    resume_matches_straight_run(tmp_path, L3RSConfig(init_output_scale=1.0), impl, steps=40)
+    resume_matches_straight_run(tmp_path, L3RSConfig(), impl, steps=40, live=True)
 
 
 def test_state_dict_round_trip_before_any_step() -> None:
@@ -45,7 +45,7 @@ def test_state_dict_round_trip_before_any_step() -> None:
 
 def test_save_and_from_pretrained_give_identical_updates(tmp_path) -> None:
     a, b = small_cnn(), small_cnn()
-    opt_a = L3RS(a, L3RSConfig(init_output_scale=1.0), total_steps=10, seed=5)
+    opt_a = lively(L3RS(a, L3RSConfig(), total_steps=10, seed=5))
     opt_a.save_pretrained(tmp_path / "w")
     assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["README.md", "config.json", "model.safetensors"]
     opt_b = L3RS.from_pretrained(str(tmp_path / "w"), b, total_steps=10)
@@ -71,7 +71,7 @@ def test_from_pretrained_takes_groups_of_bare_tensors_with_the_model(tmp_path) -
     """Layer-wise rates as param groups of bare tensors: ``model=`` keeps names and roles,
     and a group's lr multiplies the learned rate (0 leaves its tensors where they are)."""
     net = small_cnn()
-    L3RS(net, L3RSConfig(init_output_scale=1.0), total_steps=5).save_pretrained(tmp_path / "w")
+    lively(L3RS(net, L3RSConfig(), total_steps=5)).save_pretrained(tmp_path / "w")
     params = list(net.parameters())
     groups = [{"params": params[:-2], "lr": 0.0}, {"params": params[-2:], "lr": 1.0}]
     opt = L3RS.from_pretrained(str(tmp_path / "w"), groups, model=net, total_steps=5)
@@ -95,7 +95,7 @@ def _populate_cache(cache, repo_id: str, folder) -> None:
 
 
 def test_hub_id_loads_offline_from_cache(tmp_path, model, monkeypatch) -> None:
-    opt = L3RS(model, L3RSConfig(init_output_scale=1.0), total_steps=5, seed=7)
+    opt = lively(L3RS(model, L3RSConfig(), total_steps=5, seed=7))
     opt.save_pretrained(tmp_path / "w")
     _populate_cache(tmp_path / "cache", "org/l3rs-tiny", tmp_path / "w")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -170,7 +170,7 @@ def test_an_evaluation_forward_between_steps_changes_nothing() -> None:
     def run(evaluate: bool) -> list[torch.Tensor]:
         torch.manual_seed(0)
         model = WithLoss()
-        opt = L3RS(model, L3RSConfig(init_output_scale=1.0), total_steps=10, seed=1)
+        opt = lively(L3RS(model, L3RSConfig(), total_steps=10, seed=1))
         x = torch.randn(8, 4, generator=torch.Generator().manual_seed(1))
         for _ in range(3):
             opt.zero_grad()
