@@ -32,10 +32,10 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "adaptation target (drift at cos = 0: 0.1 -> 0, the plain hypergradient)": {"adaptation_target": 0.0},
     "adaptation clamps ([1/30, 30] -> [1e-4, 1e4])": {"adaptation_min": 1e-4, "adaptation_max": 1e4},
 }
+#: (the distance scale of docs/adr/0003, once rows of the meta-network alone with d in place of
+#: base_lr, lost on the dev split and went with ADR 0014: its rows are in the ablation of
+#: l3rs-general@a28265c962, as is the one-multiplier scope's)
 ALL_OFF = "all of the above off (the meta-network alone)"
-#: Variants of the meta-network alone (none left: the distance scale of docs/adr/0003 lost on
-#: the dev split and went with ADR 0014; its rows are in the ablation of l3rs-general@a28265c962).
-ALL_OFF_PLUS: dict[str, dict[str, Any]] = {}
 
 
 def make_variants(root: Path, base: str = DEFAULT_WEIGHTS) -> dict[str, Path]:
@@ -45,10 +45,10 @@ def make_variants(root: Path, base: str = DEFAULT_WEIGHTS) -> dict[str, Path]:
     source = Path(resolve(base))
     out = {}
     all_off = {k: v for g in ABLATIONS.values() for k, v in g.items()}
-    groups = {**ABLATIONS, ALL_OFF: all_off, **{n: {**all_off, **o} for n, o in ALL_OFF_PLUS.items()}}
+    groups = {**ABLATIONS, ALL_OFF: all_off}
     for name, overrides in groups.items():
         words = re.sub(r"[^a-z0-9]+", "-", name.split(" (")[0].lower()).strip("-")
-        slug = "all-off" if name == ALL_OFF else words if name in ALL_OFF_PLUS else "no-" + words
+        slug = "all-off" if name == ALL_OFF else "no-" + words
         folder = root / slug
         if folder.exists():
             shutil.rmtree(folder)

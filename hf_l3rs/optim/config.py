@@ -159,6 +159,8 @@ class L3RSConfig:
     #: the step size of another without a learning rate. 0 (the paper's L3RS) switches it off.
     hypergradient_rate: float = 0.0
     adaptation_min: float = 1 / 30
+    #: 1 makes the adaptation a brake: it only lowers the learned rates where they overshoot
+    #: (the lineage adaptive weights; docs/adr/0006 "No learning rate").
     adaptation_max: float = 30.0
     #: The agreement the adaptation steers to: log a += β·(cos − target). 0 is the greedy
     #: optimum of the last step (Adam-HD); a positive target keeps steps below it (ADR 0013).

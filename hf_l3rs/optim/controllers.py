@@ -2,8 +2,7 @@
 behind one small protocol so that none of it is inline in the step (docs/adr/0003, 0004).
 
 A step calls, in order: ``observe_probe`` (the base directions' norms are known, nothing has
-moved), ``modulate`` (the network's rates in, the rates the step uses out) and
-``observe_update`` (the coefficients are known, the weights are about to move). Each
+moved) and ``modulate`` (the network's rates in, the rates the step uses out). Each
 controller keeps its own explicit state and saves it under its ``key`` in the optimizer's
 ``state_dict``.
 
@@ -36,7 +35,6 @@ class StepView:
     finite: Tensor  # bool [len(active)]
     gnorm: Tensor  # float64 [len(active)]
     agreement: Tensor | None  # [len(active), 2]: g·m and |m|² (Adam's momentum) where the backend computed them
-    hyper: dict[str, dict[str, float]]
     sample_offset: int = 0  # which pages the sums of large tensors read (optim/sampling.py)
 
 
@@ -46,8 +44,6 @@ class RateController(Protocol):
     def observe_probe(self, view: StepView) -> None: ...
 
     def modulate(self, rate: Tensor, active: list[int]) -> Tensor: ...
-
-    def observe_update(self, view: StepView, multiplier: Tensor) -> None: ...
 
     def state(self) -> Any: ...
 
@@ -112,9 +108,6 @@ class RateAdaptation:
 
     def modulate(self, rate: Tensor, active: list[int]) -> Tensor:
         return rate * torch.exp(self.log_multiplier).to(rate)
-
-    def observe_update(self, view: StepView, multiplier: Tensor) -> None:
-        pass
 
     def state(self) -> Tensor:
         return self.log_multiplier.clone()

@@ -197,7 +197,7 @@ class L3RS(PretrainedMixin, torch.optim.Optimizer):
 
     @property
     def rate_multiplier(self) -> float:
-        """The geometric mean of :attr:`rate_multipliers` (all equal with scope ``model``)."""
+        """The geometric mean of :attr:`rate_multipliers`."""
         return math.exp(float(torch.log(self.rate_multipliers).mean()))
 
     # --------------------------------------------------------------- state
@@ -297,9 +297,7 @@ class L3RS(PretrainedMixin, torch.optim.Optimizer):
         finite = torch.isfinite(probe.gnorm) & torch.isfinite(probe.dnorm).all(dim=1) & loss_finite
         act = torch.tensor(active, dtype=torch.long)
         self._nonfinite[act[~finite]] += 1
-        view = StepView(
-            self._params, self.state, active, finite, probe.gnorm, probe.agreement, hyper, sample_offset(self)
-        )
+        view = StepView(self._params, self.state, active, finite, probe.gnorm, probe.agreement, sample_offset(self))
         for controller in self._controllers:
             controller.observe_probe(view)
 
@@ -335,7 +333,4 @@ class L3RS(PretrainedMixin, torch.optim.Optimizer):
         wd = torch.tensor([g["weight_decay"] for g in groups], dtype=torch.float64)
         numel = self._numel[act] if cfg.norm == "rms" else None
         coef, decay = coefficients(rate64, mix64, probe.dnorm, lr, wd, finite, numel)
-        view.finite = finite
-        for controller in self._controllers:
-            controller.observe_update(view, lr)
         backend.commit(self, active, coef, decay, finite, probe)

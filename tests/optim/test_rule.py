@@ -69,7 +69,7 @@ def _view(grads: list[torch.Tensor], moms: list[torch.Tensor], finite: list[bool
         p.grad = g
     state = {p: {"adam.exp_avg": m} for p, m in zip(params, moms)}
     gnorm = torch.stack([g.norm() for g in grads]).to(f64)
-    return StepView(params, state, list(range(len(params))), torch.tensor(finite), gnorm, None, {})
+    return StepView(params, state, list(range(len(params))), torch.tensor(finite), gnorm, None)
 
 
 def test_rate_adaptation_per_tensor_and_its_bounds() -> None:
