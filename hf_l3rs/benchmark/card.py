@@ -80,6 +80,11 @@ def render(report: dict[str, Any], folder: Path, meta_training: str) -> str:
     from huggingface_hub import ModelCard, ModelCardData
 
     config = json.loads((folder / "config.json").read_text())["l3rs"]
+    curve = (
+        "\n\n![meta-training curve of the last stage (cpu-general-text): fitness against generation](meta_training_curve.png)"
+        if (folder / "meta_training_curve.png").is_file()
+        else ""
+    )
     data = ModelCardData(
         library_name="hf_l3rs",
         license="apache-2.0",
@@ -127,7 +132,7 @@ meta-trained on a 41-tensor ResNet and maps other architectures' tensors to the 
 role and depth.
 
 ## Training data and cost
-{meta_training}
+{meta_training}{curve}
 
 ## Citation
 ```bibtex

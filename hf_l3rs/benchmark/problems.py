@@ -113,12 +113,13 @@ def _fashion(role: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return x[:10_000], y[:10_000], test_x, test_y
 
 
-def fashion_mlp(seed: int, role: str, steps: int) -> Problem:
-    """An MLP from random init on :func:`_fashion`'s photos, batch 128."""
+def fashion_mlp(seed: int, role: str, steps: int, batch: int = 128) -> Problem:
+    """An MLP from random init on :func:`_fashion`'s photos, batch 128 (or ``batch``: small
+    batches make the gradient noise-dominated)."""
     x, y, hx, hy = _fashion(role)
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
-    return _classifier(model, x, y, 128, seed, hx, hy, chance=0.1)
+    return _classifier(model, x, y, batch, seed, hx, hy, chance=0.1)
 
 
 def fashion_resnet(seed: int, role: str, steps: int) -> Problem:

@@ -13,9 +13,11 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-SUITE_VERSION = "v2"
-#: v2 = v1 plus two dev cases (a BatchNorm network from scratch, a frozen-body probe); its test
-#: split is v1's, case for case (a test pins its fingerprint), so test results of v1 and v2 compare.
+SUITE_VERSION = "v3"
+#: v2 = v1 plus two dev cases (a BatchNorm network from scratch, a frozen-body probe); v3 = v2 plus
+#: a noise-dominated from-scratch dev case (batch 8: the regime where a greedy rate adaptation
+#: starves, docs/adr/0015). The test split is v1's, case for case (a test pins its fingerprint), so
+#: test results of v1, v2 and v3 compare.
 SPLITS = ("dev", "test")
 #: what kind of training a case is; the suite must cover every kind across its two splits
 KINDS = ("vision-finetune", "vision-scratch", "text-encoder-trainer", "causal-lm-full", "causal-lm-lora")
@@ -112,6 +114,17 @@ CASES: tuple[Case, ...] = (
         "resnet-tiny",
         "fashion_resnet",
         description="tiny ResNet (convolutions with BatchNorm) from random init on Fashion-MNIST (batch 64)",
+    ),
+    Case(
+        "fashion-mlp-batch8",
+        "dev",
+        "vision-scratch",
+        1000,
+        "fashion-mnist",
+        "mlp",
+        "fashion_mlp",
+        {"batch": 8},
+        description="the same MLP from random init at batch 8: gradients dominated by noise",
     ),
     Case(
         "kanji-resnet-probe",

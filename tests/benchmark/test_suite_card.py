@@ -30,4 +30,5 @@ def test_card_carries_the_reports_numbers_and_says_where_it_loses(tmp_path) -> N
     assert "clipart-cnn-scratch: 8.1 accuracy points behind schedule-free AdamW" in text
     assert "fortunes-decoder-lora: 1.1 accuracy points behind tuned AdamW" in text
     assert "4.6 CPU-hours." in text and "@article{l3rs" in text
+    assert "](meta_training_curve.png)" in text  # issue 37: the card shows the meta-training curve
     assert report["weights_version"] in card.data.model_name

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from hf_l3rs.benchmark.suite import CASES, KINDS, SUITE_VERSION, cases, fingerprint
 
-#: Changing a case changes this: that is suite v3, never an edit of v2 (results carry the hash).
-V2_FINGERPRINT = "89db92a91d7e"
-#: The test split of v1 (scored for l3rs-general@83524d4905) and v2: unchanged, so they compare.
+#: Changing a case changes this: that is suite v4, never an edit of v3 (results carry the hash).
+V3_FINGERPRINT = "f053338bebe6"
+#: The test split of v1 (scored for l3rs-general@83524d4905), v2 and v3: unchanged, so they compare.
 V1_TEST_FINGERPRINT = "f5143124518c"
 
 
-def test_v2_is_frozen_and_its_test_split_is_v1s():
-    assert SUITE_VERSION == "v2"
-    assert fingerprint() == V2_FINGERPRINT
+def test_v3_is_frozen_and_its_test_split_is_v1s():
+    assert SUITE_VERSION == "v3"
+    assert fingerprint() == V3_FINGERPRINT
     assert fingerprint(cases("test")) == V1_TEST_FINGERPRINT
 
 
