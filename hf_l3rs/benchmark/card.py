@@ -81,7 +81,7 @@ def render(report: dict[str, Any], folder: Path, meta_training: str) -> str:
 
     config = json.loads((folder / "config.json").read_text())["l3rs"]
     curve = (
-        "\n\n![meta-training curve of the last stage (cpu-general-text): fitness against generation](meta_training_curve.png)"
+        "\n\n![meta-training curve: fitness against generation](meta_training_curve.png)"
         if (folder / "meta_training_curve.png").is_file()
         else ""
     )

@@ -20,6 +20,19 @@ def lineage(name: str) -> str:
     return str(ROOT / "experiments" / "weights" / name)
 
 
+def test_bundled_configs_name_no_removed_option() -> None:
+    """Issue 37: a removed knob is gone from the shipped files too, not only read past."""
+    import json
+
+    from hf_l3rs.optim.config import REMOVED_FIELDS, L3RSConfig
+
+    folder = ROOT / "hf_l3rs" / "pretrained"
+    for name in bundled_weights():
+        saved = json.loads((folder / name / "config.json").read_text())["l3rs"]
+        assert not set(saved) & set(REMOVED_FIELDS), name
+        assert L3RSConfig.from_dict(saved) == load_net(name).config
+
+
 def test_bundled_weights_load_offline() -> None:
     assert bundled_weights() == ["l3rs-general", "l3rs-kanji-whiten"]
     model = small_cnn()
