@@ -1,12 +1,20 @@
 """Dev runs of config variants of l3rs-general, paired with the default, as an ablation-style
 table: ``python experiments/scripts/dev_variants.py NAME,key=value,... [--results FILE]``
 (the variant's config fields set in a copy of the weights folder; runs stored beside the dev
-suite's in outputs/suite-dev-quick, so a rerun only renders)."""
+suite's in outputs/suite-dev-quick, so a rerun only renders). ``HD_MODE=snr`` runs the rows
+with the rate adaptation patched by hd_variants.py (set at import, so in the spawned workers too)."""
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
+
+if os.environ.get("HD_MODE"):
+    sys.path.insert(0, str(Path(__file__).parent))
+    import hd_variants
+
+    hd_variants.MODE["mode"] = os.environ["HD_MODE"]
 
 from hf_l3rs.benchmark import plan
 from hf_l3rs.benchmark.ablation import render, table

@@ -1,6 +1,7 @@
 """Agreement variants of the rate adaptation, patched into RateAdaptation for probes."""
 
 import math
+import os
 
 import torch
 
@@ -42,3 +43,61 @@ def observe_probe(self, view):
 
 
 C.RateAdaptation.observe_probe = observe_probe
+
+
+class SignalTarget:
+    """``MODE["mode"] = "snr"``: the target scaled by the gradient's signal fraction f = |μ|²/E‖g‖²,
+    estimated per tensor from Adam's momentum (|m̂|² ≈ |μ|² + c·σ², c = (1 − β1)/(1 + β1)) and an
+    EMA of ‖g‖² with the same β1: noise-dominated gradients cannot reach the target's agreement."""
+
+    beta1 = 0.9
+
+
+def _snr_observe(self, view):
+    cfg = self.config
+    n_all = self.log_multiplier.numel()
+    if not hasattr(self, "_gg_ema"):
+        self._gg_ema = torch.zeros(n_all, dtype=torch.float64)
+        self._gg_steps = torch.zeros(n_all, dtype=torch.float64)
+    finite = view.finite
+    gg = view.gnorm.to(torch.float64) ** 2
+    b = SignalTarget.beta1
+    idx_all = torch.tensor(view.active, dtype=torch.long)
+    if view.agreement is not None:
+        dots, mm = view.agreement[:, 0], view.agreement[:, 1]
+    else:
+        dots, mm = self._agreement(view)
+    known = finite & torch.isfinite(dots) & torch.isfinite(mm)
+    seen = known & (gg > 0) & (mm > 0)
+    # signal fraction from the EMA so far (before this gradient enters it), m_{t-1} bias-corrected
+    k = self._gg_steps[idx_all]
+    s_g = self._gg_ema[idx_all] / (1 - b**k).clamp_min(1e-12)
+    m_hat2 = mm / (1 - b**k).clamp_min(1e-12) ** 2
+    c = (1 - b) / (1 + b)
+    mu2 = ((m_hat2 - c * s_g) / (1 - c)).clamp_min(0)
+    frac = torch.where(s_g > 0, (mu2 / s_g.clamp_min(1e-300)).clamp(0, 1), torch.zeros_like(s_g))
+    upd = finite & (gg > 0)
+    self._gg_ema[idx_all[upd]] = b * self._gg_ema[idx_all[upd]] + (1 - b) * gg[upd]
+    self._gg_steps[idx_all[upd]] += 1
+    seen = seen & (k > 0)
+    if not bool(seen.any()):
+        return
+    low, high = math.log(cfg.adaptation_min), math.log(cfg.adaptation_max)
+    cos = (dots[seen] / torch.sqrt(gg[seen] * mm[seen]).clamp_min(1e-300)).clamp(-1, 1)
+    idx = idx_all[seen]
+    change = cfg.hypergradient_rate * (cos - cfg.adaptation_target * frac[seen])
+    self.log_multiplier[idx] = (self.log_multiplier[idx] + change).clamp(low, high)
+    if os.environ.get("SNR_DEBUG"):
+        print("frac", [round(float(x), 3) for x in frac[seen][:6]])
+
+
+_plain = C.RateAdaptation.observe_probe
+
+
+def _dispatch(self, view):
+    if MODE["mode"] == "snr":
+        return _snr_observe(self, view)
+    return observe_probe(self, view)
+
+
+C.RateAdaptation.observe_probe = _dispatch

@@ -23,7 +23,18 @@ CANDIDATES = {
     "off": {"hypergradient_rate": 0.0},
     "r01": {"hypergradient_rate": 0.1},
     "r01-t0": {"hypergradient_rate": 0.1, "adaptation_target": 0.0},
+    # the target scaled by each tensor's gradient signal fraction (hd_variants.py, ADR 0015)
+    "snr": {},
 }
+PATCHED = {"snr": "snr"}
+
+
+def describe(name):
+    if name in PATCHED:
+        return "target × signal fraction (hd_variants.py)"
+    return CANDIDATES[name] or "as bundled"
+
+
 OUT = Path("outputs/select-adaptation")
 OUT.mkdir(parents=True, exist_ok=True)
 
@@ -42,6 +53,11 @@ def job(args):
     from hf_l3rs.optim.l3rs import L3RS
     from hf_l3rs.tasks.inner_loop import run_task
 
+    if name in PATCHED:
+        sys.path.insert(0, str(Path(__file__).parent))
+        import hd_variants
+
+        hd_variants.MODE["mode"] = PATCHED[name]
     cfg = MetaTrainConfig.from_yaml(CONFIG)
     task = build_family(cfg).sample(seed, "val")
     net = load_net("l3rs-general", **overrides)
@@ -86,7 +102,7 @@ if __name__ == "__main__":
         ratios = [math.log(by[n][s]["loss"] / base[s]["loss"]) for s in seeds if math.isfinite(by[n][s]["loss"])]
         div = sum(not math.isfinite(by[n][s]["loss"]) for s in seeds)
         lines.append(
-            f"| {n} | {CANDIDATES[n] or 'as bundled'} | {statistics.fmean(ratios):+.3f} | "
+            f"| {n} | {describe(n)} | {statistics.fmean(ratios):+.3f} | "
             f"{' '.join(f'{x:+.2f}' for x in ratios)} | {div} |"
         )
     lines += [
