@@ -168,3 +168,17 @@ def test_lora_init_does_not_depend_on_what_the_process_built_before(monkeypatch)
     a = {n: p for n, p in first.model.named_parameters() if "lora_A" in n}
     b = {n: p for n, p in again.model.named_parameters() if "lora_A" in n}
     assert a and all(torch.equal(a[n], b[n]) for n in a)
+
+
+def test_the_noisy_dev_case_differs_from_its_sibling_only_in_batch():
+    """Suite v3's fashion-mlp-batch8 is fashion-mlp-scratch at batch 8: same model at the same
+    seed, same held-out data, batches of 8 drawn from the same training images."""
+    from hf_l3rs.benchmark.problems import build as problem
+    from hf_l3rs.benchmark.suite import cases
+
+    by_name = {c.name: c for c in cases("dev")}
+    wide, noisy = (problem(by_name[n], 0, "score") for n in ("fashion-mlp-scratch", "fashion-mlp-batch8"))
+    assert wide.train_batch(0)[0].shape[0] == 128 and noisy.train_batch(0)[0].shape[0] == 8
+    for a, b in zip(wide.model.parameters(), noisy.model.parameters()):
+        assert torch.equal(a, b)
+    assert wide.evaluate(wide.model) == noisy.evaluate(noisy.model)
