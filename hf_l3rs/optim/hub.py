@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 
 import hf_l3rs.optim.learned as learned
 from hf_l3rs.optim.components import Component, trained_components
-from hf_l3rs.optim.config import ConfigError, L3RSConfig
+from hf_l3rs.optim.config import ConfigError, L3RSConfig, drop_removed_fields
 from hf_l3rs.optim.network import L3RSNet
 
 WEIGHTS_NAME = "model.safetensors"
@@ -223,6 +223,9 @@ def load_net(
     saved = read_saved_config(folder)
     config = load_config(folder, saved)
     directions = overrides.pop("directions", None)
+    # a meta-training YAML written before ADR 0004/0014 names removed fields: read past them as a
+    # saved config.json is (a warning names any that acted), never a bare "unknown field"
+    overrides = drop_removed_fields(overrides, "L3RS overrides")
     if overrides:
         bad = sorted(set(overrides) & SHAPE_FIELDS)
         if bad:

@@ -67,6 +67,27 @@ def test_from_pretrained_overrides_and_shape_fields(tmp_path, model) -> None:
         L3RS.from_pretrained(str(tmp_path / "w"), model, total_steps=5, hidden_sizes=(8,))
 
 
+def test_overrides_of_removed_fields_load_like_a_saved_config() -> None:
+    """A meta-training YAML written before ADR 0014 (``rate_adaptation``, ``adaptation_scope`` in
+    its ``l3rs:`` block, as the default's own recipe had) loads: removed fields at their "off"
+    value are read past silently, one that acted is named in a warning, never an unknown-field
+    error; ``rate_adaptation: none`` is rate 0 as in a saved config."""
+    import warnings
+
+    from hf_l3rs.optim.hub import load_net
+
+    plain = load_net("l3rs-general").config
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        same = load_net("l3rs-general", rate_adaptation="hypergradient", adaptation_scope="component")
+    assert same.config == plain
+    with pytest.warns(UserWarning, match="adaptation_scope"):
+        load_net("l3rs-general", adaptation_scope="model")
+    assert load_net("l3rs-general", rate_adaptation="none").config.hypergradient_rate == 0.0
+    with pytest.raises(ValueError, match="unknown"):
+        load_net("l3rs-general", adaptation_scop="component")
+
+
 def test_from_pretrained_takes_groups_of_bare_tensors_with_the_model(tmp_path) -> None:
     """Layer-wise rates as param groups of bare tensors: ``model=`` keeps names and roles,
     and a group's lr multiplies the learned rate (0 leaves its tensors where they are)."""
