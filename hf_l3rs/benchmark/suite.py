@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 SUITE_VERSION = "v3"
@@ -54,19 +54,20 @@ class Case:
 
 
 _LORA = {"lora": True}
+_FASHION_MLP = Case(
+    "fashion-mlp-scratch",
+    "dev",
+    "vision-scratch",
+    1000,
+    "fashion-mnist",
+    "mlp",
+    "fashion_mlp",
+    description="MLP 784-256-10 from random init on Fashion-MNIST photos (10k train images, batch 128)",
+)
 
 CASES: tuple[Case, ...] = (
     # ---- dev: look at these while developing
-    Case(
-        "fashion-mlp-scratch",
-        "dev",
-        "vision-scratch",
-        1000,
-        "fashion-mnist",
-        "mlp",
-        "fashion_mlp",
-        description="MLP 784-256-10 from random init on Fashion-MNIST photos (10k train images, batch 128)",
-    ),
+    _FASHION_MLP,
     Case(
         "kanji-resnet-finetune",
         "dev",
@@ -115,15 +116,10 @@ CASES: tuple[Case, ...] = (
         "fashion_resnet",
         description="tiny ResNet (convolutions with BatchNorm) from random init on Fashion-MNIST (batch 64)",
     ),
-    Case(
-        "fashion-mlp-batch8",
-        "dev",
-        "vision-scratch",
-        1000,
-        "fashion-mnist",
-        "mlp",
-        "fashion_mlp",
-        {"batch": 8},
+    replace(
+        _FASHION_MLP,
+        name="fashion-mlp-batch8",
+        options={"batch": 8},
         description="the same MLP from random init at batch 8: gradients dominated by noise",
     ),
     Case(
