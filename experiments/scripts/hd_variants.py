@@ -42,18 +42,14 @@ def observe_probe(self, view):
     ).clamp(low, high)
 
 
-C.RateAdaptation.observe_probe = observe_probe
-
-
-class SignalTarget:
-    """``MODE["mode"] = "snr"``: the target scaled by the gradient's signal fraction f = |μ|²/E‖g‖²,
-    estimated per tensor from Adam's momentum (|m̂|² ≈ |μ|² + c·σ², c = (1 − β1)/(1 + β1)) and an
-    EMA of ‖g‖² with the same β1: noise-dominated gradients cannot reach the target's agreement."""
-
-    beta1 = 0.9
+#: β1 of the ‖g‖² EMA and of the momentum model in the signal estimate below
+SIGNAL_BETA1 = 0.9
 
 
 def _snr_observe(self, view):
+    """``MODE["mode"] = "snr"``: the target scaled by the gradient's signal fraction f = |μ|²/E‖g‖²,
+    estimated per tensor from Adam's momentum (|m̂|² ≈ |μ|² + c·σ², c = (1 − β1)/(1 + β1)) and an
+    EMA of ‖g‖² with the same β1: noise-dominated gradients cannot reach the target's agreement."""
     cfg = self.config
     n_all = self.log_multiplier.numel()
     if not hasattr(self, "_gg_ema"):
@@ -61,7 +57,7 @@ def _snr_observe(self, view):
         self._gg_steps = torch.zeros(n_all, dtype=torch.float64)
     finite = view.finite
     gg = view.gnorm.to(torch.float64) ** 2
-    b = SignalTarget.beta1
+    b = SIGNAL_BETA1
     idx_all = torch.tensor(view.active, dtype=torch.long)
     if view.agreement is not None:
         dots, mm = view.agreement[:, 0], view.agreement[:, 1]
@@ -89,9 +85,6 @@ def _snr_observe(self, view):
     self.log_multiplier[idx] = (self.log_multiplier[idx] + change).clamp(low, high)
     if os.environ.get("SNR_DEBUG"):
         print("frac", [round(float(x), 3) for x in frac[seen][:6]])
-
-
-_plain = C.RateAdaptation.observe_probe
 
 
 def _dispatch(self, view):
