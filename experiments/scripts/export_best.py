@@ -18,8 +18,14 @@ def main() -> None:
     if (net.get_flat() - tensors["theta0"].to(net.get_flat().dtype)).abs().max() > 1e-6:
         raise SystemExit("the checkpoint's θ₀ is not these start weights with these fields")
     net.set_flat(tensors["best_theta"])
-    save_net(net, out)
     meta = json.loads(open(f"{run}/checkpoint/trainer.json").read())
+    # another θ than the start weights': their card (its test results) does not describe it
+    net.card_info = {
+        "title": f"best θ of {run} (generation ≤ {meta['generation']})",
+        "training": f"NES from {start} with {overrides or 'its config'}: best validation fitness "
+        f"{meta['best_val']:.4f} by generation {meta['generation']} (docs/adr/0015).",
+    }
+    save_net(net, out)
     print(f"wrote {out}: best θ of generation ≤ {meta['generation']} (validation fitness {meta['best_val']:.4f})")
 
 
