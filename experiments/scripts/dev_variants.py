@@ -38,7 +38,12 @@ def main():
                 cfg["l3rs"][k] = json.loads(v)
             (folder / "config.json").write_text(json.dumps(cfg, indent=1))
         variants[name] = folder
-    print(compare(variants, "`python experiments/scripts/dev_variants.py` (branch exp-averaging)", "variant", results))
+    mode = os.environ.get("HD_MODE")
+    prefix = f"HD_MODE={mode} " if mode else ""
+    command = f"`{prefix}python experiments/scripts/dev_variants.py {' '.join(sys.argv[1:])}`"
+    if mode:
+        command += f" (the rows' runs patch the rate adaptation: {hd_variants.MODES[mode]})"
+    print(compare(variants, command, "variant", results))
 
 
 if __name__ == "__main__":

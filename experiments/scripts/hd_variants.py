@@ -8,6 +8,12 @@ import torch
 from hf_l3rs.optim import controllers as C
 
 MODE = {"mode": "m"}
+#: what each mode changes, for the headers of generated tables
+MODES = {
+    "m": "agreement of successive momenta (the shipped rule)",
+    "u": "agreement against Adam's preconditioned direction m/(√v + ε), Adam-HD's hypergradient",
+    "snr": "its target scaled by each tensor's gradient signal fraction, ADR 0015",
+}
 _orig = C.RateAdaptation.observe_probe
 
 

@@ -106,6 +106,7 @@ def table(output: Path, variants: dict[str, Path], profile: plan.Profile) -> dic
                 "loss_diff": dl,
                 "accuracy_diff": da,
                 "loss_p": paired_p(loss, base[0]) if folder is not None else math.nan,
+                "default_loss": statistics.fmean(base[0]),
             }
         ps = holm([v["loss_p"] for v in per_case.values()])
         for v, p in zip(per_case.values(), ps):
@@ -114,6 +115,8 @@ def table(output: Path, variants: dict[str, Path], profile: plan.Profile) -> dic
             "seeds": list(seeds),
             "cases": per_case,
             "loss_ratio_to_best_lr_free": geomean([per_case[c]["loss"] / best_free[c] for c in per_case]),
+            # the default's ratio over this row's seeds: the two ratios are paired only then
+            "default_ratio_same_seeds": geomean([per_case[c]["default_loss"] / best_free[c] for c in per_case]),
         }
     return {"profile": profile.name, "output": str(output), "rows": rows}
 
@@ -129,7 +132,8 @@ def render(result: dict[str, Any]) -> str:
         f"scored on the dev split's score seeds (profile `{result['profile']}`; rows run with `--extra-seeds` on "
         "more, column *seeds*), paired with the default. "
         "Δ = variant − default (loss: lower is better). Last column: geometric mean over the dev cases of the "
-        "test loss divided by the best learning-rate-free peer's (schedule-free AdamW, Prodigy, D-Adaptation).",
+        "test loss divided by the best learning-rate-free peer's (schedule-free AdamW, Prodigy, D-Adaptation); "
+        "in brackets the default's over the same seeds, the figure a row's is paired with.",
         "",
         f"| option group switched off | seeds | {head} | loss ÷ best LR-free peer |",
         "|---|---|" + "---|" * len(names) + "---|",
@@ -147,7 +151,10 @@ def render(result: dict[str, Any]) -> str:
                 else f"{dl:+.3f} [{lo:+.3f}, {hi:+.3f}] ({'n/a' if math.isnan(p) else f'{p:.2f}'}) / {100 * da:+.1f}"
             )
         seeds = len(row.get("seeds", [])) or "—"
-        lines.append(f"| {name} | {seeds} | {' | '.join(cells)} | {row['loss_ratio_to_best_lr_free']:.3f} |")
+        ratio = f"{row['loss_ratio_to_best_lr_free']:.3f}"
+        if not name.startswith("default") and "default_ratio_same_seeds" in row:
+            ratio += f" (default {row['default_ratio_same_seeds']:.3f})"
+        lines.append(f"| {name} | {seeds} | {' | '.join(cells)} | {ratio} |")
     return "\n".join(lines) + "\n"
 
 
