@@ -7,6 +7,7 @@ import sys
 
 from safetensors.torch import load_file
 
+from hf_l3rs.meta.trainer import cost_line
 from hf_l3rs.optim.hub import load_net, save_net
 
 
@@ -23,7 +24,8 @@ def main() -> None:
     net.card_info = {
         "title": f"best θ of {run} (generation ≤ {meta['generation']})",
         "training": f"NES from {start} with {overrides or 'its config'}: best validation fitness "
-        f"{meta['best_val']:.4f} by generation {meta['generation']} (docs/adr/0015).",
+        f"{meta['best_val']:.4f} by generation {meta['generation']} (docs/adr/0015); cost so far: "
+        f"{cost_line(meta['history'])}.",
     }
     save_net(net, out)
     print(f"wrote {out}: best θ of generation ≤ {meta['generation']} (validation fitness {meta['best_val']:.4f})")

@@ -86,6 +86,15 @@ class CheckpointCorrupt(ValueError):
     """A meta-training checkpoint is missing, truncated or inconsistent."""
 
 
+def cost_line(history: list[dict[str, Any]]) -> str:
+    """The run's recorded cost in CPU-hours (process-seconds summed over the history), naming the
+    generations that carry no record (runs started before the trainer kept one)."""
+    recorded = [h["process_seconds"] for h in history if "process_seconds" in h]
+    missing = len(history) - len(recorded)
+    text = f"{sum(recorded) / 3600:.2f} CPU-hours recorded over {len(recorded)} generations"
+    return text + (f" ({missing} earlier generations without a record)" if missing else "")
+
+
 def _read_checkpoint(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """The JSON and tensors of one checkpoint folder, checked to belong together."""
     from safetensors import SafetensorError, safe_open
@@ -338,7 +347,9 @@ class MetaTrainer:
         )
         if not self.history:
             bar.set_postfix_str("scoring the initial θ on the validation tasks")
+            t0 = time.perf_counter()
             base = {"generation": 0, **self.validate(self.state.theta)}
+            base["process_seconds"] = self._process_seconds(t0)
             self.best_val, self.best_val_diverged = base["val_fitness"], base["val_diverged"]
             self.history.append(base)
             self._log(base)
@@ -380,6 +391,7 @@ class MetaTrainer:
     def _one_generation(self, bar: Any) -> None:
         """One generation, its validation when due, the log, the bar and the checkpoint."""
         cfg = self.config
+        t0 = time.perf_counter()
         record = self.generation()
         g = self.state.generation
         if g % cfg.val_every == 0 or g == cfg.generations:
@@ -388,6 +400,7 @@ class MetaTrainer:
             if (-record["val_diverged"], record["val_fitness"]) > (-self.best_val_diverged, self.best_val):
                 self.best_val, self.best_val_diverged = record["val_fitness"], record["val_diverged"]
                 self.best_theta = self.state.theta.clone()
+        record["process_seconds"] = self._process_seconds(t0)
         self.history.append(record)
         self._log(record)
         bar.update(1)
@@ -400,6 +413,11 @@ class MetaTrainer:
         )
         if g % cfg.checkpoint_every == 0 or g == cfg.generations:
             self.save_checkpoint()
+
+    def _process_seconds(self, since: float) -> float:
+        """Wall seconds since ``since`` times the number of processes: the generation's cost in
+        process-seconds (one thread each), summed into the card's CPU-hours."""
+        return round((time.perf_counter() - since) * self.accelerator.num_processes, 3)
 
     def _log(self, record: dict[str, Any]) -> None:
         if getattr(self, "tracking", False):
@@ -516,6 +534,7 @@ class MetaTrainer:
                 + (f", search scales {cfg.search_scales}" if cfg.search_scales else ""),
                 f"- tasks: `{cfg.family}` {cfg.family_kwargs or ''}, objective `{cfg.objective}`",
                 f"- processes: {self.accelerator.num_processes}; diverged candidate-task runs: {self.diverged_total}",
+                f"- cost: {cost_line(self.history)}",
                 f"- validation fitness: {start} {first['val_fitness']:.4g} → final {last_val['val_fitness']:.4g}, "
                 f"best {self.best_val:.4g} (this folder: {tag})",
             ]

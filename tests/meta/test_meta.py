@@ -305,6 +305,17 @@ def test_exported_weights_load(tmp_path) -> None:
     assert torch.equal(opt.net.get_flat(), trainer.state.theta.to(torch.float32).to(torch.float64))
     card = (tmp_path / "final" / "README.md").read_text()
     assert "NES, 2 generations" in card
+    # every record (the first validation and each generation) carries its cost; the card sums them
+    assert all(h["process_seconds"] > 0 for h in trainer.history) and len(trainer.history) == 3
+    assert "CPU-hours recorded over 3 generations" in card
+
+
+def test_cost_line_sums_process_seconds_and_names_generations_without_a_record() -> None:
+    from hf_l3rs.meta.trainer import cost_line
+
+    history = [{"generation": 0}, {"generation": 1, "process_seconds": 5400.0}, {"process_seconds": 1800.0}]
+    assert cost_line(history) == "2.00 CPU-hours recorded over 2 generations (1 earlier generations without a record)"
+    assert cost_line(history[1:]) == "2.00 CPU-hours recorded over 2 generations"
 
 
 def _launch(nproc: int, config: Path, out: Path, resume: bool = False) -> None:
