@@ -32,8 +32,8 @@ def curve_steps(steps: int, points: int) -> list[int]:
 
 
 def _evaluate(problem: Problem, opt: Any) -> tuple[float, float]:
-    """Held-out (loss, accuracy), in inference mode and, for schedule-free optimizers, at
-    the averaged weights they are meant to be evaluated at."""
+    """Held-out (loss, accuracy), in inference mode (no graph is kept) and, for schedule-free
+    optimizers, at the averaged weights they are meant to be evaluated at."""
     model = problem.model
     swap = callable(getattr(opt, "eval", None)) and callable(getattr(opt, "train", None))
     was_training = model.training
@@ -41,7 +41,8 @@ def _evaluate(problem: Problem, opt: Any) -> tuple[float, float]:
     if swap:
         opt.eval()
     try:
-        loss, acc = problem.evaluate(model)
+        with torch.no_grad():
+            loss, acc = problem.evaluate(model)
     finally:
         if swap:
             opt.train()

@@ -91,6 +91,18 @@ def test_tune_and_score_evaluate_on_disjoint_data(toy_case):
     assert problem(toy_case, 0, "tune").evaluate(model) != problem(toy_case, 0, "score").evaluate(model)
 
 
+def test_held_out_evaluation_keeps_no_graph(toy_case):
+    """Scoring builds no autograd graph (memory, and torch's warning when a loss is read)."""
+    from hf_l3rs.benchmark.problems import build as problem
+
+    prob = problem(toy_case, 0, "score")
+    seen = []
+    real = prob.evaluate
+    prob.evaluate = lambda model: seen.append(torch.is_grad_enabled()) or real(model)
+    run._evaluate(prob, torch.optim.SGD(prob.model.parameters(), lr=0.1))
+    assert seen == [False]
+
+
 def test_suite_report_end_to_end(toy_case, toy_profile, tmp_path, monkeypatch):
     monkeypatch.setattr(main, "cases", lambda split, names=None: [toy_case])
     monkeypatch.setitem(main.plan.PROFILES, "toy", toy_profile)
