@@ -13,11 +13,13 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-SUITE_VERSION = "v3"
+SUITE_VERSION = "v4"
 #: v2 = v1 plus two dev cases (a BatchNorm network from scratch, a frozen-body probe); v3 = v2 plus
 #: a noise-dominated from-scratch dev case (batch 8: the regime where a greedy rate adaptation
-#: starves, docs/adr/0015). The test split is v1's, case for case (a test pins its fingerprint), so
-#: test results of v1, v2 and v3 compare.
+#: starves, docs/adr/0015); v4 = v3 plus a fine-tuning dev case run three times as long as its data
+#: supports (held-out loss rises: the regime of the test's clipart-resnet-finetune, docs/adr/0016).
+#: The test split is v1's, case for case (a test pins its fingerprint), so test results of every
+#: version compare.
 SPLITS = ("dev", "test")
 #: what kind of training a case is; the suite must cover every kind across its two splits
 KINDS = ("vision-finetune", "vision-scratch", "text-encoder-trainer", "causal-lm-full", "causal-lm-lora")
@@ -54,6 +56,19 @@ class Case:
 
 
 _LORA = {"lora": True}
+_KANJI_FINETUNE = Case(
+    "kanji-resnet-finetune",
+    "dev",
+    "vision-finetune",
+    100,
+    "kanji",
+    "resnet-tiny@kanji",
+    "image_tasks",
+    {"dataset": "kanji", "checkpoint": "kanji"},
+    finetune=True,
+    description="tiny ResNet pretrained on 200 kanji, a new 25-way head on unseen kanji (3 shots)",
+)
+
 _FASHION_MLP = Case(
     "fashion-mlp-scratch",
     "dev",
@@ -68,18 +83,7 @@ _FASHION_MLP = Case(
 CASES: tuple[Case, ...] = (
     # ---- dev: look at these while developing
     _FASHION_MLP,
-    Case(
-        "kanji-resnet-finetune",
-        "dev",
-        "vision-finetune",
-        100,
-        "kanji",
-        "resnet-tiny@kanji",
-        "image_tasks",
-        {"dataset": "kanji", "checkpoint": "kanji"},
-        finetune=True,
-        description="tiny ResNet pretrained on 200 kanji, a new 25-way head on unseen kanji (3 shots)",
-    ),
+    _KANJI_FINETUNE,
     Case(
         "docstring-decoder-trainer",
         "dev",
@@ -133,6 +137,12 @@ CASES: tuple[Case, ...] = (
         {"dataset": "kanji", "checkpoint": "kanji", "frozen_body": True},
         finetune=True,
         description="the kanji ResNet frozen, only a new 25-way head trains (a linear probe, 3 shots)",
+    ),
+    replace(
+        _KANJI_FINETUNE,
+        name="kanji-resnet-finetune-long",
+        steps=300,
+        description="the same fine-tuning for 300 steps (three times as long on the same 75 images)",
     ),
     # ---- test: other data and other models; scored once per weights version
     Case(

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from hf_l3rs.benchmark.suite import CASES, KINDS, SUITE_VERSION, cases, fingerprint
 
-#: Changing a case changes this: that is suite v4, never an edit of v3 (results carry the hash).
-V3_FINGERPRINT = "f053338bebe6"
-#: The test split of v1 (scored for l3rs-general@83524d4905), v2 and v3: unchanged, so they compare.
+#: Changing a case changes this: that is suite v5, never an edit of v4 (results carry the hash).
+V4_FINGERPRINT = "af04ea4469fc"
+#: The test split of v1 (scored for l3rs-general@83524d4905), v2, v3 and v4: unchanged, so they compare.
 V1_TEST_FINGERPRINT = "f5143124518c"
 
 
-def test_v3_is_frozen_and_its_test_split_is_v1s():
-    assert SUITE_VERSION == "v3"
-    assert fingerprint() == V3_FINGERPRINT
+def test_v4_is_frozen_and_its_test_split_is_v1s():
+    assert SUITE_VERSION == "v4"
+    assert fingerprint() == V4_FINGERPRINT
     assert fingerprint(cases("test")) == V1_TEST_FINGERPRINT
 
 
@@ -46,3 +46,15 @@ def test_unknown_split_and_case_are_named():
         cases("val")
     with pytest.raises(ValueError, match="nope"):
         cases("dev", ["nope"])
+
+
+def test_the_long_fine_tuning_dev_case_is_its_sibling_at_three_times_the_steps():
+    """Suite v4's kanji-resnet-finetune-long differs from kanji-resnet-finetune only in its horizon
+    (and name): same data, model, options, so the two rows isolate what a longer run does."""
+    from dataclasses import asdict
+
+    by_name = {c.name: asdict(c) for c in cases("dev")}
+    short, long = by_name["kanji-resnet-finetune"], by_name["kanji-resnet-finetune-long"]
+    assert long["steps"] == 3 * short["steps"]
+    differing = {k for k in short if short[k] != long[k]}
+    assert differing == {"name", "steps", "description"}
