@@ -126,16 +126,10 @@ CASES: tuple[Case, ...] = (
         options={"batch": 8},
         description="the same MLP from random init at batch 8: gradients dominated by noise",
     ),
-    Case(
-        "kanji-resnet-probe",
-        "dev",
-        "vision-finetune",
-        100,
-        "kanji",
-        "resnet-tiny@kanji",
-        "image_tasks",
-        {"dataset": "kanji", "checkpoint": "kanji", "frozen_body": True},
-        finetune=True,
+    replace(
+        _KANJI_FINETUNE,
+        name="kanji-resnet-probe",
+        options={**_KANJI_FINETUNE.options, "frozen_body": True},
         description="the kanji ResNet frozen, only a new 25-way head trains (a linear probe, 3 shots)",
     ),
     replace(
