@@ -27,9 +27,10 @@ from hf_l3rs.benchmark.suite import cases
 #: removed was judged by this module's earlier rows against l3rs-general@83524d4905
 #: (docs/results/dev/ablation-l3rs-general@83524d4905.md); what is left of the default is here.
 ABLATIONS: dict[str, dict[str, Any]] = {
-    "rate adaptation (hypergradient controller, 4 fields)": {"hypergradient_rate": 0.0},
-    # its hand-set parts, one at a time (issue 37: each earns its place or goes)
-    "adaptation target (drift at cos = 0: 0.1 -> 0, the plain hypergradient)": {"adaptation_target": 0.0},
+    "rate adaptation (hypergradient controller, 3 fields acting)": {"hypergradient_rate": 0.0},
+    # its hand-set parts, one at a time (issue 37: each earns its place or goes). The target's
+    # row went with l3rs-general@fd7ca5ea42, whose target is 0 (docs/adr/0016): its rows against
+    # the previous default are in docs/results/dev/ablation-l3rs-general@24c6703e27.md.
     "adaptation clamps ([1/30, 30] -> [1e-4, 1e4])": {"adaptation_min": 1e-4, "adaptation_max": 1e4},
 }
 #: (the distance scale of docs/adr/0003, once rows of the meta-network alone with d in place of

@@ -76,6 +76,24 @@ def losses(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def loss_losses(report: dict[str, Any], tolerance: float = 1.05) -> list[str]:
+    """Plain sentences naming every case where L3RS's mean test loss exceeds a peer's by more than
+    ``tolerance`` (issue 37's bar against tuned AdamW): a higher loss at equal accuracy is an
+    over-confident model, which accuracy alone hides."""
+    lines = []
+    for case in report["cases"]:
+        mine = case["peers"]["l3rs"]["loss"]
+        loss = sum(mine) / len(mine)
+        for peer, name in PEER_NAMES.items():
+            other = case["peers"].get(peer)
+            if other is None:
+                continue
+            theirs = sum(other["loss"]) / len(other["loss"])
+            if loss > tolerance * theirs:
+                lines.append(f"- {case['name']}: test loss {loss:.3f}, {loss / theirs:.2f}× {name}'s {theirs:.3f}")
+    return lines
+
+
 def render(report: dict[str, Any], folder: Path, meta_training: str) -> str:
     from huggingface_hub import ModelCard, ModelCardData
 
@@ -126,6 +144,10 @@ dev split and the meta-training mixture), {len(report["score_seeds"])} paired se
 Where it loses (accuracy, mean over seeds):
 
 {chr(10).join(losses(report)) or "- nowhere by more than 0.5 points"}
+
+Where its test loss is more than 1.05× a peer's (mean over seeds):
+
+{chr(10).join(loss_losses(report)) or "- nowhere"}
 
 A step costs more than fused AdamW's (see the report's step-time column); the network was
 meta-trained on a 41-tensor ResNet and maps other architectures' tensors to the nearest trained

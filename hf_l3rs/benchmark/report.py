@@ -34,10 +34,14 @@ LABELS = {
 }
 #: Meta-training cost of bundled weights, from their lineage's run logs (docs/metatraining/*/README.md):
 #: wall-clock minutes x processes. The sessions that hand-set the config's knobs are not counted.
+#: l3rs-general since fd7ca5ea42 (docs/adr/0016): the earlier lineage, then cpu-general-long to
+#: generation 50 — generations 1-24 from its log's wall clock (163.8 process-minutes), 25-50 from
+#: the process-seconds its history records (2.53 h).
 META_TRAINING = {
     "l3rs-general": {
-        "cpu_hours": round((96 * 2 + 42 * 2) / 60, 1),
-        "source": "cpu-kanji-long (96 min x 2 CPU) + cpu-general-text (42 min x 2 processes)",
+        "cpu_hours": round((96 * 2 + 42 * 2 + 163.8) / 60 + 2.53, 1),
+        "source": "cpu-kanji-long (96 min x 2 CPU) + cpu-general-text (42 min x 2 processes) + "
+        "cpu-general-long, 50 generations (5.3 CPU-hours)",
     },
 }
 

@@ -30,12 +30,14 @@ def test_lineage_fast_weights_continue_the_cosine_rule() -> None:
 
 
 def test_lineage_whitened_weights_are_their_rules_with_shampoo() -> None:
-    """l3rs-general-whiten is l3rs-general with adam swapped for shampoo and nothing retrained
-    (same tensors, Adam's hyper-parameters carried over); l3rs-kanji-whiten continues
+    """l3rs-general-whiten is l3rs-general (as it was until ADR 0016: l3rs-general-24c6703e27)
+    with adam swapped for shampoo and nothing retrained (same tensors, Adam's hyper-parameters
+    carried over); l3rs-kanji-whiten continues
     l3rs-kanji-fast with the swap: same network shape, θ moved by the continuation."""
-    general, general_whiten = load_net("l3rs-general"), load_net(lineage("l3rs-general-whiten"))
+    general = load_net(lineage("l3rs-general-24c6703e27"))
+    general_whiten = load_net(lineage("l3rs-general-whiten"))
     assert general_whiten.config == general.config.replace(directions=("sgd", "shampoo"))
-    swapped = load_net("l3rs-general", directions=["sgd", "shampoo"])
+    swapped = load_net(lineage("l3rs-general-24c6703e27"), directions=["sgd", "shampoo"])
     assert torch.equal(general_whiten.get_flat(), swapped.get_flat())
     fast, kanji_whiten = load_net(lineage("l3rs-kanji-fast")), load_net("l3rs-kanji-whiten")
     assert kanji_whiten.config == fast.config.replace(directions=("sgd", "shampoo"))
