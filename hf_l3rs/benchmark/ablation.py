@@ -153,7 +153,7 @@ def render(result: dict[str, Any]) -> str:
             )
         seeds = len(row.get("seeds", [])) or "—"
         ratio = f"{row['loss_ratio_to_best_lr_free']:.3f}"
-        if not name.startswith("default") and "default_ratio_same_seeds" in row:
+        if not name.startswith("default"):
             ratio += f" (default {row['default_ratio_same_seeds']:.3f})"
         lines.append(f"| {name} | {seeds} | {' | '.join(cells)} | {ratio} |")
     return "\n".join(lines) + "\n"

@@ -60,38 +60,35 @@ def eval_results(report: dict[str, Any]) -> list[Any]:
     return out
 
 
-def losses(report: dict[str, Any]) -> list[str]:
-    """Plain sentences naming every case where L3RS trails a peer in accuracy by > 0.5 points."""
-    lines = []
+def _means_beside_peers(report: dict[str, Any], metric: str):
+    """(case name, peer's display name, L3RS's mean, the peer's mean) of ``metric`` over the score
+    seeds, for every case and every named peer that ran it."""
     for case in report["cases"]:
-        mine = case["peers"]["l3rs"]
-        acc = sum(mine["accuracy"]) / len(mine["accuracy"])
+        mine = case["peers"]["l3rs"][metric]
         for peer, name in PEER_NAMES.items():
             other = case["peers"].get(peer)
-            if other is None:
-                continue
-            gap = sum(other["accuracy"]) / len(other["accuracy"]) - acc
-            if gap > 0.005:
-                lines.append(f"- {case['name']}: {100 * gap:.1f} accuracy points behind {name}")
-    return lines
+            if other is not None:
+                yield case["name"], name, sum(mine) / len(mine), sum(other[metric]) / len(other[metric])
+
+
+def losses(report: dict[str, Any]) -> list[str]:
+    """Plain sentences naming every case where L3RS trails a peer in accuracy by > 0.5 points."""
+    return [
+        f"- {case}: {100 * (theirs - acc):.1f} accuracy points behind {name}"
+        for case, name, acc, theirs in _means_beside_peers(report, "accuracy")
+        if theirs - acc > 0.005
+    ]
 
 
 def loss_losses(report: dict[str, Any], tolerance: float = 1.05) -> list[str]:
     """Plain sentences naming every case where L3RS's mean test loss exceeds a peer's by more than
     ``tolerance`` (issue 37's bar against tuned AdamW): a higher loss at equal accuracy is an
     over-confident model, which accuracy alone hides."""
-    lines = []
-    for case in report["cases"]:
-        mine = case["peers"]["l3rs"]["loss"]
-        loss = sum(mine) / len(mine)
-        for peer, name in PEER_NAMES.items():
-            other = case["peers"].get(peer)
-            if other is None:
-                continue
-            theirs = sum(other["loss"]) / len(other["loss"])
-            if loss > tolerance * theirs:
-                lines.append(f"- {case['name']}: test loss {loss:.3f}, {loss / theirs:.2f}× {name}'s {theirs:.3f}")
-    return lines
+    return [
+        f"- {case}: test loss {loss:.3f}, {loss / theirs:.2f}× {name}'s {theirs:.3f}"
+        for case, name, loss, theirs in _means_beside_peers(report, "loss")
+        if loss > tolerance * theirs
+    ]
 
 
 def render(report: dict[str, Any], folder: Path, meta_training: str) -> str:

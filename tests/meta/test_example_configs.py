@@ -20,9 +20,11 @@ def test_example_config_loads(path: Path) -> None:
         TunedConfig.from_yaml(path)
         return
     config = MetaTrainConfig.from_yaml(path)
-    if config.init_from is not None and "/" in config.init_from:
-        assert (ROOT / config.init_from / "model.safetensors").is_file(), config.init_from
     if config.init_from is not None:
+        folder = config.init_from
+        if "/" in folder:  # a folder of the repository, else a bundled name
+            folder = str(ROOT / folder)
+            assert (Path(folder) / "model.safetensors").is_file(), config.init_from
         # what the meta-trainer does first: the start weights with the config's l3rs block
         # (the default's own recipe failed here after ADR 0014 until overrides were migrated)
         import warnings
@@ -31,7 +33,6 @@ def test_example_config_loads(path: Path) -> None:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # lineage configs name removed options that acted
-            folder = str(ROOT / config.init_from) if "/" in config.init_from else config.init_from
             load_net(folder, **config.l3rs)
 
 
