@@ -6,6 +6,7 @@ import os
 import torch
 
 from hf_l3rs.optim import controllers as C
+from hf_l3rs.optim import l3rs as L
 
 MODE = {"mode": "m"}
 #: what each mode changes, for the headers of generated tables
@@ -13,6 +14,8 @@ MODES = {
     "m": "agreement of successive momenta (the shipped rule)",
     "u": "agreement against Adam's preconditioned direction m/(√v + ε), Adam-HD's hypergradient",
     "snr": "its target scaled by each tensor's gradient signal fraction, ADR 0015",
+    "earned": "the multiplier as a^f, f = the share of the first training loss still left "
+    "(EMA 0.9, bias-corrected, in [0, 1]): a rate above the network's must be earned by loss left, ADR 0017",
 }
 _orig = C.RateAdaptation.observe_probe
 
@@ -100,3 +103,30 @@ def _dispatch(self, view):
 
 
 C.RateAdaptation.observe_probe = _dispatch
+
+#: β of the training-loss EMA of the ``earned`` mode (the network's middle loss feature's)
+LOSS_BETA = 0.9
+_update = L.L3RS._update
+_modulate = C.RateAdaptation.modulate
+
+
+def _update_tracking_loss(self, active, loss, loss_finite):
+    """``MODE["mode"] = "earned"``: each controller learns f = EMA(loss) / first loss in [0, 1]."""
+    if MODE["mode"] == "earned" and loss_finite:
+        st = self.__dict__.setdefault("_loss_left", {"first": float(loss), "ema": 0.0, "n": 0})
+        st["n"] += 1
+        st["ema"] = LOSS_BETA * st["ema"] + (1 - LOSS_BETA) * float(loss)
+        left = st["ema"] / (1 - LOSS_BETA ** st["n"]) / st["first"] if st["first"] > 0 else 1.0
+        for c in self._controllers:
+            c.loss_left = min(1.0, max(0.0, left))
+    return _update(self, active, loss, loss_finite)
+
+
+def _earned_modulate(self, rate, active):
+    if MODE["mode"] != "earned":
+        return _modulate(self, rate, active)
+    return rate * torch.exp(self.log_multiplier * getattr(self, "loss_left", 1.0)).to(rate)
+
+
+L.L3RS._update = _update_tracking_loss
+C.RateAdaptation.modulate = _earned_modulate

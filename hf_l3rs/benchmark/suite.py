@@ -13,12 +13,14 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-SUITE_VERSION = "v4"
+SUITE_VERSION = "v5"
 #: v2 = v1 plus two dev cases (a BatchNorm network from scratch, a frozen-body probe); v3 = v2 plus
 #: a noise-dominated from-scratch dev case (batch 8: the regime where a greedy rate adaptation
 #: starves, docs/adr/0015); v4 = v3 plus the dev fine-tuning case at three times its horizon on the
 #: same images (meant to mirror the test's long clipart-resnet-finetune, where the default's head
-#: grew over-confident; on kanji it did not, docs/adr/0016).
+#: grew over-confident; on kanji it did not, docs/adr/0016); v5 = v4 plus that regime on another
+#: domain than the checkpoint's (the kanji ResNet on a few Fashion-MNIST photos for 300 steps),
+#: where it does reproduce (docs/adr/0017).
 #: The test split is v1's, case for case (a test pins its fingerprint), so test results of every
 #: version compare.
 SPLITS = ("dev", "test")
@@ -138,6 +140,15 @@ CASES: tuple[Case, ...] = (
         name="kanji-resnet-finetune-long",
         steps=300,
         description="the same fine-tuning for 300 steps (three times as long on the same 75 images)",
+    ),
+    replace(
+        _KANJI_FINETUNE,
+        name="fashion-resnet-fewshot-long",
+        steps=300,
+        data="fashion-mnist",
+        options={"dataset": "fashion", "checkpoint": "kanji"},
+        description="the kanji ResNet, a new 5-way head on Fashion-MNIST photos (10 shots), 300 steps: "
+        "a few images of another domain, trained long",
     ),
     # ---- test: other data and other models; scored once per weights version
     Case(

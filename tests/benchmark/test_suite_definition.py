@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from hf_l3rs.benchmark.suite import CASES, KINDS, SUITE_VERSION, cases, fingerprint
 
-#: Changing a case changes this: that is suite v5, never an edit of v4 (results carry the hash).
-V4_FINGERPRINT = "af04ea4469fc"
-#: The test split of v1 (scored for l3rs-general@83524d4905), v2, v3 and v4: unchanged, so they compare.
+#: Changing a case changes this: that is suite v6, never an edit of v5 (results carry the hash).
+V5_FINGERPRINT = "0be89b06b316"
+#: The test split of v1 (scored for l3rs-general@83524d4905), v2, v3, v4 and v5: unchanged, so they compare.
 V1_TEST_FINGERPRINT = "f5143124518c"
 
 
-def test_v4_is_frozen_and_its_test_split_is_v1s():
-    assert SUITE_VERSION == "v4"
-    assert fingerprint() == V4_FINGERPRINT
+def test_v5_is_frozen_and_its_test_split_is_v1s():
+    assert SUITE_VERSION == "v5"
+    assert fingerprint() == V5_FINGERPRINT
     assert fingerprint(cases("test")) == V1_TEST_FINGERPRINT
 
 
@@ -58,3 +58,17 @@ def test_the_long_fine_tuning_dev_case_is_its_sibling_at_three_times_the_steps()
     assert long["steps"] == 3 * short["steps"]
     differing = {k for k in short if short[k] != long[k]}
     assert differing == {"name", "steps", "description"}
+
+
+def test_the_cross_domain_dev_case_is_the_long_one_on_other_images():
+    """Suite v5's fashion-resnet-fewshot-long is kanji-resnet-finetune-long with other images (a
+    few Fashion-MNIST photos) under the same kanji checkpoint: the pair isolates what training
+    long on another domain than the checkpoint's does (docs/adr/0017)."""
+    from dataclasses import asdict
+
+    by_name = {c.name: asdict(c) for c in cases("dev")}
+    kanji, fashion = by_name["kanji-resnet-finetune-long"], by_name["fashion-resnet-fewshot-long"]
+    differing = {k for k in kanji if kanji[k] != fashion[k]}
+    assert differing == {"name", "data", "options", "description"}
+    assert fashion["options"] == {"dataset": "fashion", "checkpoint": "kanji"}
+    assert fashion["model"] == "resnet-tiny@kanji" and fashion["steps"] == 300
