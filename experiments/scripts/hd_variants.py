@@ -21,7 +21,7 @@ _orig = C.RateAdaptation.observe_probe
 
 
 def observe_probe(self, view):
-    if MODE["mode"] == "m":
+    if MODE["mode"] in ("m", "earned"):  # "earned" changes how the multiplier is used, not how it moves
         return _orig(self, view)
     cfg = self.config
     n = len(view.active)
