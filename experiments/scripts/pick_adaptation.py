@@ -61,11 +61,12 @@ def job(args):
     from hf_l3rs.optim.l3rs import L3RS
     from hf_l3rs.tasks.inner_loop import run_task
 
-    if name in PATCHED:
-        sys.path.insert(0, str(Path(__file__).parent))
-        import hd_variants
+    # every job sets the mode: a worker that ran a patched candidate keeps hd_variants imported,
+    # and the candidates after it in that worker must run the shipped rule ("m"), not the patch
+    sys.path.insert(0, str(Path(__file__).parent))
+    import hd_variants
 
-        hd_variants.MODE["mode"] = PATCHED[name]
+    hd_variants.MODE["mode"] = PATCHED.get(name, "m")
     cfg = MetaTrainConfig.from_yaml(CONFIG)
     task = build_family(cfg).sample(seed, "val")
     net = load_net("l3rs-general", **overrides)
