@@ -20,9 +20,8 @@ MODES = {
 _orig = C.RateAdaptation.observe_probe
 
 
-def observe_probe(self, view):
-    if MODE["mode"] in ("m", "earned"):  # "earned" changes how the multiplier is used, not how it moves
-        return _orig(self, view)
+def _u_observe(self, view):
+    """``MODE["mode"] = "u"``: the agreement against Adam's preconditioned direction."""
     cfg = self.config
     n = len(view.active)
     dots = torch.full((n,), math.nan, dtype=torch.float64)
@@ -34,8 +33,7 @@ def observe_probe(self, view):
         p = view.params[j]
         st = view.state[p]
         m, v = st["adam.exp_avg"], st["adam.exp_avg_sq"]
-        if MODE["mode"] == "u":  # Adam-HD: the previous Adam direction m/(sqrt v + eps)
-            u = m / (v.sqrt() + 1e-8)
+        u = m / (v.sqrt() + 1e-8)  # Adam-HD: the previous Adam direction m/(sqrt v + eps)
         g = p.grad
         dots[pos] = float(torch.vdot(g.reshape(-1), u.reshape(-1)))
         mm[pos] = float(u.pow(2).sum())
@@ -96,10 +94,13 @@ def _snr_observe(self, view):
         print("frac", [round(float(x), 3) for x in frac[seen][:6]])
 
 
+#: the modes that move the multiplier differently; the others ("m", and "earned", which changes how
+#: the multiplier is used, not how it moves) run the shipped rule
+_OBSERVERS = {"u": _u_observe, "snr": _snr_observe}
+
+
 def _dispatch(self, view):
-    if MODE["mode"] == "snr":
-        return _snr_observe(self, view)
-    return observe_probe(self, view)
+    return _OBSERVERS.get(MODE["mode"], _orig)(self, view)
 
 
 C.RateAdaptation.observe_probe = _dispatch
