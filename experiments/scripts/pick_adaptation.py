@@ -5,7 +5,9 @@ fields on the first N 'val' tasks of the config (cpu-general-long.yaml unless PI
 its hidden rate multipliers and horizons included), two processes, one thread each, every run
 stored in outputs/select-adaptation/[NAME/], and writes docs/results/meta/adaptation-constants[-NAME].md:
 per candidate, the mean over tasks of log(final eval loss ÷ the default's), paired task for task
-(lower is better)."""
+(lower is better). ``PICK_WEIGHTS`` names other weights than l3rs-general: the committed tables
+are of l3rs-general@fd7ca5ea42 (ceiling 30), ``experiments/weights/l3rs-general-fd7ca5ea42`` since
+ADR 0018."""
 
 import json
 import math
@@ -16,6 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 CONFIG = os.environ.get("PICK_CONFIG", "experiments/configs/cpu-general-long.yaml")
+WEIGHTS = os.environ.get("PICK_WEIGHTS", "l3rs-general")
 #: the first table's config keeps its first paths; another config's runs and table are its own
 OTHER = "" if CONFIG.endswith("/cpu-general-long.yaml") else Path(CONFIG).stem
 CANDIDATES = {
@@ -69,7 +72,7 @@ def job(args):
     hd_variants.MODE["mode"] = PATCHED.get(name, "m")
     cfg = MetaTrainConfig.from_yaml(CONFIG)
     task = build_family(cfg).sample(seed, "val")
-    net = load_net("l3rs-general", **overrides)
+    net = load_net(WEIGHTS, **overrides)
     res = run_task(task, lambda model, steps: L3RS(model, net, total_steps=steps))
     rec = {
         "name": name,

@@ -91,3 +91,12 @@ def test_lineage_pertensor_weights_are_the_cosine_rule_with_per_tensor_adaptatio
     assert float(default.min()) < 1.0 < float(default.max()), default
     grown = int(default.argmax())
     assert too_large[grown] < 1.0 < default[grown], (default, too_large)
+
+
+def test_lineage_general_fd7ca5ea42_is_the_default_with_the_ceiling_at_30() -> None:
+    """l3rs-general-fd7ca5ea42, the default until ADR 0018, is the bundled θ with the rate
+    adaptation's ceiling at 30 instead of 10: the same network, one constant apart."""
+    previous, general = load_net(lineage("l3rs-general-fd7ca5ea42")), load_net("l3rs-general")
+    assert torch.equal(previous.get_flat(), general.get_flat())
+    assert previous.config.adaptation_max == 30.0 and general.config.adaptation_max == 10.0
+    assert previous.config == general.config.replace(adaptation_max=30.0)
