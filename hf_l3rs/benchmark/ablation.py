@@ -31,7 +31,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     # its hand-set parts, one at a time (issue 37: each earns its place or goes). The target's
     # row went with l3rs-general@fd7ca5ea42, whose target is 0 (docs/adr/0016): its rows against
     # the previous default are in docs/results/dev/ablation-l3rs-general@24c6703e27.md.
-    "adaptation clamps ([1/30, 10] -> [1e-4, 1e4])": {"adaptation_min": 1e-4, "adaptation_max": 1e4},
+    "adaptation clamps ([1/10, 10] -> [1e-4, 1e4])": {"adaptation_min": 1e-4, "adaptation_max": 1e4},
 }
 #: (the distance scale of docs/adr/0003, once rows of the meta-network alone with d in place of
 #: base_lr, lost on the dev split and went with ADR 0014: its rows are in the ablation of

@@ -93,10 +93,13 @@ def test_lineage_pertensor_weights_are_the_cosine_rule_with_per_tensor_adaptatio
     assert too_large[grown] < 1.0 < default[grown], (default, too_large)
 
 
-def test_lineage_general_fd7ca5ea42_is_the_default_with_the_ceiling_at_30() -> None:
-    """l3rs-general-fd7ca5ea42, the default until ADR 0018, is the bundled θ with the rate
-    adaptation's ceiling at 30 instead of 10: the same network, one constant apart."""
-    previous, general = load_net(lineage("l3rs-general-fd7ca5ea42")), load_net("l3rs-general")
-    assert torch.equal(previous.get_flat(), general.get_flat())
-    assert previous.config.adaptation_max == 30.0 and general.config.adaptation_max == 10.0
-    assert previous.config == general.config.replace(adaptation_max=30.0)
+def test_lineage_general_defaults_are_the_bundled_theta_with_its_earlier_clamps() -> None:
+    """l3rs-general-fd7ca5ea42 and -0a7f315a71, the defaults before ADR 0018's grids, are the
+    bundled θ with the rate adaptation's clamps at [1/30, 30] and [1/30, 10] instead of [1/10, 10]:
+    the same network, constants apart."""
+    general = load_net("l3rs-general")
+    assert (general.config.adaptation_min, general.config.adaptation_max) == (0.1, 10.0)
+    for name, clamps in (("l3rs-general-fd7ca5ea42", (1 / 30, 30.0)), ("l3rs-general-0a7f315a71", (1 / 30, 10.0))):
+        previous = load_net(lineage(name))
+        assert torch.equal(previous.get_flat(), general.get_flat())
+        assert previous.config == general.config.replace(adaptation_min=clamps[0], adaptation_max=clamps[1])
