@@ -28,9 +28,9 @@ from hf_l3rs.benchmark.suite import cases
 #: (docs/results/dev/ablation-l3rs-general@83524d4905.md); what is left of the default is here.
 ABLATIONS: dict[str, dict[str, Any]] = {
     "rate adaptation (hypergradient controller, 3 fields acting)": {"hypergradient_rate": 0.0},
-    # its hand-set parts, one at a time (issue 37: each earns its place or goes). The target's
-    # row went with l3rs-general@fd7ca5ea42, whose target is 0 (docs/adr/0016): its rows against
-    # the previous default are in docs/results/dev/ablation-l3rs-general@24c6703e27.md.
+    # its hand-set parts, one at a time (issue 37: each earns its place or goes). The target was
+    # 0 from l3rs-general@fd7ca5ea42 (docs/adr/0016) until ADR 0018 chose -0.05 on dev.
+    "adaptation target (-0.05 -> 0)": {"adaptation_target": 0.0},
     "adaptation clamps ([1/10, 10] -> [1e-4, 1e4])": {"adaptation_min": 1e-4, "adaptation_max": 1e4},
 }
 #: (the distance scale of docs/adr/0003, once rows of the meta-network alone with d in place of

@@ -93,13 +93,19 @@ def test_lineage_pertensor_weights_are_the_cosine_rule_with_per_tensor_adaptatio
     assert too_large[grown] < 1.0 < default[grown], (default, too_large)
 
 
-def test_lineage_general_defaults_are_the_bundled_theta_with_its_earlier_clamps() -> None:
-    """l3rs-general-fd7ca5ea42 and -0a7f315a71, the defaults before ADR 0018's grids, are the
-    bundled θ with the rate adaptation's clamps at [1/30, 30] and [1/30, 10] instead of [1/10, 10]:
-    the same network, constants apart."""
+def test_lineage_general_defaults_are_the_bundled_theta_with_its_earlier_constants() -> None:
+    """l3rs-general-fd7ca5ea42, -0a7f315a71 and -7a71a9e4ea, the defaults before and between ADR
+    0018's grids, are the bundled θ with the rate adaptation's target at 0 and its clamps at
+    [1/30, 30], [1/30, 10] and [1/10, 10] (now −0.05 and [1/10, 10]): one network, constants apart."""
     general = load_net("l3rs-general")
+    assert general.config.adaptation_target == -0.05
     assert (general.config.adaptation_min, general.config.adaptation_max) == (0.1, 10.0)
-    for name, clamps in (("l3rs-general-fd7ca5ea42", (1 / 30, 30.0)), ("l3rs-general-0a7f315a71", (1 / 30, 10.0))):
+    earlier = {
+        "l3rs-general-fd7ca5ea42": (1 / 30, 30.0),
+        "l3rs-general-0a7f315a71": (1 / 30, 10.0),
+        "l3rs-general-7a71a9e4ea": (0.1, 10.0),
+    }
+    for name, (low, high) in earlier.items():
         previous = load_net(lineage(name))
         assert torch.equal(previous.get_flat(), general.get_flat())
-        assert previous.config == general.config.replace(adaptation_min=clamps[0], adaptation_max=clamps[1])
+        assert previous.config == general.config.replace(adaptation_target=0.0, adaptation_min=low, adaptation_max=high)

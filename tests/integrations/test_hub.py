@@ -259,18 +259,18 @@ def test_unreachable_endpoint_on_download_is_not_called_offline(monkeypatch) -> 
 def test_bundled_general_weights_train_an_unseen_decoder_without_a_learning_rate() -> None:
     """l3rs-general (meta-trained with a decoder in the mixture) keeps only the hand-set options
     that earned their place on the dev split (docs/adr/0004): l3rs-kanji-pertensor's per-tensor
-    rate adaptation, on its own θ, with the target at 0 since the long-horizon meta-training
-    (docs/adr/0016) and its clamps at [1/10, 10] (docs/adr/0018); with no learning rate it trains a
+    rate adaptation, on its own θ (meta-trained with the target at 0, docs/adr/0016), its target
+    at −0.05 and clamps at [1/10, 10] (docs/adr/0018); with no learning rate it trains a
     transformer it never saw (a two-layer Llama over bytes) without blowing up."""
     pytest.importorskip("transformers")
     from hf_l3rs.tasks.text import build_decoder, encode
 
     general, pertensor = load_net("l3rs-general"), load_net(lineage("l3rs-kanji-pertensor"))
     assert general.config.adapts and general.config.hypergradient_rate == 0.4
-    assert general.config.adaptation_target == 0.0
+    assert general.config.adaptation_target == -0.05
     assert (general.config.adaptation_min, general.config.adaptation_max) == (0.1, 10.0)
     assert general.config.replace(num_components=None) == pertensor.config.replace(
-        num_components=None, adaptation_target=0.0, adaptation_min=0.1, adaptation_max=10.0
+        num_components=None, adaptation_target=-0.05, adaptation_min=0.1, adaptation_max=10.0
     )
     assert not torch.equal(general.get_flat(), pertensor.get_flat())
     torch.manual_seed(0)
