@@ -392,6 +392,85 @@ def minilm_fortunes(
     )
 
 
+def docstring_classify(
+    seed: int,
+    role: str,
+    steps: int,
+    decoder: str = "small",
+    classes: int = 4,
+    train_per_class: int = 60,
+    held_per_class: int = 20,
+) -> Problem:
+    """Which stdlib module a docstring paragraph comes from, for the ``classes`` modules of the
+    docstring cases' scoring pool with the most paragraphs (≥ 40 characters): the dev decoder
+    as a sequence classifier (``LlamaForSequenceClassification`` on its pretrained body, a new
+    ``score`` head), its first 128 bytes zero-padded (byte 0 is the pad). Per class
+    ``train_per_class`` paragraphs drawn per seed from a pool, validation and test fixed and disjoint:
+    the dev split's text-classification case (a pretrained encoder through the Trainer)."""
+    from transformers import LlamaForSequenceClassification
+
+    from hf_l3rs.tasks.text import TextTaskFamily, TextTaskSpec
+
+    family = TextTaskFamily(TextTaskSpec(), None, "suite-docstrings")
+    paragraphs = {
+        m: [t.strip() for t in family.documents[m].split("\n\n") if len(t.strip()) >= 40]
+        for m in family.pools["meta_test"]
+    }
+    names = sorted(sorted(paragraphs, key=lambda m: (-len(paragraphs[m]), m))[:classes])
+    rng = random.Random(seed)
+    train, held = [], []
+    for label, name in enumerate(names):
+        items = list(paragraphs[name])
+        random.Random(label).shuffle(items)
+        val, test, pool = items[:held_per_class], items[held_per_class : 2 * held_per_class], items[2 * held_per_class :]
+        train += [(t, label) for t in rng.sample(pool, train_per_class)]
+        held += [(t, label) for t in (val if role == "tune" else test)]
+    rng.shuffle(train)
+    seq = 128
+
+    def encode(rows: list[tuple[str, int]]) -> dict[str, Tensor]:
+        ids = torch.zeros(len(rows), seq, dtype=torch.long)
+        for i, (t, _) in enumerate(rows):
+            b = [c for c in t.encode("utf-8")[:seq] if c]
+            ids[i, : len(b)] = torch.tensor(b)
+        return {"input_ids": ids, "attention_mask": (ids != 0).long(), "labels": torch.tensor([lab for _, lab in rows])}
+
+    tr, he = encode(train), encode(held)
+    body = _decoder_template(decoder)
+    config = copy.deepcopy(body.config)
+    config.num_labels, config.pad_token_id = classes, 0
+    torch.manual_seed(seed)
+    model = LlamaForSequenceClassification(config)
+    model.model.load_state_dict(body.model.state_dict())
+    batch = 8
+
+    def train_batch(step: int) -> dict[str, Tensor]:
+        idx = torch.randint(0, len(train), (batch,), generator=_seeded(seed, step))
+        return {k: v[idx] for k, v in tr.items()}
+
+    def loss(m: nn.Module, b: dict[str, Tensor]) -> Tensor:
+        return m(**b).loss
+
+    def evaluate(m: nn.Module) -> tuple[float, float]:
+        with torch.no_grad():
+            logits = m(input_ids=he["input_ids"], attention_mask=he["attention_mask"]).logits
+        return float(nn.functional.cross_entropy(logits, he["labels"])), float(
+            (logits.argmax(1) == he["labels"]).float().mean()
+        )
+
+    examples = [{k: v[i] for k, v in tr.items()} for i in range(len(train))]
+    return Problem(
+        model,
+        train_batch,
+        loss,
+        evaluate,
+        head=("score.",),
+        train_examples=examples,
+        batch_size=batch,
+        chance_accuracy=1 / classes,
+    )
+
+
 BUILDERS: dict[str, Callable[..., Problem]] = {
     "fashion_mlp": fashion_mlp,
     "fashion_resnet": fashion_resnet,
@@ -399,4 +478,5 @@ BUILDERS: dict[str, Callable[..., Problem]] = {
     "image_tasks": image_tasks,
     "decoder_text": decoder_text,
     "minilm_fortunes": minilm_fortunes,
+    "docstring_classify": docstring_classify,
 }

@@ -13,14 +13,16 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-SUITE_VERSION = "v5"
+SUITE_VERSION = "v6"
 #: v2 = v1 plus two dev cases (a BatchNorm network from scratch, a frozen-body probe); v3 = v2 plus
 #: a noise-dominated from-scratch dev case (batch 8: the regime where a greedy rate adaptation
 #: starves, docs/adr/0015); v4 = v3 plus the dev fine-tuning case at three times its horizon on the
 #: same images (meant to mirror the test's long clipart-resnet-finetune, where the default's head
 #: grew over-confident; on kanji it did not, docs/adr/0016); v5 = v4 plus that regime on another
 #: domain than the checkpoint's (the kanji ResNet on a few Fashion-MNIST photos for 300 steps),
-#: where it does reproduce (docs/adr/0017).
+#: where it does reproduce (docs/adr/0017); v6 = v5 plus a text classification through the Trainer
+#: with a pretrained transformer body (the dev decoder as a sequence classifier on stdlib
+#: docstrings), the kind of the test's MiniLM case, which no dev case had (docs/adr/0018).
 #: The test split is v1's, case for case (a test pins its fingerprint), so test results of every
 #: version compare.
 SPLITS = ("dev", "test")
@@ -149,6 +151,20 @@ CASES: tuple[Case, ...] = (
         options={"dataset": "fashion", "checkpoint": "kanji"},
         description="the kanji ResNet, a new 5-way head on Fashion-MNIST photos (10 shots), 300 steps: "
         "a few images of another domain, trained long",
+    ),
+    Case(
+        "docstring-decoder-classify-trainer",
+        "dev",
+        "text-encoder-trainer",
+        100,
+        "stdlib-docstrings",
+        "decoder-small",
+        "docstring_classify",
+        finetune=True,
+        transformer=True,
+        trainer=True,
+        description="the dev decoder as a sequence classifier (new head): which of 4 stdlib modules a docstring "
+        "paragraph comes from (60 per class), through transformers.Trainer",
     ),
     # ---- test: other data and other models; scored once per weights version
     Case(

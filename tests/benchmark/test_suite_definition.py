@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from hf_l3rs.benchmark.suite import CASES, KINDS, SUITE_VERSION, cases, fingerprint
 
-#: Changing a case changes this: that is suite v6, never an edit of v5 (results carry the hash).
-V5_FINGERPRINT = "0be89b06b316"
-#: The test split of v1 (scored for l3rs-general@83524d4905), v2, v3, v4 and v5: unchanged, so they compare.
+#: Changing a case changes this: that is suite v7, never an edit of v6 (results carry the hash).
+V6_FINGERPRINT = "ae12340440b2"
+#: The test split of v1 (scored for l3rs-general@83524d4905), v2 … v6: unchanged, so they compare.
 V1_TEST_FINGERPRINT = "f5143124518c"
 
 
-def test_v5_is_frozen_and_its_test_split_is_v1s():
-    assert SUITE_VERSION == "v5"
-    assert fingerprint() == V5_FINGERPRINT
+def test_v6_is_frozen_and_its_test_split_is_v1s():
+    assert SUITE_VERSION == "v6"
+    assert fingerprint() == V6_FINGERPRINT
     assert fingerprint(cases("test")) == V1_TEST_FINGERPRINT
 
 
@@ -37,6 +37,8 @@ def test_splits_cover_every_kind_and_the_promised_horizons():
     assert 100 in steps and 300 in steps
     assert sum(s >= 1000 for s in steps) >= 2
     assert any(c.trainer and c.kind == "text-encoder-trainer" for c in CASES)
+    # v6: that kind on both splits (the test's MiniLM case had no dev counterpart before)
+    assert {c.split for c in CASES if c.kind == "text-encoder-trainer"} == {"dev", "test"}
 
 
 def test_unknown_split_and_case_are_named():
