@@ -422,7 +422,11 @@ def docstring_classify(
     for label, name in enumerate(names):
         items = list(paragraphs[name])
         random.Random(label).shuffle(items)
-        val, test, pool = items[:held_per_class], items[held_per_class : 2 * held_per_class], items[2 * held_per_class :]
+        val, test, pool = (
+            items[:held_per_class],
+            items[held_per_class : 2 * held_per_class],
+            items[2 * held_per_class :],
+        )
         train += [(t, label) for t in rng.sample(pool, train_per_class)]
         held += [(t, label) for t in (val if role == "tune" else test)]
     rng.shuffle(train)

@@ -194,3 +194,36 @@ def test_the_noisy_dev_case_differs_from_its_sibling_only_in_batch():
     for a, b in zip(wide.model.parameters(), noisy.model.parameters()):
         assert torch.equal(a, b)
     assert wide.evaluate(wide.model) == noisy.evaluate(noisy.model)
+
+
+def test_the_text_classification_dev_case_keeps_the_pretrained_body_under_a_new_head(monkeypatch):
+    """Suite v6's docstring-decoder-classify-trainer: the decoder's pretrained body under a new
+    ``score`` head; 4 classes of 60 training paragraphs drawn per seed; validation and test
+    held-out sets differ."""
+    import functools
+
+    from hf_l3rs.benchmark import problems
+    from hf_l3rs.tasks.text import build_decoder
+
+    @functools.lru_cache(maxsize=1)
+    def template(name):
+        torch.manual_seed(123)
+        return build_decoder(
+            hidden_size=64, intermediate_size=96, num_hidden_layers=1, num_attention_heads=1, num_key_value_heads=1
+        )
+
+    monkeypatch.setattr(problems, "_decoder_template", template)
+    tune, score, other = (
+        problems.docstring_classify(seed, role, 10, decoder="tiny")
+        for seed, role in ((0, "tune"), (0, "score"), (1, "score"))
+    )
+    body = template("tiny").model.state_dict()
+    assert all(torch.equal(v, score.model.model.state_dict()[k]) for k, v in body.items())
+    assert score.head == ("score.",) and score.model.score.out_features == 4
+    labels = torch.stack([e["labels"] for e in score.train_examples])
+    assert torch.equal(torch.bincount(labels), torch.full((4,), 60))
+    batch = score.train_batch(0)
+    assert batch["input_ids"].shape == (8, 128) and set(batch) == {"input_ids", "attention_mask", "labels"}
+    paragraphs = [{tuple(e["input_ids"].tolist()) for e in p.train_examples} for p in (score, other)]
+    assert paragraphs[0] != paragraphs[1]  # drawn per seed
+    assert tune.evaluate(tune.model) != score.evaluate(score.model)  # same model, other held-out texts
