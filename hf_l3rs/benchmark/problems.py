@@ -363,10 +363,18 @@ def minilm_fortunes(
     tr, he = encode(train), encode(held)
     torch.manual_seed(seed)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=classes)
+    return _sequence_classification(model, tr, he, seed, ("classifier.",), classes)
+
+
+def _sequence_classification(
+    model: nn.Module, tr: dict[str, Tensor], he: dict[str, Tensor], seed: int, head: tuple[str, ...], classes: int
+) -> Problem:
+    """A transformers sequence classifier on encoded training and held-out rows (input_ids,
+    attention_mask, labels): seeded batches of 8, held-out cross-entropy and accuracy."""
     batch = 8
 
     def train_batch(step: int) -> dict[str, Tensor]:
-        idx = torch.randint(0, len(train), (batch,), generator=_seeded(seed, step))
+        idx = torch.randint(0, len(tr["labels"]), (batch,), generator=_seeded(seed, step))
         return {k: v[idx] for k, v in tr.items()}
 
     def loss(m: nn.Module, b: dict[str, Tensor]) -> Tensor:
@@ -379,13 +387,13 @@ def minilm_fortunes(
             (logits.argmax(1) == he["labels"]).float().mean()
         )
 
-    examples = [{k: v[i] for k, v in tr.items()} for i in range(len(train))]
+    examples = [{k: v[i] for k, v in tr.items()} for i in range(len(tr["labels"]))]
     return Problem(
         model,
         train_batch,
         loss,
         evaluate,
-        head=("classifier.",),
+        head=head,
         train_examples=examples,
         batch_size=batch,
         chance_accuracy=1 / classes,
@@ -446,33 +454,7 @@ def docstring_classify(
     torch.manual_seed(seed)
     model = LlamaForSequenceClassification(config)
     model.model.load_state_dict(body.model.state_dict())
-    batch = 8
-
-    def train_batch(step: int) -> dict[str, Tensor]:
-        idx = torch.randint(0, len(train), (batch,), generator=_seeded(seed, step))
-        return {k: v[idx] for k, v in tr.items()}
-
-    def loss(m: nn.Module, b: dict[str, Tensor]) -> Tensor:
-        return m(**b).loss
-
-    def evaluate(m: nn.Module) -> tuple[float, float]:
-        with torch.no_grad():
-            logits = m(input_ids=he["input_ids"], attention_mask=he["attention_mask"]).logits
-        return float(nn.functional.cross_entropy(logits, he["labels"])), float(
-            (logits.argmax(1) == he["labels"]).float().mean()
-        )
-
-    examples = [{k: v[i] for k, v in tr.items()} for i in range(len(train))]
-    return Problem(
-        model,
-        train_batch,
-        loss,
-        evaluate,
-        head=("score.",),
-        train_examples=examples,
-        batch_size=batch,
-        chance_accuracy=1 / classes,
-    )
+    return _sequence_classification(model, tr, he, seed, ("score.",), classes)
 
 
 BUILDERS: dict[str, Callable[..., Problem]] = {
