@@ -323,6 +323,29 @@ def _minilm():
     return path, AutoTokenizer.from_pretrained(path)
 
 
+def _labelled_split(
+    texts: list[list[str]], seed: int, role: str, train_per_class: int, held_per_class: int
+) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """(text, label) rows, label = index in ``texts``: per class a fixed shuffle gives the
+    validation and test texts (disjoint, the same for every seed) and a pool that
+    ``train_per_class`` training texts are drawn from per seed; held-out rows are the
+    validation texts for ``role`` "tune", the test texts otherwise."""
+    rng = random.Random(seed)
+    train, held = [], []
+    for label, items in enumerate(texts):
+        items = list(items)
+        random.Random(label).shuffle(items)
+        val, test, pool = (
+            items[:held_per_class],
+            items[held_per_class : 2 * held_per_class],
+            items[2 * held_per_class :],
+        )
+        train += [(t, label) for t in rng.sample(pool, train_per_class)]
+        held += [(t, label) for t in (val if role == "tune" else test)]
+    rng.shuffle(train)
+    return train, held
+
+
 def minilm_fortunes(
     seed: int, role: str, steps: int, classes: int = 6, train_per_class: int = 80, held_per_class: int = 30
 ) -> Problem:
@@ -338,19 +361,7 @@ def minilm_fortunes(
     if not by_file:
         _fortunes_items()  # raises the install hint
     names = sorted(sorted(by_file, key=lambda k: -len(by_file[k]))[:classes])
-    rng = random.Random(seed)
-    train, held = [], []
-    for label, name in enumerate(names):
-        items = list(by_file[name])
-        random.Random(label).shuffle(items)
-        val, test, pool = (
-            items[:held_per_class],
-            items[held_per_class : 2 * held_per_class],
-            items[2 * held_per_class :],
-        )
-        train += [(t, label) for t in rng.sample(pool, train_per_class)]
-        held += [(t, label) for t in (val if role == "tune" else test)]
-    rng.shuffle(train)
+    train, held = _labelled_split([by_file[n] for n in names], seed, role, train_per_class, held_per_class)
 
     def encode(rows: list[tuple[str, int]]) -> dict[str, Tensor]:
         enc = tok([t for t, _ in rows], truncation=True, max_length=32, padding="max_length", return_tensors="pt")
@@ -425,19 +436,7 @@ def docstring_classify(
         for m in family.pools["meta_test"]
     }
     names = sorted(sorted(paragraphs, key=lambda m: (-len(paragraphs[m]), m))[:classes])
-    rng = random.Random(seed)
-    train, held = [], []
-    for label, name in enumerate(names):
-        items = list(paragraphs[name])
-        random.Random(label).shuffle(items)
-        val, test, pool = (
-            items[:held_per_class],
-            items[held_per_class : 2 * held_per_class],
-            items[2 * held_per_class :],
-        )
-        train += [(t, label) for t in rng.sample(pool, train_per_class)]
-        held += [(t, label) for t in (val if role == "tune" else test)]
-    rng.shuffle(train)
+    train, held = _labelled_split([paragraphs[n] for n in names], seed, role, train_per_class, held_per_class)
     seq = 128
 
     def encode(rows: list[tuple[str, int]]) -> dict[str, Tensor]:
