@@ -294,3 +294,25 @@ def test_tiny_vision_transformer_is_a_task_model_l3rs_and_foof_can_train(tiny_ka
         assert float(task.loss(model, batch)) < float(loss)
     probe = proto.run_optimizer(parse_optimizer("foof-const-head-1"), task, [4])
     assert math.isfinite(probe[4][0]) and 0.0 <= probe[4][1] <= 1.0
+
+
+def test_a_domain_built_by_two_processes_at_once_is_kept_once(tmp_path, monkeypatch) -> None:
+    """Benchmark workers render the same domain concurrently: the one that finishes second finds
+    the folder complete, keeps it and leaves no scratch folder (it used to fail on the rename)."""
+    import os
+    import shutil
+
+    from hf_l3rs.tasks.domains import build
+
+    small = dict(num_classes=4, samples_per_class=2, image_size=16, workers=1)
+    first = build.prepare_domain("kanji", root=tmp_path / "first", **small)
+    real_replace = os.replace
+
+    def other_process_finishes_first(src, dst):
+        shutil.copytree(first, dst)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(build.os, "replace", other_process_finishes_first)
+    folder = build.prepare_domain("kanji", root=tmp_path / "second", **small)
+    assert (folder / "spec.json").is_file()
+    assert sorted(p.name for p in folder.parent.iterdir()) == [folder.name]

@@ -117,10 +117,16 @@ def prepare_domain(name: str, root: str | Path | None = None, workers: int | Non
         {"image": datasets.Image(), "label": datasets.ClassLabel(names=[c for c, _ in classes])}
     )
     ds = datasets.Dataset.from_dict({"image": images, "label": labels}, features=features)
-    tmp = folder.with_name(folder.name + ".tmp")
+    # one scratch folder per process: benchmark workers may build the same domain at once
+    tmp = folder.with_name(f"{folder.name}.{os.getpid()}.tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     ds.save_to_disk(str(tmp))
     (tmp / "spec.json").write_text(json.dumps({**asdict(spec), "version": VERSION}, indent=1))
-    os.replace(tmp, folder)
+    try:
+        os.replace(tmp, folder)
+    except OSError:
+        if not (folder / "spec.json").is_file():
+            raise
+        shutil.rmtree(tmp)  # another process finished first; the rendering is deterministic, so its copy is ours
     return folder
