@@ -131,3 +131,53 @@ def _earned_modulate(self, rate, active):
 
 L.L3RS._update = _update_tracking_loss
 C.RateAdaptation.modulate = _earned_modulate
+
+
+#: β of the gradient-norm EMA of the ``gscale`` modes (the network's middle gradient feature's)
+GRAD_BETA = 0.9
+
+
+def _track_gradient_scale(self, view):
+    """E_t = EMA(‖g‖) per tensor (bias-corrected) and its running maximum; ``self.grad_left`` =
+    E_t / max_s E_s in (0, 1]: how much of its largest gradient a tensor still has."""
+    n_all = self.log_multiplier.numel()
+    if not hasattr(self, "_g_ema"):
+        self._g_ema = torch.zeros(n_all, dtype=torch.float64)
+        self._g_n = torch.zeros(n_all, dtype=torch.float64)
+        self._g_peak = torch.zeros(n_all, dtype=torch.float64)
+        self.grad_left = torch.ones(n_all, dtype=torch.float64)
+    idx = torch.tensor(view.active, dtype=torch.long)
+    g = view.gnorm.to(torch.float64)
+    ok = view.finite & torch.isfinite(g) & (g > 0)
+    i = idx[ok]
+    b = GRAD_BETA
+    self._g_ema[i] = b * self._g_ema[i] + (1 - b) * g[ok]
+    self._g_n[i] += 1
+    e = self._g_ema[i] / (1 - b ** self._g_n[i])
+    self._g_peak[i] = torch.maximum(self._g_peak[i], e)
+    self.grad_left[i] = e / self._g_peak[i]
+
+
+def _dispatch_scaled(self, view):
+    if MODE["mode"].startswith("gscale"):
+        _track_gradient_scale(self, view)
+    return _dispatch(self, view)
+
+
+def _scaled_modulate(self, rate, active):
+    mode = MODE["mode"]
+    left = getattr(self, "grad_left", None)
+    if mode == "gscale" and left is not None:  # the whole rate shrinks with the gradient it has left
+        return _earned_modulate(self, rate, active) * left.to(rate)
+    if mode == "gscale-adapt" and left is not None:  # only the adaptation's multiplier does: a^(left)
+        return rate * torch.exp(self.log_multiplier * left).to(rate)
+    return _earned_modulate(self, rate, active)
+
+
+MODES["gscale"] = (
+    "the rate times E_t / max_s E_s, E = EMA 0.9 of the tensor's gradient norm (bias-corrected): "
+    "a step shrinks with the share of its largest gradient a tensor still has"
+)
+MODES["gscale-adapt"] = "the adaptation's multiplier as a^(E_t / max_s E_s), E as in gscale"
+C.RateAdaptation.observe_probe = _dispatch_scaled
+C.RateAdaptation.modulate = _scaled_modulate
