@@ -2,7 +2,9 @@
 ``python experiments/scripts/dev_compare.py RESULTS.md LABEL=FOLDER [LABEL=FOLDER ...]``; runs are
 stored beside the dev suite's in outputs/suite-dev-quick (a rerun only renders); only L3RS runs
 (the default and the rows): the peers' figures come from the dev report there, or from the
-committed docs/results/dev/report.json when its suite fingerprint is current. Used for the
+committed docs/results/dev/report.json when its suite fingerprint is current (computed on
+another CPU perhaps: then the last column's denominators are that machine's, while the paired Δ
+columns and the by-kind table, all L3RS runs of this machine, are exact). Used for the
 long-horizon meta-training's checkpoints (ADR 0015), exported with
 ``experiments/scripts/export_best.py``; dev_variants.py renders its rows through :func:`compare`."""
 

@@ -72,6 +72,7 @@ def run_suite(
         "command": command or "hf-l3rs " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "score_seeds": list(profile.score_seeds),
         "tune_seeds": list(profile.tune_seeds),
+        "machines": sorted({m for t in tables for m in t["machines"]}),
         "cases": tables,
         "summary": report.summarise(tables),
         "cpu_seconds_of_runs": round(sum(r["seconds"] for runs in all_runs.values() for r in runs), 1),

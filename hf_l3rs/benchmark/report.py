@@ -106,6 +106,7 @@ def analyse_case(
         entry["speedup"] = case.steps / reached if reached else None
         if costs and entry["key"] in costs:
             entry["cost"] = costs[entry["key"]]
+    starts = _paired_starts(case, [r for c in scored for r in by_key.get(c.key, [])])
     l3 = peers["l3rs"]
     comparisons = {}
     for name, entry in peers.items():
@@ -130,9 +131,27 @@ def analyse_case(
         "steps": case.steps,
         "description": case.description,
         "tuned_adamw_target_loss": target,
+        "initial_weights": starts,
+        "machines": sorted({r["machine"] for c in scored for r in by_key.get(c.key, [])}),
         "peers": peers,
         "l3rs_vs": comparisons,
     }
+
+
+def _paired_starts(case: Case, records: list[dict[str, Any]]) -> list[str]:
+    """The digest of the initial weights per score seed, the same for every optimizer: the
+    pairing the intervals and p-values assume, checked rather than assumed (runs computed on
+    another machine start from other checkpoints and must not be mixed in)."""
+    seen: dict[int, set[str]] = {}
+    for r in records:
+        seen.setdefault(r["seed"], set()).add(r["initial_weights"])
+    mixed = {s: sorted(d) for s, d in seen.items() if len(d) > 1}
+    if mixed:
+        raise ValueError(
+            f"{case.name}: the optimizers of a seed started from different weights {mixed} (runs from another "
+            "machine or checkpoint in this output folder): score again into a fresh --output"
+        )
+    return [next(iter(seen[s])) for s in sorted(seen)]
 
 
 def correct_across_cases(cases: list[dict[str, Any]]) -> None:
@@ -269,6 +288,19 @@ def render_summary(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _machines_line(report: dict[str, Any]) -> list[str]:
+    """Where the runs were computed: the checkpoints are built on first use and a seed's figures
+    differ between CPUs, so a rerun elsewhere reproduces the comparisons, not every digit."""
+    if not report.get("machines"):
+        return []  # reports scored before the machine was recorded
+    return [
+        "",
+        f"Computed on {'; '.join(report['machines'])}. Every optimizer of a case and seed started from the same "
+        "weights (digests checked, in report.json); the checkpoints are built on first use, so on another CPU "
+        "the figures differ in their digits while the comparisons are what to reproduce.",
+    ]
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# L3RS benchmark suite {report['suite']} — `{report['split']}` split, profile `{report['profile']}`",
@@ -282,6 +314,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"and initial weights per seed); tune seeds {report['tune_seeds']} on validation data only. Intervals: 95 % "
         "paired bootstrap over seeds; p: paired t-test, Holm-corrected across cases per peer and metric. "
         "Step time and state memory: ratios to fused AdamW measured in the same run.",
+        *_machines_line(report),
         "",
         "## Summary (geometric mean over cases)",
         "",

@@ -143,10 +143,37 @@ def _train_with_trainer(
     }
 
 
+def initial_weights(model: torch.nn.Module) -> str:
+    """First 12 hex digits of the SHA-256 of a model's state (parameters and buffers, in order):
+    what the report checks to say every optimizer of a case and seed started from the same
+    weights. The checkpoints are built on first use and differ between CPUs (design §4.0)."""
+    digest = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
+def machine() -> str:
+    """The CPU and torch a run was computed with (figures of the same seed differ between CPUs)."""
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, torch {torch.__version__}"
+
+
 def run_one(case: Case, config: PeerConfig, seed: int, role: str, curve_points: int = 12) -> dict[str, Any]:
     """One training run; the record the report reads."""
     start = time.perf_counter()
     problem = build_problem(case, seed, role)
+    start_weights = initial_weights(problem.model)
     torch.manual_seed(seed)
     opt, factor = build(config, problem.model, case.steps, head=problem.head, trainer=case.trainer)
     settings = check_settings(config, opt)
@@ -179,6 +206,8 @@ def run_one(case: Case, config: PeerConfig, seed: int, role: str, curve_points: 
         "seconds": round(time.perf_counter() - start, 2),
         "suite": fingerprint([case]),
         "weights_version": weights_version(config.weights) if config.weights else None,
+        "initial_weights": start_weights,
+        "machine": machine(),
     }
 
 
@@ -225,8 +254,9 @@ def weights_version(weights: str) -> str:
 def is_current(record: dict[str, Any], case: Case) -> bool:
     """A stored run counts only for the current case definition and, for L3RS, the current
     version of its weights (a run of ``l3rs-general`` before its config changed is not one of
-    ``l3rs-general`` now)."""
-    if record.get("suite") != fingerprint([case]):
+    ``l3rs-general`` now). Records without the digest of their initial weights are older than
+    the check that pairs them and do not count."""
+    if record.get("suite") != fingerprint([case]) or "initial_weights" not in record:
         return False
     weights = record.get("config", {}).get("weights")
     return not weights or record.get("weights_version") == weights_version(weights)

@@ -23,6 +23,7 @@ def test_extra_seeds_rerun_runs_of_another_weights_version(toy_case, toy_profile
             "suite": run.fingerprint([toy_case]),
             "config": {"weights": "l3rs-general"},
             "weights_version": version,
+            "initial_weights": "0" * 12,
         }
         path.write_text(json.dumps(record))
     jobs = ablation.missing_runs(tmp_path, toy_case, ["l3rs-general"], seeds, toy_profile)
@@ -51,6 +52,7 @@ def test_ratio_column_pairs_each_row_with_the_default_on_its_seeds(tmp_path):
                     "suite": run.fingerprint([case]),
                     "config": {"weights": weights},
                     "weights_version": run.weights_version(weights),
+                    "initial_weights": "0" * 12,
                     "loss": loss,
                     "accuracy": 0.5,
                 }

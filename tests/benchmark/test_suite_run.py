@@ -133,6 +133,20 @@ def test_suite_report_end_to_end(toy_case, toy_profile, tmp_path, monkeypatch):
     assert (tmp_path / f"{toy_case.name}.png").is_file()
     md = (tmp_path / "report.md").read_text()
     assert "schedule-free AdamW" in md and "hf-l3rs benchmark --suite dev" in md
+    # the pairing is checked, not assumed: one start per seed, recorded with the machine
+    assert len(case["initial_weights"]) == 3 and len(set(case["initial_weights"])) == 3
+    assert saved["machines"] == [run.machine()] and "torch" in saved["machines"][0] and run.machine() in md
+
+
+def test_a_report_refuses_runs_that_started_from_other_weights(toy_case, toy_profile, tmp_path):
+    """A run copied in from another machine (its checkpoint built there differs) would be paired
+    with this machine's runs of the same seed: the report stops and says why instead."""
+    runs = run.run_case(toy_case, toy_profile, tmp_path, progress=False)
+    report.analyse_case(toy_case, toy_profile, runs)  # as run: one start per seed
+    foreign = next(r for r in runs if r["role"] == "score" and r["key"] == "prodigy" and r["seed"] == 1)
+    foreign["initial_weights"] = "f" * 12
+    with pytest.raises(ValueError, match="started from different weights"):
+        report.analyse_case(toy_case, toy_profile, runs)
 
 
 def test_the_test_split_is_scored_once_per_weights_version(tmp_path, monkeypatch):
