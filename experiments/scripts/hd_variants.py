@@ -179,5 +179,71 @@ MODES["gscale"] = (
     "a step shrinks with the share of its largest gradient a tensor still has"
 )
 MODES["gscale-adapt"] = "the adaptation's multiplier as a^(E_t / max_s E_s), E as in gscale"
-C.RateAdaptation.observe_probe = _dispatch_scaled
-C.RateAdaptation.modulate = _scaled_modulate
+
+#: DoG's defaults (the ``dog-optimizer`` package's): r_ε = REPS_REL·(1 + ‖x_0‖), ε in the sum
+DOG_REPS_REL, DOG_EPS = 1e-6, 1e-8
+
+
+def _dog_observe(self, view):
+    """``dog``/``ldog`` (ADR 0020): keep x_0, the largest distance from it and Σ‖g‖² per tensor
+    (the weights before this step moves them); the rate adaptation does not move."""
+    n_all = self.log_multiplier.numel()
+    if not hasattr(self, "_dog_x0"):
+        self._dog_x0 = {}
+        self._dog_r = torch.zeros(n_all, dtype=torch.float64)
+        self._dog_x0norm = torch.zeros(n_all, dtype=torch.float64)
+        self._dog_gsum = torch.zeros(n_all, dtype=torch.float64)
+        self._dog_g = torch.zeros(n_all, dtype=torch.float64)
+        self._dog_d = torch.zeros(n_all, dtype=torch.float64)
+    g = view.gnorm.to(torch.float64)
+    for pos, j in enumerate(view.active):
+        if not bool(view.finite[pos]):
+            continue
+        p = view.params[j].detach()
+        if j not in self._dog_x0:
+            self._dog_x0[j] = p.clone()
+            self._dog_x0norm[j] = float(p.norm())
+        self._dog_d[j] = float((p - self._dog_x0[j]).norm())
+        self._dog_r[j] = max(float(self._dog_r[j]), float(self._dog_d[j]))
+        self._dog_gsum[j] += float(g[pos]) ** 2
+        self._dog_g[j] = float(g[pos])
+
+
+def _dog_rates(self, rate):
+    """The per-element rates: DoG's step RMS η·‖g_l‖/√n_l times the network's relative rate."""
+    numel = torch.tensor([float(p.numel()) for p in self._dog_params], dtype=torch.float64)
+    seen = self._dog_gsum > 0
+    if MODE["mode"] == "ldog":
+        r = torch.maximum(self._dog_r, DOG_REPS_REL * (1 + self._dog_x0norm))
+        eta = r / torch.sqrt(self._dog_gsum + DOG_EPS)
+    else:
+        x0 = float(torch.sqrt((self._dog_x0norm[seen] ** 2).sum()))
+        dist = float(torch.sqrt((self._dog_d[seen] ** 2).sum()))  # the whole model's distance from x_0
+        self._dog_rbar = max(getattr(self, "_dog_rbar", 0.0), dist, DOG_REPS_REL * (1 + x0))
+        eta = torch.full_like(self._dog_gsum, self._dog_rbar / math.sqrt(float(self._dog_gsum.sum()) + DOG_EPS))
+    dog = torch.where(seen, eta * self._dog_g / numel.sqrt(), torch.zeros_like(eta))
+    if not hasattr(self, "_dog_geo0"):
+        self._dog_geo0 = float(torch.exp(torch.log(rate.detach().double().clamp_min(1e-30)).mean()))
+    return (rate / self._dog_geo0) * dog.to(rate)
+
+
+def _dispatch_all(self, view):
+    if MODE["mode"] in ("dog", "ldog"):
+        self._dog_params = view.params
+        return _dog_observe(self, view)
+    return _dispatch_scaled(self, view)
+
+
+def _modulate_all(self, rate, active):
+    if MODE["mode"] in ("dog", "ldog"):
+        return _dog_rates(self, rate) if hasattr(self, "_dog_params") else rate * 0
+    return _scaled_modulate(self, rate, active)
+
+
+MODES["dog"] = (
+    "DoG's scale (ADR 0020): per-element rate η·‖g_l‖/√n_l, η = r̄/√(Σ‖g‖² + ε) over the model, times "
+    "the network's rate ÷ its first-step geometric mean; the adaptation off"
+)
+MODES["ldog"] = "as dog with L-DoG's η_l per tensor (ADR 0020)"
+C.RateAdaptation.observe_probe = _dispatch_all
+C.RateAdaptation.modulate = _modulate_all
