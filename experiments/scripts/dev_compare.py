@@ -36,8 +36,9 @@ def peers_report() -> None:
     shutil.copy(COMMITTED_REPORT, OUT / "report.json")
 
 
-def score_l3rs(weights: list[str], processes: int = 2) -> None:
-    """Score each weights (name or folder) on every dev case's score seeds; stored runs are kept."""
+def score_l3rs(weights: list[str], processes: int = 2, dry: bool = False) -> None:
+    """Score each weights (name or folder) on every dev case's score seeds; stored runs are kept.
+    ``dry``: only check that none is missing."""
     profile = plan.PROFILES["quick"]
     jobs = []
     for w in weights:
@@ -47,15 +48,28 @@ def score_l3rs(weights: list[str], processes: int = 2) -> None:
                 path = run_path(OUT, case, config, seed, "score")
                 if not (path.is_file() and is_current(json.loads(path.read_text()), case)):
                     jobs.append((case, config, seed, "score", profile.curve_points, str(path)))
+    if dry and jobs:
+        raise SystemExit(
+            f"{len(jobs)} runs of {weights} are missing; score them without HD_MODE first: "
+            "python experiments/scripts/dev_compare.py /dev/null"
+        )
     execute(jobs, processes, "L3RS on the dev split")
 
 
-def compare(rows: dict[str, Path], generated_by: str, column: str, results: str | None) -> str:
+def compare(
+    rows: dict[str, Path], generated_by: str, column: str, results: str | None, patched: bool = False
+) -> str:
     """Run every folder of ``rows`` on the dev split (stored runs are reused) and render the
-    paired table, its header naming ``generated_by`` and its first column ``column``."""
+    paired table, its header naming ``generated_by`` and its first column ``column``. ``patched``:
+    this process runs a patched rule (hd_variants.py), so the default is never run here — its
+    runs must exist, scored unpatched."""
     profile = plan.PROFILES["quick"]
     peers_report()
-    score_l3rs([DEFAULT_WEIGHTS, *map(str, rows.values())])
+    if patched:
+        score_l3rs([DEFAULT_WEIGHTS], dry=True)
+        score_l3rs(list(map(str, rows.values())))
+    else:
+        score_l3rs([DEFAULT_WEIGHTS, *map(str, rows.values())])
     result = table(OUT, rows, profile)
     text = (
         render(result)

@@ -43,7 +43,7 @@ def main():
     command = f"`{prefix}python experiments/scripts/dev_variants.py {' '.join(sys.argv[1:])}`"
     if mode:
         command += f" (the rows' runs patch the rate adaptation: {hd_variants.MODES[mode]})"
-    print(compare(variants, command, "variant", results))
+    print(compare(variants, command, "variant", results, patched=bool(mode)))
 
 
 if __name__ == "__main__":
