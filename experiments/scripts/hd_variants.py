@@ -222,20 +222,25 @@ def _dog_rates(self, rate):
         self._dog_rbar = max(getattr(self, "_dog_rbar", 0.0), dist, DOG_REPS_REL * (1 + x0))
         eta = torch.full_like(self._dog_gsum, self._dog_rbar / math.sqrt(float(self._dog_gsum.sum()) + DOG_EPS))
     dog = torch.where(seen, eta * self._dog_g / numel.sqrt(), torch.zeros_like(eta))
+    if MODE["mode"] == "dog-plain":  # DoG's step norms as they are: the network picks only the mix
+        return dog.to(rate)
     if not hasattr(self, "_dog_geo0"):
         self._dog_geo0 = float(torch.exp(torch.log(rate.detach().double().clamp_min(1e-30)).mean()))
     return (rate / self._dog_geo0) * dog.to(rate)
 
 
+DOG_MODES = ("dog", "ldog", "dog-plain")
+
+
 def _dispatch_all(self, view):
-    if MODE["mode"] in ("dog", "ldog"):
+    if MODE["mode"] in DOG_MODES:
         self._dog_params = view.params
         return _dog_observe(self, view)
     return _dispatch_scaled(self, view)
 
 
 def _modulate_all(self, rate, active):
-    if MODE["mode"] in ("dog", "ldog"):
+    if MODE["mode"] in DOG_MODES:
         return _dog_rates(self, rate) if hasattr(self, "_dog_params") else rate * 0
     return _scaled_modulate(self, rate, active)
 
@@ -245,5 +250,6 @@ MODES["dog"] = (
     "the network's rate ÷ its first-step geometric mean; the adaptation off"
 )
 MODES["ldog"] = "as dog with L-DoG's η_l per tensor (ADR 0020)"
+MODES["dog-plain"] = "DoG's per-tensor step norms as they are, the network choosing only the direction mix (ADR 0020)"
 C.RateAdaptation.observe_probe = _dispatch_all
 C.RateAdaptation.modulate = _modulate_all
