@@ -232,7 +232,31 @@ def _dog_rates(self, rate):
 DOG_MODES = ("dog", "ldog", "dog-plain")
 
 
+def output_layer(params) -> list[int]:
+    """The output layer's tensors among ``params`` (model order): the last 2-D tensor and a 1-D
+    tensor after it with as many elements as its rows (its bias)."""
+    two_d = [j for j, p in enumerate(params) if p.dim() == 2]
+    if not two_d:
+        return []
+    w = two_d[-1]
+    out = [w]
+    if w + 1 < len(params) and params[w + 1].dim() == 1 and params[w + 1].numel() == params[w].shape[0]:
+        out.append(w + 1)
+    return out
+
+
+def _body_only(self, rate):
+    """``body-only``: the adaptation's multiplier of the output layer held at 1."""
+    if not hasattr(self, "_head_idx"):
+        return rate * torch.exp(self.log_multiplier).to(rate)
+    log_a = self.log_multiplier.clone()
+    log_a[self._head_idx] = 0.0
+    return rate * torch.exp(log_a).to(rate)
+
+
 def _dispatch_all(self, view):
+    if MODE["mode"] == "body-only" and not hasattr(self, "_head_idx"):
+        self._head_idx = torch.tensor(output_layer(view.params), dtype=torch.long)
     if MODE["mode"] in DOG_MODES:
         self._dog_params = view.params
         return _dog_observe(self, view)
@@ -240,6 +264,8 @@ def _dispatch_all(self, view):
 
 
 def _modulate_all(self, rate, active):
+    if MODE["mode"] == "body-only":
+        return _body_only(self, rate)
     if MODE["mode"] in DOG_MODES:
         return _dog_rates(self, rate) if hasattr(self, "_dog_params") else rate * 0
     return _scaled_modulate(self, rate, active)
@@ -250,6 +276,7 @@ MODES["dog"] = (
     "the network's rate ÷ its first-step geometric mean; the adaptation off"
 )
 MODES["ldog"] = "as dog with L-DoG's η_l per tensor (ADR 0020)"
+MODES["body-only"] = "the adaptation on every tensor but the output layer (its multiplier held at 1), ADR 0021"
 MODES["dog-plain"] = "DoG's per-tensor step norms as they are, the network choosing only the direction mix (ADR 0020)"
 C.RateAdaptation.observe_probe = _dispatch_all
 C.RateAdaptation.modulate = _modulate_all
