@@ -14,14 +14,31 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from hf_l3rs.benchmark import plan, report
 from hf_l3rs.benchmark.peers import DEFAULT_WEIGHTS
-from hf_l3rs.benchmark.run import run_case, weights_version
+from hf_l3rs.benchmark.run import native_bfloat16, run_case, weights_version
 from hf_l3rs.benchmark.suite import SUITE_VERSION, cases, fingerprint
+from hf_l3rs.verbosity import get_logger
+
+logger = get_logger(__name__)
 
 
 class AlreadyScored(RuntimeError):
     """The test split was scored for this weights version already."""
+
+
+def warn_if_muon_is_emulated() -> bool:
+    """Say before hours of runs why the Muon peer's take so long on a CPU without bfloat16."""
+    if torch.cuda.is_available() or native_bfloat16() is not False or "muon" not in plan.ZERO_TUNING:
+        return False
+    logger.warning(
+        "this CPU has no native bfloat16 (no avx512_bf16 or amx_bf16): the Muon peer orthogonalises in "
+        "bfloat16, which is emulated here, so its runs take many times longer than the others' (0.5 s a step "
+        "on the dev split's MLP on an AVX2-only CPU); the figures are unaffected"
+    )
+    return True
 
 
 def results_folder(root: Path, weights: str, version: str) -> Path:
@@ -51,6 +68,7 @@ def run_suite(
                 f"{publish} exists: the test split of suite {SUITE_VERSION} was scored for {weights}@{version} "
                 "already. Scores are final per weights version; change the weights (a new version) to score again."
             )
+    warn_if_muon_is_emulated()
     start = time.perf_counter()
     all_runs = {case.name: run_case(case, profile, output, processes, weights, progress) for case in selected}
     # Costs after every run has finished, so that no training run competes with the timings.

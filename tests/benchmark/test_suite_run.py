@@ -241,3 +241,19 @@ def test_the_text_classification_dev_case_keeps_the_pretrained_body_under_a_new_
     paragraphs = [{tuple(e["input_ids"].tolist()) for e in p.train_examples} for p in (score, other)]
     assert paragraphs[0] != paragraphs[1]  # drawn per seed
     assert tune.evaluate(tune.model) != score.evaluate(score.model)  # same model, other held-out texts
+
+
+def test_a_cpu_without_bfloat16_is_told_why_muon_is_slow(monkeypatch, caplog):
+    """torch.optim.Muon orthogonalises in bfloat16; on an AVX2-only CPU that is emulated and its
+    runs dominate the suite's hours: the benchmark says so before it starts."""
+    avx2 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n"
+    assert run.native_bfloat16(avx2) is False
+    assert run.native_bfloat16(avx2.replace("avx2", "avx2 avx512f avx512_bf16")) is True
+    assert run.native_bfloat16("processor\t: 0\n") is None  # no flags line: unknown, no warning
+    monkeypatch.setattr(main.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(main, "native_bfloat16", lambda: False)
+    with caplog.at_level("WARNING", logger="hf_l3rs"):
+        assert main.warn_if_muon_is_emulated()
+    assert "Muon" in caplog.text and "bfloat16" in caplog.text
+    monkeypatch.setattr(main, "native_bfloat16", lambda: None)
+    assert not main.warn_if_muon_is_emulated()
