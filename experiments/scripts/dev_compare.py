@@ -56,9 +56,7 @@ def score_l3rs(weights: list[str], processes: int = 2, dry: bool = False) -> Non
     execute(jobs, processes, "L3RS on the dev split")
 
 
-def compare(
-    rows: dict[str, Path], generated_by: str, column: str, results: str | None, patched: bool = False
-) -> str:
+def compare(rows: dict[str, Path], generated_by: str, column: str, results: str | None, patched: bool = False) -> str:
     """Run every folder of ``rows`` on the dev split (stored runs are reused) and render the
     paired table, its header naming ``generated_by`` and its first column ``column``. ``patched``:
     this process runs a patched rule (hd_variants.py), so the default is never run here — its
