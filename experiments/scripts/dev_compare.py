@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 from hf_l3rs.benchmark import plan
-from hf_l3rs.benchmark.ablation import render, table
-from hf_l3rs.benchmark.peers import DEFAULT_WEIGHTS, PeerConfig
-from hf_l3rs.benchmark.run import execute, is_current, run_path
+from hf_l3rs.benchmark.ablation import missing_runs, render, table
+from hf_l3rs.benchmark.peers import DEFAULT_WEIGHTS
+from hf_l3rs.benchmark.run import execute
 from hf_l3rs.benchmark.stats import geomean
 from hf_l3rs.benchmark.suite import cases, fingerprint
 
@@ -40,14 +40,7 @@ def score_l3rs(weights: list[str], processes: int = 2, dry: bool = False) -> Non
     """Score each weights (name or folder) on every dev case's score seeds; stored runs are kept.
     ``dry``: only check that none is missing."""
     profile = plan.PROFILES["quick"]
-    jobs = []
-    for w in weights:
-        config = PeerConfig("l3rs", weights=w)
-        for case in cases("dev"):
-            for seed in profile.score_seeds:
-                path = run_path(OUT, case, config, seed, "score")
-                if not (path.is_file() and is_current(json.loads(path.read_text()), case)):
-                    jobs.append((case, config, seed, "score", profile.curve_points, str(path)))
+    jobs = [j for case in cases("dev") for j in missing_runs(OUT, case, weights, profile.score_seeds, profile)]
     if dry and jobs:
         raise SystemExit(
             f"{len(jobs)} runs of {weights} are missing; score them without HD_MODE first: "

@@ -19,7 +19,7 @@ from typing import Any
 
 from hf_l3rs.benchmark import plan
 from hf_l3rs.benchmark.peers import DEFAULT_WEIGHTS, PeerConfig
-from hf_l3rs.benchmark.run import is_current
+from hf_l3rs.benchmark.run import is_current, pending_jobs
 from hf_l3rs.benchmark.stats import geomean, holm, paired_bootstrap, paired_p
 from hf_l3rs.benchmark.suite import cases
 
@@ -162,15 +162,8 @@ def render(result: dict[str, Any]) -> str:
 def missing_runs(output: Path, case, weights: list[str], seeds, profile: plan.Profile) -> list[tuple]:
     """The extra-seed jobs still to run: a stored run of another weights version (the same
     files under an older rule, or before their config changed) is run again, not counted."""
-    from hf_l3rs.benchmark.run import run_path
-
-    jobs = []
-    for w in weights:
-        for s in seeds:
-            path = run_path(output, case, PeerConfig("l3rs", weights=w), s, "score")
-            if not (path.is_file() and is_current(json.loads(path.read_text()), case)):
-                jobs.append((case, PeerConfig("l3rs", weights=w), s, "score", profile.curve_points, str(path)))
-    return jobs
+    configs = [PeerConfig("l3rs", weights=w) for w in weights]
+    return pending_jobs(output, case, configs, seeds, "score", profile.curve_points)
 
 
 def main() -> None:

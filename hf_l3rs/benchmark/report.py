@@ -106,7 +106,8 @@ def analyse_case(
         entry["speedup"] = case.steps / reached if reached else None
         if costs and entry["key"] in costs:
             entry["cost"] = costs[entry["key"]]
-    starts = _paired_starts(case, [r for c in scored for r in by_key.get(c.key, [])])
+    records = [r for c in scored for r in by_key.get(c.key, [])]
+    starts = _paired_starts(case, records)
     l3 = peers["l3rs"]
     comparisons = {}
     for name, entry in peers.items():
@@ -132,7 +133,7 @@ def analyse_case(
         "description": case.description,
         "tuned_adamw_target_loss": target,
         "initial_weights": starts,
-        "machines": sorted({r["machine"] for c in scored for r in by_key.get(c.key, [])}),
+        "machines": sorted({r["machine"] for r in records}),
         "peers": peers,
         "l3rs_vs": comparisons,
     }

@@ -4,6 +4,7 @@ round; up to ``processes`` worker processes, one thread each."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -154,18 +155,25 @@ def initial_weights(model: torch.nn.Module) -> str:
     return digest.hexdigest()[:12]
 
 
+@functools.cache
+def _cpuinfo() -> str:
+    """Linux's /proc/cpuinfo, read once per process ("" elsewhere)."""
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
+def _cpuinfo_field(cpuinfo: str, key: str) -> str | None:
+    """The value of the first ``key`` line of a /proc/cpuinfo text."""
+    return next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith(key)), None)
+
+
 def machine() -> str:
     """The CPU and torch a run was computed with (figures of the same seed differ between CPUs)."""
     import platform
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = _cpuinfo_field(_cpuinfo(), "model name") or platform.processor() or platform.machine()
     return f"{cpu}, torch {torch.__version__}"
 
 
@@ -173,15 +181,10 @@ def native_bfloat16(cpuinfo: str | None = None) -> bool | None:
     """Whether the CPU computes bfloat16 natively (avx512_bf16 or amx_bf16 among Linux's flags);
     None where the flags cannot be read. ``torch.optim.Muon`` orthogonalises in bfloat16, which an
     AVX2-only CPU emulates: 0.5 s a step on the 784-256 MLP of the dev split (AMD EPYC, 2026-12-07)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return None
-    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), None)
+    flags = _cpuinfo_field(_cpuinfo() if cpuinfo is None else cpuinfo, "flags")
     if flags is None:
         return None
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
 
 
 def run_one(case: Case, config: PeerConfig, seed: int, role: str, curve_points: int = 12) -> dict[str, Any]:
@@ -340,6 +343,20 @@ def execute(jobs: list[tuple], processes: int, desc: str, progress: bool = True)
     bar.close()
 
 
+def pending_jobs(
+    output: Path, case: Case, configs: list[PeerConfig], seeds, role: str, curve_points: int
+) -> list[tuple]:
+    """The runs of ``configs`` × ``seeds`` not stored yet for the current case and weights
+    version (:func:`is_current`), as :func:`execute`'s jobs."""
+    out = []
+    for c in configs:
+        for s in seeds:
+            path = run_path(output, case, c, s, role)
+            if not (path.is_file() and is_current(json.loads(path.read_text()), case)):
+                out.append((case, c, s, role, curve_points, str(path)))
+    return out
+
+
 def run_case(
     case: Case,
     profile: plan.Profile,
@@ -349,20 +366,10 @@ def run_case(
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """Tune (rounds until every winner is interior or out of extensions), then score."""
-
-    def jobs_for(configs: list[PeerConfig], seeds: tuple[int, ...], role: str) -> list[tuple]:
-        out = []
-        for c in configs:
-            for s in seeds:
-                path = run_path(output, case, c, s, role)
-                if not (path.is_file() and is_current(json.loads(path.read_text()), case)):
-                    out.append((case, c, s, role, profile.curve_points, str(path)))
-        return out
-
     round_ = 0
     while True:
         todo = plan.next_tuning(case, profile, plan.tune_results(load_runs(output, case)))
-        jobs = jobs_for(todo, profile.tune_seeds, "tune")
+        jobs = pending_jobs(output, case, todo, profile.tune_seeds, "tune", profile.curve_points)
         if not todo:
             break
         round_ += 1
@@ -370,5 +377,6 @@ def run_case(
         if not jobs:  # every run stored already but the plan still asks: nothing more can change
             break
     chosen = plan.scoring(case, profile, plan.tune_results(load_runs(output, case)), weights)
-    execute(jobs_for(chosen, profile.score_seeds, "score"), processes, f"{case.name}: scoring", progress)
+    jobs = pending_jobs(output, case, chosen, profile.score_seeds, "score", profile.curve_points)
+    execute(jobs, processes, f"{case.name}: scoring", progress)
     return load_runs(output, case)
