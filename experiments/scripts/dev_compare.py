@@ -1,15 +1,14 @@
 """Any meta-weights folders on the dev split, paired with the default (ablation-style table):
 ``python experiments/scripts/dev_compare.py RESULTS.md LABEL=FOLDER [LABEL=FOLDER ...]``; runs are
 stored beside the dev suite's in outputs/suite-dev-quick (a rerun only renders); only L3RS runs
-(the default and the rows): the peers' figures come from the dev report there, or from the
-committed docs/results/dev/report.json when its suite fingerprint is current (computed on
-another CPU perhaps: then the last column's denominators are that machine's, while the paired Δ
-columns and the by-kind table, all L3RS runs of this machine, are exact). Used for the
+(the default and the rows): the peers' figures come from the dev report there, or are assembled
+case by case from the committed dev reports whose cases are current (computed on another CPU
+perhaps: then the last column's denominators are that machine's, while the paired Δ columns and the
+by-kind table, all L3RS runs of this machine, are exact). Used for the
 long-horizon meta-training's checkpoints (ADR 0015), exported with
 ``experiments/scripts/export_best.py``; dev_variants.py renders its rows through :func:`compare`."""
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -21,19 +20,58 @@ from hf_l3rs.benchmark.stats import geomean
 from hf_l3rs.benchmark.suite import cases, fingerprint
 
 OUT = Path("outputs/suite-dev-quick")
-COMMITTED_REPORT = Path("docs/results/dev/report.json")
+#: the committed dev reports, each of some of the current dev cases: v6's ten, v7's two twins
+COMMITTED_REPORTS = (Path("docs/results/dev/report.json"), Path("docs/results/dev/twins-v7/report.json"))
+
+
+def current_cases_of(report: dict) -> list[str]:
+    """The names of ``report``'s cases if its fingerprint is that of their current definitions
+    (the same cases, unchanged), else none."""
+    names = [c["name"] for c in report["cases"]]
+    known = {c.name for c in cases("dev")}
+    if report.get("split") != "dev" or not set(names) <= known:
+        return []
+    return names if fingerprint(cases("dev", names)) == report["fingerprint"] else []
+
+
+def assemble(reports: list[dict]) -> dict:
+    """One report of every dev case, each case from the first of ``reports`` that holds it
+    under its current definition; SystemExit naming the cases none holds."""
+    found: dict[str, dict] = {}
+    sources = []
+    for report in reports:
+        names = current_cases_of(report)
+        if names:
+            sources.append({"command": report["command"], "fingerprint": report["fingerprint"], "cases": names})
+        for case in report["cases"]:
+            if case["name"] in names:
+                found.setdefault(case["name"], case)
+    missing = [c.name for c in cases("dev") if c.name not in found]
+    if missing:
+        raise SystemExit(
+            f"no current dev report holds {missing}: run `hf-l3rs benchmark --suite dev --profile quick "
+            f"--cases {' '.join(missing)}` first"
+        )
+    return {
+        "split": "dev",
+        "fingerprint": fingerprint(cases("dev")),
+        "command": "assembled by experiments/scripts/dev_compare.py",
+        "assembled_from": sources,
+        "cases": [found[c.name] for c in cases("dev")],
+    }
 
 
 def peers_report() -> None:
-    """The dev report the table reads the peers' losses from: OUT's own, else the committed one
-    if it is of the current dev suite (the peers' runs are deterministic per seed)."""
-    if (OUT / "report.json").is_file():
+    """The dev report the table reads the peers' losses from: OUT's own when it is of the current
+    dev suite, else one assembled case by case from OUT's and the committed reports (the peers'
+    runs are deterministic per seed and CPU)."""
+    own = OUT / "report.json"
+    reports = [json.loads(own.read_text())] if own.is_file() else []
+    if reports and reports[0]["fingerprint"] == fingerprint(cases("dev")):
         return
-    committed = json.loads(COMMITTED_REPORT.read_text())
-    if committed["fingerprint"] != fingerprint(cases("dev")):
-        raise SystemExit(f"{COMMITTED_REPORT} is of another dev suite: run `hf-l3rs benchmark --suite dev` first")
+    reports += [json.loads(p.read_text()) for p in COMMITTED_REPORTS if p.is_file()]
     OUT.mkdir(parents=True, exist_ok=True)
-    shutil.copy(COMMITTED_REPORT, OUT / "report.json")
+    own.write_text(json.dumps(assemble(reports), indent=1))
 
 
 def score_l3rs(weights: list[str], processes: int = 2, dry: bool = False) -> None:

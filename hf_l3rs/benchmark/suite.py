@@ -13,7 +13,7 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-SUITE_VERSION = "v6"
+SUITE_VERSION = "v7"
 #: v2 = v1 plus two dev cases (a BatchNorm network from scratch, a frozen-body probe); v3 = v2 plus
 #: a noise-dominated from-scratch dev case (batch 8: the regime where a greedy rate adaptation
 #: starves, docs/adr/0015); v4 = v3 plus the dev fine-tuning case at three times its horizon on the
@@ -22,7 +22,10 @@ SUITE_VERSION = "v6"
 #: domain than the checkpoint's (the kanji ResNet on a few Fashion-MNIST photos for 300 steps),
 #: where it does reproduce (docs/adr/0017); v6 = v5 plus a text classification through the Trainer
 #: with a pretrained transformer body (the dev decoder as a sequence classifier on stdlib
-#: docstrings), the kind of the test's MiniLM case, which no dev case had (docs/adr/0018).
+#: docstrings), the kind of the test's MiniLM case, which no dev case had (docs/adr/0018); v7 = v6
+#: plus the other-domain twins of the two kanji cases that had none (the 100-step fine-tuning and
+#: the probe, on Fashion-MNIST photos): three of four vision-finetune cases were the meta-training
+#: distribution itself (docs/adr/0022).
 #: The test split is v1's, case for case (a test pins its fingerprint), so test results of every
 #: version compare.
 SPLITS = ("dev", "test")
@@ -165,6 +168,22 @@ CASES: tuple[Case, ...] = (
         trainer=True,
         description="the dev decoder as a sequence classifier (new head): which of 4 stdlib modules a docstring "
         "paragraph comes from (60 per class), through transformers.Trainer",
+    ),
+    replace(
+        _KANJI_FINETUNE,
+        name="fashion-resnet-fewshot",
+        data="fashion-mnist",
+        options={"dataset": "fashion", "checkpoint": "kanji"},
+        description="the kanji ResNet, a new 5-way head on Fashion-MNIST photos (10 shots), 100 steps: "
+        "kanji-resnet-finetune on another domain than the checkpoint's",
+    ),
+    replace(
+        _KANJI_FINETUNE,
+        name="fashion-resnet-probe",
+        data="fashion-mnist",
+        options={"dataset": "fashion", "checkpoint": "kanji", "frozen_body": True},
+        description="the kanji ResNet frozen, only a new 5-way head trains on Fashion-MNIST photos "
+        "(a linear probe, 10 shots): kanji-resnet-probe on another domain",
     ),
     # ---- test: other data and other models; scored once per weights version
     Case(

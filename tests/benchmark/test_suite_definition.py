@@ -5,16 +5,20 @@ from __future__ import annotations
 
 from hf_l3rs.benchmark.suite import CASES, KINDS, SUITE_VERSION, cases, fingerprint
 
-#: Changing a case changes this: that is suite v7, never an edit of v6 (results carry the hash).
-V6_FINGERPRINT = "ae12340440b2"
-#: The test split of v1 (scored for l3rs-general@83524d4905), v2 … v6: unchanged, so they compare.
+#: Changing a case changes this: that is suite v8, never an edit of v7 (results carry the hash).
+V7_FINGERPRINT = "9888ef0298e4"
+#: v6's dev split (docs/results/dev/report.json): v7 keeps its cases unchanged, so its runs count.
+V6_DEV_FINGERPRINT = "a66830f609c7"
+#: The test split of v1 (scored for l3rs-general@83524d4905), v2 … v7: unchanged, so they compare.
 V1_TEST_FINGERPRINT = "f5143124518c"
 
 
-def test_v6_is_frozen_and_its_test_split_is_v1s():
-    assert SUITE_VERSION == "v6"
-    assert fingerprint() == V6_FINGERPRINT
+def test_v7_is_frozen_and_its_test_split_is_v1s():
+    assert SUITE_VERSION == "v7"
+    assert fingerprint() == V7_FINGERPRINT
     assert fingerprint(cases("test")) == V1_TEST_FINGERPRINT
+    v6_dev = [c for c in cases("dev") if c.name not in ("fashion-resnet-fewshot", "fashion-resnet-probe")]
+    assert fingerprint(v6_dev) == V6_DEV_FINGERPRINT
 
 
 def test_test_cases_use_other_data_and_other_models_than_dev():
@@ -74,3 +78,25 @@ def test_the_cross_domain_dev_case_is_the_long_one_on_other_images():
     assert differing == {"name", "data", "options", "description"}
     assert fashion["options"] == {"dataset": "fashion", "checkpoint": "kanji"}
     assert fashion["model"] == "resnet-tiny@kanji" and fashion["steps"] == 300
+
+
+def test_every_kanji_fine_tuning_case_has_an_other_domain_twin():
+    """Suite v7: each vision-finetune case on kanji (the meta-training domain, the checkpoint's
+    own) has a twin that differs only in its images (a few Fashion-MNIST photos, the same kanji
+    checkpoint), so the kind is half in the meta-training distribution and half out of it
+    (docs/adr/0022)."""
+    from dataclasses import asdict
+
+    by_name = {c.name: asdict(c) for c in cases("dev")}
+    twins = {
+        "kanji-resnet-finetune": "fashion-resnet-fewshot",
+        "kanji-resnet-probe": "fashion-resnet-probe",
+        "kanji-resnet-finetune-long": "fashion-resnet-fewshot-long",
+    }
+    finetune = {c.name for c in cases("dev") if c.kind == "vision-finetune"}
+    assert finetune == set(twins) | set(twins.values())
+    for kanji_name, fashion_name in twins.items():
+        kanji, fashion = by_name[kanji_name], by_name[fashion_name]
+        assert {k for k in kanji if kanji[k] != fashion[k]} == {"name", "data", "options", "description"}
+        assert fashion["options"] == {**kanji["options"], "dataset": "fashion"}
+        assert fashion["data"] == "fashion-mnist" and fashion["model"] == kanji["model"] == "resnet-tiny@kanji"
