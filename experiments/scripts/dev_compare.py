@@ -40,12 +40,12 @@ def assemble(reports: list[dict]) -> dict:
     found: dict[str, dict] = {}
     sources = []
     for report in reports:
-        names = current_cases_of(report)
-        if names:
+        current = set(current_cases_of(report))
+        taken = [c for c in report["cases"] if c["name"] in current and c["name"] not in found]
+        if taken:
+            names = [c["name"] for c in taken]
             sources.append({"command": report["command"], "fingerprint": report["fingerprint"], "cases": names})
-        for case in report["cases"]:
-            if case["name"] in names:
-                found.setdefault(case["name"], case)
+        found.update((c["name"], c) for c in taken)
     missing = [c.name for c in cases("dev") if c.name not in found]
     if missing:
         raise SystemExit(

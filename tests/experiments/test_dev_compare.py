@@ -28,12 +28,12 @@ def test_each_case_comes_from_a_current_report_and_the_result_is_of_the_whole_sp
     names = [c.name for c in cases("dev")]
     first, rest = names[:-2], names[-2:]
     stale = _report(names, fp="000000000000", tag="stale")  # the same cases, other definitions
-    merged = assemble([stale, _report(first, tag="a"), _report(rest, tag="b")])
+    merged = assemble([stale, _report(first, tag="a"), _report(rest, tag="b"), _report(rest, tag="copy")])
     assert [c["name"] for c in merged["cases"]] == names
     assert merged["fingerprint"] == fingerprint(cases("dev"))
     tags = {c["name"]: c["peers"]["prodigy"]["tag"] for c in merged["cases"]}
     assert {tags[n] for n in first} == {"a"} and {tags[n] for n in rest} == {"b"}
-    assert [s["cases"] for s in merged["assembled_from"]] == [first, rest]
+    assert [s["cases"] for s in merged["assembled_from"]] == [first, rest]  # the copy added nothing
 
 
 def test_a_stale_or_foreign_report_counts_for_nothing_and_missing_cases_are_named():
