@@ -166,8 +166,30 @@ def missing_runs(output: Path, case, weights: list[str], seeds, profile: plan.Pr
     return pending_jobs(output, case, configs, seeds, "score", profile.curve_points)
 
 
+def require_peers(output: Path, profile: plan.Profile) -> None:
+    """The rows are compared with the peers of ``output``'s dev report: it must hold every current
+    dev case (the rows never run a peer; that is ``hf-l3rs benchmark --suite dev``'s job)."""
+    path = output / "report.json"
+    held = {c["name"] for c in json.loads(path.read_text())["cases"]} if path.is_file() else set()
+    missing = [c.name for c in cases("dev") if c.name not in held]
+    if missing:
+        raise SystemExit(
+            f"{path} lacks the peers of {missing}: run `hf-l3rs benchmark --suite dev --profile {profile.name} "
+            f"--output {output}` first (or experiments/scripts/dev_compare.py, which assembles the committed reports)"
+        )
+
+
+def score_rows(output: Path, weights: list[str], seeds, profile: plan.Profile, processes: int, desc: str) -> None:
+    """Score each of ``weights`` on every dev case's ``seeds``; stored current runs are kept.
+    Only L3RS runs: the peers' figures come from the report (:func:`require_peers`)."""
+    from hf_l3rs.benchmark.run import execute
+
+    for case in cases("dev"):
+        execute(missing_runs(output, case, weights, seeds, profile), processes, f"{case.name}: {desc}")
+
+
 def main() -> None:
-    from hf_l3rs.benchmark.run import run_case, weights_version
+    from hf_l3rs.benchmark.run import weights_version
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--output", default="outputs/suite-dev-quick", help="the dev run whose peers are reused")
@@ -184,24 +206,15 @@ def main() -> None:
     args = ap.parse_args()
     output = Path(args.output)
     profile = plan.PROFILES[args.profile]
-    if not (output / "report.json").is_file():
-        raise SystemExit(
-            f"{output}/report.json missing: run `hf-l3rs benchmark --suite dev --profile {args.profile} "
-            f"--output {output}` first (the peers the rows are compared with)"
-        )
+    require_peers(output, profile)
     variants = make_variants(output / "weights")
-    for folder in variants.values():
-        for case in cases("dev"):
-            run_case(case, profile, output, args.processes, str(folder))
+    rows = [DEFAULT_WEIGHTS] + [str(f) for f in variants.values()]
+    score_rows(output, rows, profile.score_seeds, profile, args.processes, "rows")
     if args.extra_seeds:
-        from hf_l3rs.benchmark.run import execute
-
         start = max(profile.score_seeds) + 1
         seeds = range(start, start + args.extra_seeds)
         chosen = [DEFAULT_WEIGHTS] + [str(f) for f in variants.values() if f.name in args.rows]
-        for case in cases("dev"):
-            jobs = missing_runs(output, case, chosen, seeds, profile)
-            execute(jobs, args.processes, f"{case.name}: extra seeds")
+        score_rows(output, chosen, seeds, profile, args.processes, "extra seeds")
     result = table(output, variants, profile)
     stem = f"ablation-{DEFAULT_WEIGHTS}@{weights_version(DEFAULT_WEIGHTS)}"
     for folder in [output] + ([Path(args.results)] if args.results else []):

@@ -68,3 +68,22 @@ def test_ratio_column_pairs_each_row_with_the_default_on_its_seeds(tmp_path):
     default = result["rows"]["default (l3rs-general)"]
     assert default["loss_ratio_to_best_lr_free"] == pytest.approx((3 * 1 + 5 * 9) / 8)
     assert "| 2.000 (default 1.000) |" in ablation.render(result)
+
+
+def test_the_rows_run_only_l3rs_and_need_the_peers_of_every_dev_case(tmp_path, monkeypatch):
+    """The ablation scores its rows and nothing else: an output without the peers' runs (a dev
+    report copied from another machine) must not send it tuning and scoring every peer again
+    (hours on a CPU where Muon emulates bfloat16); a report that lacks a dev case is refused."""
+    from hf_l3rs.benchmark import plan
+    from hf_l3rs.benchmark.suite import cases
+
+    profile = plan.PROFILES["quick"]
+    with pytest.raises(SystemExit, match="fashion-resnet-probe"):
+        report = {"cases": [{"name": c.name} for c in cases("dev") if c.name != "fashion-resnet-probe"]}
+        (tmp_path / "report.json").write_text(json.dumps(report))
+        ablation.require_peers(tmp_path, profile)
+    jobs = []
+    monkeypatch.setattr(run, "execute", lambda js, *a, **k: jobs.extend(js))
+    ablation.score_rows(tmp_path, ["l3rs-general"], profile.score_seeds, profile, 1, "rows")
+    assert len(jobs) == len(cases("dev")) * len(profile.score_seeds)
+    assert {job[1].peer for job in jobs} == {"l3rs"}

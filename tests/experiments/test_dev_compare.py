@@ -1,5 +1,6 @@
-"""experiments/scripts/dev_compare.py: the peers' report assembled from several dev reports takes
-each case only from a report whose fingerprint is that of the current case definitions."""
+"""experiments/scripts/dev_compare.py and trade_off.py: the peers' report assembled from several
+dev reports takes each case only from a report whose fingerprint is that of the current case
+definitions; the trade-off's groups split the dev cases."""
 
 from __future__ import annotations
 
@@ -42,3 +43,26 @@ def test_a_stale_or_foreign_report_counts_for_nothing_and_missing_cases_are_name
     assert current_cases_of({**_report(names[:3]), "split": "test"}) == []
     with pytest.raises(SystemExit, match=names[-1]):
         assemble([_report(names[:-1])])
+
+
+def test_the_trade_off_groups_split_the_dev_cases():
+    """trade_off.py's groups (ADR 0022): every dev case in exactly one; the kanji group is the
+    three meta-training-domain cases, the other-domain group their twins plus the text classifier."""
+    from trade_off import GROUPS, group_of
+
+    for case in cases("dev"):
+        assert sum(member(case) for member in GROUPS.values()) == 1, case.name
+    by_group: dict[str, set[str]] = {}
+    for case in cases("dev"):
+        by_group.setdefault(group_of(case), set()).add(case.name)
+    assert by_group["kanji fine-tuning"] == {
+        "kanji-resnet-finetune",
+        "kanji-resnet-probe",
+        "kanji-resnet-finetune-long",
+    }
+    assert by_group["other-domain fine-tuning, text classification"] == {
+        "fashion-resnet-fewshot",
+        "fashion-resnet-probe",
+        "fashion-resnet-fewshot-long",
+        "docstring-decoder-classify-trainer",
+    }
