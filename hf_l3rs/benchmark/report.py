@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from hf_l3rs.benchmark import plan
+from hf_l3rs.benchmark import acceptance, plan
 from hf_l3rs.benchmark.peers import TUNED, PeerConfig
 from hf_l3rs.benchmark.stats import geomean, holm, paired_bootstrap, paired_p, steps_to_reach
 from hf_l3rs.benchmark.suite import Case
@@ -321,6 +321,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         render_summary(report),
     ]
+    if acceptance.applicable(report):
+        lines += ["", acceptance.render(report).rstrip("\n")]
     for case in report["cases"]:
         lines += [
             "",
@@ -406,8 +408,10 @@ README_END = "<!-- end of generated summary -->"
 
 
 def readme_block(result: dict[str, Any], path: str) -> str:
-    """The README's results table: the committed test report's summary, verbatim."""
-    return "\n".join([README_BEGIN.format(path=path), "", render_summary(result), "", README_END])
+    """The README's results table: the committed test report's summary and the claim's bars
+    computed from it (:mod:`hf_l3rs.benchmark.acceptance`), verbatim."""
+    bars = acceptance.render(result).replace("## The claim's bars", "**The claim's bars**").rstrip("\n")
+    return "\n".join([README_BEGIN.format(path=path), "", render_summary(result), "", bars, "", README_END])
 
 
 def update_readme(readme: Path, result: dict[str, Any], path: str) -> None:
