@@ -77,15 +77,12 @@ def bars(report: dict[str, Any]) -> list[Bar]:
             "; ".join(behind) if behind else f"all {n} cases",
         )
     )
+    failures = [f"{what} {', '.join(names)}" for what, names in (("loss", loss_over), ("accuracy", acc_under)) if names]
     out.append(
         Bar(
             "every case ≤ 1.05× the best tuned AdamW's loss and ≤ 1 point behind its accuracy",
-            not (loss_over or acc_under),
-            "; ".join(
-                [f"loss {', '.join(loss_over)}"] * bool(loss_over)
-                + [f"accuracy {', '.join(acc_under)}"] * bool(acc_under)
-            )
-            or f"all {n} cases",
+            not failures,
+            "; ".join(failures) or f"all {n} cases",
         )
     )
     speed = summary["l3rs"].get("geomean_speedup")
