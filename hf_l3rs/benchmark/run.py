@@ -32,7 +32,7 @@ def curve_steps(steps: int, points: int) -> list[int]:
     return sorted(out)
 
 
-def _evaluate(problem: Problem, opt: Any) -> tuple[float, float]:
+def held_out(problem: Problem, opt: Any) -> tuple[float, float]:
     """Held-out (loss, accuracy), in inference mode (no graph is kept) and, for schedule-free
     optimizers, at the averaged weights they are meant to be evaluated at."""
     model = problem.model
@@ -75,7 +75,7 @@ def _train_plain(problem: Problem, opt: Any, factor: Any, steps: int, points: li
             train_curve.append([t + 1, sum(window) / len(window)])
             window = []
         if t + 1 in points:
-            held_curve.append([t + 1, *_evaluate(problem, opt)])
+            held_curve.append([t + 1, *held_out(problem, opt)])
             lr_curve.append([t + 1, opt.param_groups[0]["lr"]])
     return {"train_curve": train_curve, "held_curve": held_curve, "lr_curve": lr_curve, "diverged_at": diverged_at}
 
@@ -103,7 +103,7 @@ def _train_with_trainer(
 
         def on_step_end(self, args, state, control, **kw):
             if state.global_step in points:
-                held_curve.append([state.global_step, *_evaluate(problem, opt)])
+                held_curve.append([state.global_step, *held_out(problem, opt)])
 
     with tempfile.TemporaryDirectory() as scratch:
         args = TrainingArguments(
