@@ -99,7 +99,7 @@ def test_held_out_evaluation_keeps_no_graph(toy_case):
     seen = []
     real = prob.evaluate
     prob.evaluate = lambda model: seen.append(torch.is_grad_enabled()) or real(model)
-    run._evaluate(prob, torch.optim.SGD(prob.model.parameters(), lr=0.1))
+    run.held_out(prob, torch.optim.SGD(prob.model.parameters(), lr=0.1))
     assert seen == [False]
 
 
