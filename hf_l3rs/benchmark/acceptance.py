@@ -110,9 +110,10 @@ def render(report: dict[str, Any]) -> str:
     if not applicable(report):
         return ""
     lines = [
-        "## The claim's bars (issue 37's acceptance)",
+        "## The claim's bars",
         "",
-        "Computed from this report's figures (`hf_l3rs.benchmark.acceptance`); means over the paired seeds.",
+        "What the claim asks (level with the best learning-rate-free peer, close to tuned AdamW), computed from "
+        "this report's figures (`hf_l3rs.benchmark.acceptance`); means over the paired seeds.",
         "",
         "| bar | met | evidence |",
         "|---|---|---|",

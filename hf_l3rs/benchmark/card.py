@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hf_l3rs.benchmark import acceptance
 from hf_l3rs.benchmark.report import render_summary
 
 PEER_NAMES = {
@@ -137,6 +138,7 @@ dev split and the meta-training mixture), {len(report["score_seeds"])} paired se
 
 {render_summary(report)}
 
+{acceptance.render(report)}
 ## Limitations
 Where it loses (accuracy, mean over seeds):
 

@@ -32,6 +32,9 @@ def test_card_carries_the_reports_numbers_and_says_where_it_loses(tmp_path) -> N
     # and where its loss is worse at similar accuracy (an over-confident head), in loss
     assert "clipart-resnet-finetune: test loss 3.044, 1.99× tuned AdamW's 1.530" in text
     assert "fortunes-decoder-lora: test loss" not in text  # within 1.05× of every peer there
+    # the claim's bars, computed from the same report (hf_l3rs.benchmark.acceptance)
+    assert "## The claim's bars" in text
+    assert "clipart-cnn-scratch -8.1 pts (schedule-free AdamW)" in text
     assert "4.6 CPU-hours." in text and "@article{l3rs" in text
     assert "](meta_training_curve.png)" in text  # issue 37: the card shows the meta-training curve
     assert report["weights_version"] in card.data.model_name
