@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from hf_l3rs.benchmark import plan
-from hf_l3rs.benchmark.ablation import missing_runs, render, table
+from hf_l3rs.benchmark.ablation import missing_dev_runs, render, table
 from hf_l3rs.benchmark.peers import DEFAULT_WEIGHTS
 from hf_l3rs.benchmark.run import execute
 from hf_l3rs.benchmark.stats import geomean
@@ -78,7 +78,7 @@ def score_l3rs(weights: list[str], processes: int = 2, dry: bool = False) -> Non
     """Score each weights (name or folder) on every dev case's score seeds; stored runs are kept.
     ``dry``: only check that none is missing."""
     profile = plan.PROFILES["quick"]
-    jobs = [j for case in cases("dev") for j in missing_runs(OUT, case, weights, profile.score_seeds, profile)]
+    jobs = missing_dev_runs(OUT, weights, profile.score_seeds, profile)
     if dry and jobs:
         raise SystemExit(
             f"{len(jobs)} runs of {weights} are missing; score them without HD_MODE first: "

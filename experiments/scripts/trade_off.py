@@ -10,7 +10,7 @@ from pathlib import Path
 from dev_compare import OUT, peers_report
 
 from hf_l3rs.benchmark import plan
-from hf_l3rs.benchmark.ablation import missing_runs, table
+from hf_l3rs.benchmark.ablation import missing_dev_runs, table
 from hf_l3rs.benchmark.stats import geomean
 from hf_l3rs.benchmark.suite import Case, cases
 
@@ -35,27 +35,18 @@ def ratios(rows: dict[str, Path]) -> dict[str, dict[str, float]]:
     """Per row and group: geometric mean of (row's mean test loss ÷ the default's), paired seeds."""
     profile = plan.PROFILES["quick"]
     missing = [
-        label
-        for label, folder in rows.items()
-        for c in cases("dev")
-        if missing_runs(OUT, c, [str(folder)], profile.score_seeds, profile)
+        label for label, folder in rows.items() if missing_dev_runs(OUT, [str(folder)], profile.score_seeds, profile)
     ]
     if missing:
-        raise SystemExit(f"rows without every dev run: {sorted(set(missing))}; score them first (dev_compare.py)")
+        raise SystemExit(f"rows without every dev run: {missing}; score them first (dev_compare.py)")
     peers_report()
     result = table(OUT, rows, profile)
+    group = {c.name: group_of(c) for c in cases("dev")}
     out = {}
     for label in rows:
         per_case = result["rows"][label]["cases"]
         out[label] = {
-            g: geomean(
-                [
-                    v["loss"] / v["default_loss"]
-                    for n, v in per_case.items()
-                    if group_of(next(c for c in cases("dev") if c.name == n)) == g
-                ]
-            )
-            for g in GROUPS
+            g: geomean([v["loss"] / v["default_loss"] for n, v in per_case.items() if group[n] == g]) for g in GROUPS
         }
     return out
 

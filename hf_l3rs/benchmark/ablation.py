@@ -166,6 +166,11 @@ def missing_runs(output: Path, case, weights: list[str], seeds, profile: plan.Pr
     return pending_jobs(output, case, configs, seeds, "score", profile.curve_points)
 
 
+def missing_dev_runs(output: Path, weights: list[str], seeds, profile: plan.Profile) -> list[tuple]:
+    """:func:`missing_runs` over every dev case, in case order."""
+    return [job for case in cases("dev") for job in missing_runs(output, case, weights, seeds, profile)]
+
+
 def require_peers(output: Path, profile: plan.Profile) -> None:
     """The rows are compared with the peers of ``output``'s dev report: it must hold every current
     dev case (the rows never run a peer; that is ``hf-l3rs benchmark --suite dev``'s job)."""
@@ -184,8 +189,7 @@ def score_rows(output: Path, weights: list[str], seeds, profile: plan.Profile, p
     Only L3RS runs: the peers' figures come from the report (:func:`require_peers`)."""
     from hf_l3rs.benchmark.run import execute
 
-    for case in cases("dev"):
-        execute(missing_runs(output, case, weights, seeds, profile), processes, f"{case.name}: {desc}")
+    execute(missing_dev_runs(output, weights, seeds, profile), processes, f"dev split: {desc}")
 
 
 def main() -> None:

@@ -105,12 +105,12 @@ def applicable(report: dict[str, Any]) -> bool:
     )
 
 
-def render(report: dict[str, Any]) -> str:
+def render(report: dict[str, Any], heading: str = "## The claim's bars") -> str:
     """The bars as a markdown section ("" where the report cannot judge them: :func:`applicable`)."""
     if not applicable(report):
         return ""
     lines = [
-        "## The claim's bars",
+        heading,
         "",
         "What the claim asks (level with the best learning-rate-free peer, close to tuned AdamW), computed from "
         "this report's figures (`hf_l3rs.benchmark.acceptance`); means over the paired seeds.",

@@ -321,8 +321,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         render_summary(report),
     ]
-    if acceptance.applicable(report):
-        lines += ["", acceptance.render(report).rstrip("\n")]
+    bars = acceptance.render(report)
+    if bars:
+        lines += ["", bars.rstrip("\n")]
     for case in report["cases"]:
         lines += [
             "",
@@ -410,8 +411,7 @@ README_END = "<!-- end of generated summary -->"
 def readme_block(result: dict[str, Any], path: str) -> str:
     """The README's results table: the committed test report's summary and the claim's bars
     computed from it (:mod:`hf_l3rs.benchmark.acceptance`), verbatim."""
-    bars = acceptance.render(result).replace("## The claim's bars", "**The claim's bars** (issue 37's acceptance)")
-    bars = bars.rstrip("\n")
+    bars = acceptance.render(result, heading="**The claim's bars** (issue 37's acceptance)").rstrip("\n")
     return "\n".join([README_BEGIN.format(path=path), "", render_summary(result), "", bars, "", README_END])
 
 
